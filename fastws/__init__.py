@@ -1,0 +1,35 @@
+"""fastws: low-latency exchange market data over WebSocket.
+
+One base class, ``BaseWebSocketInterface``, gives every exchange adapter
+connection state tracking, reconnection with backoff, subscription management,
+health checks and metrics; a Cython frame core on picows and uvloop carries
+each frame from the read buffer to the parser and the handler.
+"""
+from fastws._core import FrameHandler
+from fastws.base import BaseWebSocketInterface, ConnectionGap
+from fastws.config import WebSocketConfig, create_websocket_config
+from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
+                           InvalidMessageError, MessageHandlerError, RateLimitError,
+                           SubscriptionRejectedError)
+from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
+
+__all__ = [
+    "BaseWebSocketInterface",
+    "ConnectionFailedError",
+    "ConnectionGap",
+    "ConnectionState",
+    "ExchangeAPIError",
+    "ExchangeName",
+    "ExchangeTimeoutError",
+    "FrameHandler",
+    "InvalidMessageError",
+    "MessageHandlerError",
+    "RateLimitError",
+    "StreamType",
+    "SubscriptionAction",
+    "SubscriptionRejectedError",
+    "WebSocketConfig",
+    "create_websocket_config",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,64 @@
+"""Reconnection policy: when to try again, and which failures are worth it."""
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from picows import WSInvalidURL
+
+__all__ = ["ReconnectPolicy", "is_retryable"]
+
+
+class ReconnectPolicy:
+    """Delays between connection attempts.
+
+    The first attempt after an unexpected drop is immediate; after that the
+    delay is ``base × factor^n`` capped at ``cap``, spread by ``± jitter`` of
+    itself. ``reset()`` starts over (called once a connection has been healthy
+    for a while).
+
+    Args:
+        base: Delay before the second attempt, seconds.
+        factor: Growth per further attempt.
+        cap: Largest delay, seconds.
+        jitter: Fraction of each delay drawn at random, 0 for none.
+        rng: Source of randomness in [0, 1), replaceable in tests.
+    """
+
+    def __init__(self, base: float, factor: float, cap: float, jitter: float,
+                 rng: Callable[[], float] = random.random) -> None:
+        self._base = base
+        self._factor = factor
+        self._cap = cap
+        self._jitter = jitter
+        self._rng = rng
+        self._attempt = 0
+
+    @property
+    def attempt(self) -> int:
+        """Attempts made since the last reset."""
+        return self._attempt
+
+    def next_delay(self) -> float:
+        """Return the delay before the next attempt and count the attempt."""
+        attempt = self._attempt
+        self._attempt += 1
+        if attempt == 0:
+            return 0.0
+        delay = min(self._cap, self._base * self._factor ** (attempt - 1))
+        if self._jitter:
+            delay *= 1.0 + self._jitter * (2.0 * self._rng() - 1.0)
+        return min(self._cap, max(0.0, delay))
+
+    def reset(self) -> None:
+        """Forget past attempts: the next delay is 0 again."""
+        self._attempt = 0
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Say whether a failed connection attempt is worth repeating.
+
+    A malformed URL or a bad argument will fail the same way every time; a
+    refused, reset, timed-out or rejected (HTTP 429/503) attempt may not.
+    """
+    return not isinstance(exc, (WSInvalidURL, ValueError, TypeError))

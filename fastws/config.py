@@ -1,0 +1,119 @@
+"""Connection settings: ``WebSocketConfig`` and ``create_websocket_config``."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+__all__ = ["WebSocketConfig", "create_websocket_config"]
+
+
+@dataclass(frozen=True)
+class WebSocketConfig:
+    """Settings for one exchange connection, validated on construction.
+
+    The first seven fields are the interface standard's; the rest tune the
+    reconnection policy, liveness checks and the exchange's limits.
+
+    Attributes:
+        url: ``ws://`` or ``wss://`` endpoint.
+        timeout: Seconds allowed to open a connection (TCP, TLS and upgrade).
+        ping_interval: Seconds of silence after which the client pings.
+        max_reconnect_attempts: Consecutive failed attempts before the state
+            becomes FAILED; 0 retries forever.
+        reconnect_delay: Delay before the second attempt after a drop (the
+            first is immediate).
+        reconnect_backoff: Factor by which the delay grows per attempt.
+        enable_compression: permessage-deflate; not available yet (its own
+            issue), so ``True`` raises instead of being silently ignored.
+        max_reconnect_delay: Cap on the reconnect delay.
+        reconnect_jitter: Random spread of each delay, as a fraction of it.
+        pong_timeout: Seconds to wait for a pong before the connection is
+            declared dead; at most ``ping_interval``.
+        stale_timeout: Seconds without any message before reconnecting;
+            ``None`` disables the check.
+        max_connection_age: Reconnect before the connection is this old
+            (seconds); ``None`` never rotates.
+        healthy_after: Seconds a connection must stay up before the attempt
+            counter resets.
+        max_messages_per_second: Outgoing control message rate (token bucket).
+        max_frame_size: Largest frame or reassembled message, in bytes.
+        subscription_timeout: Seconds to wait for a subscription ack.
+        subscription_batch_size: Streams per subscription message.
+        max_pending_subscriptions: Bound on streams queued while disconnected.
+        extra_headers: HTTP headers added to the upgrade request.
+    """
+
+    url: str
+    timeout: float = 10.0
+    ping_interval: float = 20.0
+    max_reconnect_attempts: int = 10
+    reconnect_delay: float = 1.0
+    reconnect_backoff: float = 2.0
+    enable_compression: bool = False
+    max_reconnect_delay: float = 60.0
+    reconnect_jitter: float = 0.1
+    pong_timeout: float = 10.0
+    stale_timeout: Optional[float] = 60.0
+    max_connection_age: Optional[float] = None
+    healthy_after: float = 30.0
+    max_messages_per_second: float = 5.0
+    max_frame_size: int = 10 * 1024 * 1024
+    subscription_timeout: float = 10.0
+    subscription_batch_size: int = 100
+    max_pending_subscriptions: int = 10_000
+    extra_headers: Optional[Mapping[str, str]] = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith(("ws://", "wss://")):
+            raise ValueError(f"url must start with ws:// or wss://, got {self.url!r}")
+        for name in ("timeout", "ping_interval", "reconnect_delay", "max_reconnect_delay",
+                     "pong_timeout", "healthy_after", "max_messages_per_second",
+                     "subscription_timeout"):
+            _require_positive(name, getattr(self, name))
+        for name in ("stale_timeout", "max_connection_age"):
+            value = getattr(self, name)
+            if value is not None:
+                _require_positive(name, value)
+        if self.reconnect_delay > self.max_reconnect_delay:
+            raise ValueError("reconnect_delay must not exceed max_reconnect_delay "
+                             f"({self.reconnect_delay} > {self.max_reconnect_delay})")
+        if self.reconnect_backoff < 1.0 or not math.isfinite(self.reconnect_backoff):
+            raise ValueError(f"reconnect_backoff must be a finite number >= 1, got {self.reconnect_backoff!r}")
+        if not 0.0 <= self.reconnect_jitter <= 1.0:
+            raise ValueError(f"reconnect_jitter must be within [0, 1], got {self.reconnect_jitter!r}")
+        if self.pong_timeout > self.ping_interval:
+            raise ValueError("pong_timeout must not exceed ping_interval "
+                             f"({self.pong_timeout} > {self.ping_interval})")
+        for name in ("max_reconnect_attempts",):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0 (0 retries forever), got {value!r}")
+        for name in ("max_frame_size", "subscription_batch_size", "max_pending_subscriptions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.enable_compression:
+            raise ValueError("enable_compression=True: permessage-deflate is not implemented yet "
+                             "(planned in its own issue); use enable_compression=False")
+
+
+def _require_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def create_websocket_config(url: str, **overrides: Any) -> WebSocketConfig:
+    """Build a validated ``WebSocketConfig`` for ``url`` with field overrides.
+
+    Raises:
+        TypeError: an override names no field.
+        ValueError: a value is out of range.
+    """
+    known = {f.name for f in dataclasses.fields(WebSocketConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown WebSocketConfig field(s): {', '.join(unknown)}")
+    return WebSocketConfig(url=url, **overrides)

@@ -1,0 +1,80 @@
+"""The one error type users catch: ``ExchangeAPIError`` and its subclasses."""
+from __future__ import annotations
+
+__all__ = [
+    "ExchangeAPIError",
+    "InvalidMessageError",
+    "RateLimitError",
+    "SubscriptionRejectedError",
+    "ConnectionFailedError",
+    "ExchangeTimeoutError",
+    "MessageHandlerError",
+]
+
+
+class ExchangeAPIError(Exception):
+    """An error from an exchange connection, with an HTTP-style code.
+
+    Args:
+        code: 400 invalid message, 403 rejected subscription, 408 timeout,
+            429 rate limit, 500 connection or handler failure.
+        message: What went wrong, in words a user can act on.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class ConnectionFailedError(ExchangeAPIError):
+    """The connection could not be opened or kept (code 500)."""
+
+    def __init__(self, message: str, code: int = 500) -> None:
+        super().__init__(code, message)
+
+
+class InvalidMessageError(ExchangeAPIError):
+    """A message could not be parsed or classified (code 400)."""
+
+    def __init__(self, message: str, payload: bytes | None = None) -> None:
+        super().__init__(400, message)
+        self.payload = payload
+
+
+class SubscriptionRejectedError(ExchangeAPIError):
+    """The exchange rejected a subscription (code 403).
+
+    ``exchange_code`` and ``exchange_message`` carry the exchange's own words.
+    """
+
+    def __init__(self, message: str, exchange_code: int | None = None,
+                 exchange_message: str | None = None) -> None:
+        super().__init__(403, message)
+        self.exchange_code = exchange_code
+        self.exchange_message = exchange_message
+
+
+class ExchangeTimeoutError(ExchangeAPIError):
+    """An acknowledgement or a connection did not come in time (code 408)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(408, message)
+
+
+class RateLimitError(ExchangeAPIError):
+    """A limit of the exchange would be or was exceeded (code 429)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(429, message)
+
+
+class MessageHandlerError(ExchangeAPIError):
+    """The user's message handler raised (code 500); the cause is chained."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, message)
+

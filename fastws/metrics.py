@@ -1,0 +1,91 @@
+"""Metrics: the core's counters summed over a client's connections, as a dict."""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Optional, Sequence
+
+from fastws._core import FrameHandler, latency_bucket_bounds
+
+__all__ = ["ConnectionMetrics", "latency_percentiles"]
+
+# Counters summed across the connections of one client (a new FrameHandler per
+# connection starts from zero).
+_SUMMED = ("messages_received", "bytes_received", "messages_delivered", "control_messages",
+           "parse_errors", "classify_errors", "handler_errors", "messages_sent", "bytes_sent",
+           "suspensions")
+
+
+def latency_percentiles(histogram: Sequence[int],
+                        quantiles: Iterable[float] = (0.5, 0.99, 0.999)) -> dict[str, Optional[float]]:
+    """Estimate latency percentiles, in microseconds, from a core histogram.
+
+    Each estimate is the midpoint of the bucket holding that quantile, so it is
+    within about 12 % of the true value. Keys are ``p50``, ``p99``, ``p99.9``;
+    values are ``None`` when nothing was recorded.
+    """
+    total = sum(histogram)
+    result: dict[str, Optional[float]] = {}
+    for q in quantiles:
+        key = "p" + format(q * 100, "g")
+        if total == 0:
+            result[key] = None
+            continue
+        rank = q * total
+        seen = 0
+        for index, count in enumerate(histogram):
+            seen += count
+            if count and seen >= rank:
+                low, high = latency_bucket_bounds(index)
+                result[key] = (low + high) / 2 / 1000.0
+                break
+    return result
+
+
+class ConnectionMetrics:
+    """Counters of one client across all its connections.
+
+    The per-message counters live in the current connection's core; when a
+    connection ends they are folded into the totals here, so a snapshot never
+    goes backwards over a reconnect.
+    """
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.reconnections = 0
+        self.errors = 0
+        self.connection_attempts = 0
+        self.connected_since: Optional[float] = None
+        self._totals: dict[str, int] = dict.fromkeys(_SUMMED, 0)
+        self._histogram: Optional[list[int]] = None
+
+    def fold(self, core: FrameHandler) -> None:
+        """Add a finished connection's counters to the totals."""
+        counters = core.counters()
+        for name in _SUMMED:
+            self._totals[name] += counters[name]
+        histogram = core.latency_histogram()
+        if self._histogram is None:
+            self._histogram = histogram
+        else:
+            self._histogram = [a + b for a, b in zip(self._histogram, histogram)]
+
+    def snapshot(self, core: Optional[FrameHandler]) -> dict[str, Any]:
+        """Return every metric as a new dict, including the live connection's."""
+        totals = dict(self._totals)
+        histogram = self._histogram
+        if core is not None:
+            counters = core.counters()
+            for name in _SUMMED:
+                totals[name] += counters[name]
+            live = core.latency_histogram()
+            histogram = live if histogram is None else [a + b for a, b in zip(histogram, live)]
+        uptime = time.monotonic() - self.connected_since if self.connected_since is not None else 0.0
+        return {
+            **totals,
+            "connections": self.connections,
+            "reconnections": self.reconnections,
+            "connection_attempts": self.connection_attempts,
+            "errors": self.errors,
+            "connection_uptime": uptime,
+            "latency_us": latency_percentiles(histogram or ()),
+        }

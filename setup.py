@@ -1,0 +1,39 @@
+"""Build of the compiled frame core.
+
+Knobs are environment variables, not edits:
+  FASTWS_ANNOTATE=1   write Cython's annotated HTML next to the sources
+  FASTWS_DEBUG=1      build with -O0 -g and Cython's line tracing
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("FASTWS_DEBUG") == "1"
+
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+macros = [("CYTHON_TRACE", "1")] if DEBUG else []
+
+extensions = [
+    Extension(
+        "fastws._core",
+        ["fastws/_core.pyx"],
+        extra_compile_args=compile_args,
+        define_macros=macros,
+    ),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+            "linetrace": DEBUG,
+        },
+        annotate=os.environ.get("FASTWS_ANNOTATE") == "1",
+    ),
+)
