@@ -78,10 +78,13 @@ cdef extern from *:
     int __builtin_clzll(unsigned long long) nogil
 
 
-def latency_bucket_bounds(int index):
-    """Return the ``(low, high)`` nanosecond bounds of a latency bucket."""
-    cdef int log2
-    if index < 8:
+def latency_bucket_bounds(index):
+    """Return the ``(low, high)`` nanosecond bounds of a latency bucket.
+
+    Buckets 0-7 hold exactly 0-7 ns; from 8 ns on, each power of two is split
+    into 4 buckets (indices 12 and up; 8-11 stay empty).
+    """
+    if index < 12:
         return index, index + 1
     log2 = index // 4
     return (4 + index % 4) << (log2 - 2), (5 + index % 4) << (log2 - 2)

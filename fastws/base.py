@@ -198,6 +198,9 @@ class BaseWebSocketInterface(ABC):
         self._core = core
         self._ws = transport
         self._disconnected = asyncio.get_running_loop().create_future()
+        # Exchanges count control messages per connection: a new connection
+        # starts with a fresh bucket, so a resubscribe goes out at once.
+        self._rate_limiter = TokenBucket(self.config.max_messages_per_second)
 
     async def _make_socket(self, parsed_url: WSParsedURL) -> socket.socket:
         loop = asyncio.get_running_loop()
@@ -527,12 +530,15 @@ class BaseWebSocketInterface(ABC):
             self._emit_error(exc)
 
     async def _request(self, streams: list[str], action: SubscriptionAction) -> None:
-        """Send (un)subscribe requests in batches and wait for each ack."""
+        """Send (un)subscribe requests in batches and wait for each ack.
+
+        The adapter sends through ``send_message``, which waits for the
+        outgoing rate limit.
+        """
         size = self.config.subscription_batch_size
         rejected: list[SubscriptionRejectedError] = []
         for start in range(0, len(streams), size):
             batch = streams[start:start + size]
-            await self._rate_limiter.acquire()
             if self._ws is None or self._ws.is_disconnected:
                 raise ConnectionFailedError(f"{self.exchange}: connection lost before {action.value}")
             ack = await self._send_subscription_message(batch, action)

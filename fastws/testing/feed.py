@@ -1,0 +1,306 @@
+"""A loopback market-data feed server and a client adapter for it.
+
+``FeedServer`` is a picows server on 127.0.0.1 that speaks a Binance-style
+combined-stream protocol (``SUBSCRIBE``/``UNSUBSCRIBE`` with ids, acks
+``{"result": null, "id": N}``, errors ``{"error": {...}, "id": N}``) and pushes
+~250-byte depth updates with per-stream sequence numbers. Tests, the demo and
+the benchmarks use it; faults are injected by calling its methods.
+
+``LoopbackFeedClient`` is the adapter for it, written the way the interface
+standard writes adapters (``async`` parse, msgspec decode).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Iterable, Optional
+
+import msgspec
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+from fastws.base import BaseWebSocketInterface
+from fastws.errors import SubscriptionRejectedError
+from fastws.types import StreamType, SubscriptionAction
+
+__all__ = ["FeedServer", "LoopbackFeedClient", "depth_message"]
+
+_decode_request = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+def depth_message(stream: str, sequence: int, event_time_ms: Optional[int] = None) -> bytes:
+    """Build one combined-stream depth update (about 250 bytes) as JSON bytes."""
+    symbol = stream.split("@", 1)[0].upper()
+    price = 65000 + sequence % 100
+    return _encode({
+        "stream": stream,
+        "data": {
+            "e": "depthUpdate",
+            "E": event_time_ms if event_time_ms is not None else int(time.time() * 1000),
+            "s": symbol,
+            "U": sequence,
+            "u": sequence,
+            "b": [[f"{price}.10", "0.512"], [f"{price - 1}.00", "1.250"]],
+            "a": [[f"{price + 1}.20", "0.300"], [f"{price + 2}.50", "2.000"]],
+        },
+    })
+
+
+class _FeedConnection(WSListener):
+    """Server side of one client connection."""
+
+    def __init__(self, server: "FeedServer", path: str) -> None:
+        super().__init__()
+        self.server = server
+        self.path = path
+        self.transport: Optional[WSTransport] = None
+        self.streams: dict[str, None] = {}
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.server.connections.append(self)
+        self.server.connection_count += 1
+        self.server._connected.set()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self in self.server.connections:
+            self.server.connections.remove(self)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.PING:
+            if self.server.answer_pings:
+                transport.send_pong(frame.get_payload_as_bytes())
+            return
+        if frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        try:
+            request = _decode_request(frame.get_payload_as_bytes())
+        except msgspec.DecodeError:
+            transport.send(WSMsgType.TEXT, _encode({"error": {"code": 3, "msg": "Invalid JSON"}, "id": None}))
+            return
+        self.server.requests.append(request)
+        if not isinstance(request, dict):
+            return
+        method, params, request_id = request.get("method"), request.get("params") or [], request.get("id")
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            transport.send(WSMsgType.TEXT, _encode({"error": {"code": 2, "msg": "Invalid request"},
+                                                     "id": request_id}))
+            return
+        if self.server.ignore_requests:
+            return
+        bad = [s for s in params if s in self.server.reject or s.startswith("bad")]
+        if bad:
+            reply = {"error": {"code": 2, "msg": f"Invalid request: invalid stream {bad[0]}"}, "id": request_id}
+        else:
+            for stream in params:
+                if method == "SUBSCRIBE":
+                    self.streams[stream] = None
+                else:
+                    self.streams.pop(stream, None)
+            reply = {"result": None, "id": request_id}
+        payload = _encode(reply)
+        if self.server.ack_delay:
+            asyncio.get_running_loop().call_later(self.server.ack_delay, self._send_late, payload)
+        else:
+            transport.send(WSMsgType.TEXT, payload)
+
+    def _send_late(self, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.send(WSMsgType.TEXT, payload)
+
+
+class FeedServer:
+    """A loopback depth feed on 127.0.0.1 for tests, the demo and benchmarks.
+
+    Use ``async with FeedServer() as server:`` and connect to ``server.url``.
+
+    Attributes:
+        reject: Stream names answered with an error (also any name starting
+            with ``bad``).
+        ack_delay: Seconds before each ack is sent (0: at once).
+        ignore_requests: Never answer subscription requests.
+        answer_pings: Reply to the client's pings (False simulates a peer
+            whose pongs are lost).
+        requests: Every decoded request received, in order.
+        connection_count: Connections accepted so far.
+    """
+
+    def __init__(self, rate: float = 0.0) -> None:
+        self.rate = rate
+        self.reject: set[str] = set()
+        self.ack_delay = 0.0
+        self.ignore_requests = False
+        self.answer_pings = True
+        self.muted = False
+        self.requests: list[Any] = []
+        self.connections: list[_FeedConnection] = []
+        self.connection_count = 0
+        self.sequences: dict[str, int] = {}
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._publisher: Optional[asyncio.Task[None]] = None
+        self._connected = asyncio.Event()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """``ws://127.0.0.1:<port>/stream``."""
+        return f"ws://127.0.0.1:{self.port}/stream"
+
+    async def start(self) -> None:
+        """Listen on an ephemeral port; start the paced publisher if ``rate``."""
+        self._server = await ws_create_server(
+            lambda request: _FeedConnection(self, request.path), "127.0.0.1", 0,
+            enable_auto_pong=False, logger_name="feed-server")
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.rate > 0:
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_paced())
+
+    async def stop(self) -> None:
+        """Close every connection and the listening socket."""
+        if self._publisher is not None:
+            self._publisher.cancel()
+            try:
+                await self._publisher
+            except asyncio.CancelledError:
+                pass
+            self._publisher = None
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.disconnect(graceful=False)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> "FeedServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def subscribed(self) -> set[str]:
+        """Streams subscribed on any open connection."""
+        return {s for c in self.connections for s in c.streams}
+
+    async def wait_subscribed(self, streams: Iterable[str], timeout: float = 5.0) -> None:
+        """Wait until every stream in ``streams`` is subscribed on some connection."""
+        wanted = set(streams)
+        deadline = time.monotonic() + timeout
+        while not wanted <= self.subscribed():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not subscribed within {timeout} s: {wanted - self.subscribed()}")
+            await asyncio.sleep(0.005)
+
+    def publish(self, count: int = 1) -> int:
+        """Push ``count`` depth updates on every subscribed stream; return frames sent."""
+        sent = 0
+        if self.muted:
+            return 0
+        for connection in list(self.connections):
+            transport = connection.transport
+            if transport is None or transport.is_disconnected:
+                continue
+            for _ in range(count):
+                for stream in connection.streams:
+                    sequence = self.sequences.get(stream, 0) + 1
+                    self.sequences[stream] = sequence
+                    transport.send(WSMsgType.TEXT, depth_message(stream, sequence))
+                    sent += 1
+        return sent
+
+    def send_raw(self, payload: bytes, msg_type: WSMsgType = WSMsgType.TEXT) -> None:
+        """Send ``payload`` unchanged to every connection (for malformed input)."""
+        for connection in self.connections:
+            if connection.transport is not None:
+                connection.transport.send(msg_type, payload)
+
+    def send_fragmented(self, payload: bytes, pieces: int) -> None:
+        """Send ``payload`` as one TEXT message split into ``pieces`` frames."""
+        size = max(1, -(-len(payload) // pieces))
+        chunks = [payload[i:i + size] for i in range(0, len(payload), size)]
+        for connection in self.connections:
+            transport = connection.transport
+            if transport is None:
+                continue
+            for index, chunk in enumerate(chunks):
+                transport.send(WSMsgType.TEXT if index == 0 else WSMsgType.CONTINUATION, chunk,
+                               fin=index == len(chunks) - 1)
+
+    def drop_all(self, code: Optional[int] = WSCloseCode.GOING_AWAY) -> None:
+        """Close every connection: with a close frame of ``code``, or reset if None."""
+        for connection in list(self.connections):
+            transport = connection.transport
+            if transport is None:
+                continue
+            if code is None:
+                transport.disconnect(graceful=False)
+            else:
+                transport.send_close(WSCloseCode(code))
+                transport.disconnect()
+
+    async def wait_connections(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until ``connection_count`` reaches ``count``."""
+        deadline = time.monotonic() + timeout
+        while self.connection_count < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.connection_count} connection(s) after {timeout} s, wanted {count}")
+            await asyncio.sleep(0.005)
+
+    async def _publish_paced(self) -> None:
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while True:
+            next_at += interval
+            self.publish(1)
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+class LoopbackFeedClient(BaseWebSocketInterface):
+    """Adapter for ``FeedServer``, in the interface standard's style.
+
+    Messages handed to the handler are the ``{"stream": ..., "data": ...}``
+    dicts; acks and errors are control messages and never reach it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next_id = 0
+        self._decode = msgspec.json.Decoder().decode
+
+    async def _connect(self) -> None:
+        await self._open_websocket()
+
+    async def _send_subscription_message(self, streams: list[str],
+                                         action: SubscriptionAction) -> Optional[Awaitable[Any]]:
+        self._next_id += 1
+        ack = self._expect_ack(self._next_id)
+        method = "SUBSCRIBE" if action is SubscriptionAction.SUBSCRIBE else "UNSUBSCRIBE"
+        await self.send_message({"method": method, "params": streams, "id": self._next_id})
+        return ack
+
+    async def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:
+        message = self._decode(raw_message)
+        if "stream" in message:
+            return message
+        if "id" in message:
+            error = message.get("error")
+            if error is None:
+                self._resolve_ack(message["id"])
+            else:
+                self._reject_ack(message["id"], SubscriptionRejectedError(
+                    f"{self.exchange}: subscription rejected: {error.get('msg')}",
+                    exchange_code=error.get("code"), exchange_message=error.get("msg")))
+            return None
+        return message
+
+    def _extract_stream_info(self, message: dict[str, Any]) -> Optional[tuple[str, StreamType]]:
+        stream = message.get("stream")
+        if stream is None:
+            return None
+        return stream, StreamType.ORDERBOOK if "depth" in stream else StreamType.OTHER

@@ -1,0 +1,34 @@
+"""Shared fixtures: uvloop, a loopback feed server, leak checks."""
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import AsyncIterator
+
+import pytest
+import uvloop
+
+from fastws.testing import FeedServer
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> uvloop.EventLoopPolicy:
+    """Run every async test on uvloop, as users do."""
+    return uvloop.EventLoopPolicy()
+
+
+@pytest.fixture
+async def feed_server() -> AsyncIterator[FeedServer]:
+    """A FeedServer on 127.0.0.1, stopped after the test."""
+    async with FeedServer() as server:
+        yield server
+
+
+def open_fds() -> int:
+    """Number of file descriptors this process holds."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def other_tasks() -> set[asyncio.Task]:
+    """Tasks of the running loop other than the current one."""
+    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
