@@ -330,6 +330,10 @@ class BaseWebSocketInterface(ABC):
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None and not supervisor.done():
             supervisor.cancel()
+        # Closing the socket first also ends a supervisor whose cancellation
+        # was swallowed (asyncio.wait_for before 3.12 can lose one when the
+        # awaited ack completes in the same loop iteration).
+        await self._close_transport(WSCloseCode.OK, "client stop")
         if supervisor is not None:
             try:
                 await supervisor
@@ -493,6 +497,8 @@ class BaseWebSocketInterface(ABC):
                 continue
             first = False
             await self._on_connected()
+            if self._stopping:
+                return
             reason = await self._watch()
             self._on_disconnected(reason)
             if self._stopping:

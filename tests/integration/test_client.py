@@ -201,7 +201,7 @@ async def test_subscribe_timeout_raises_408(feed_server: FeedServer) -> None:
         with pytest.raises(ExchangeTimeoutError) as info:
             await ws.subscribe(STREAMS)
         assert info.value.code == 408
-        assert 0.2 <= time.monotonic() - start < 2.0
+        assert 0.19 <= time.monotonic() - start < 2.0   # uvloop timers have 1 ms granularity
 
 
 async def test_pending_subscriptions_are_sent_in_order_after_connect(feed_server: FeedServer) -> None:
