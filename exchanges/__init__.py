@@ -1,0 +1,1 @@
+"""Exchange adapters built on ``fastws.BaseWebSocketInterface``."""
