@@ -57,6 +57,8 @@ cdef class FrameHandler(WSListener):
         uint64_t[LATENCY_BUCKETS] _latency
         uint64_t _latency_count
         dict _streams
+        object _last_stream_id
+        StreamStats _last_stats
 
         # Fragment reassembly.
         bytearray _fragments

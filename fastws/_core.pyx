@@ -186,6 +186,7 @@ cdef class FrameHandler(WSListener):
             # one waits as a copy (the read buffer will be reused).
             self._backlog.append((PyBytes_FromStringAndSize(ptr, size), recv_ns))
             return
+        cdef bint suspended
         view = PyMemoryView_FromMemory(ptr, size, PyBUF_READ)
         suspended = self._process(view, recv_ns)
         if Py_REFCNT(view) > 1:
@@ -239,13 +240,20 @@ cdef class FrameHandler(WSListener):
             info = self._extract(message)
             if info is not None:
                 stream_id = (<tuple?>info)[0]
-                found = PyDict_GetItem(self._streams, stream_id)
-                if found is NULL:
-                    stats = StreamStats((<tuple>info)[1])
-                    stats.first_receive_ns = recv_ns
-                    PyDict_SetItem(self._streams, stream_id, stats)
+                # Most frames of a connection belong to the stream of the frame
+                # before: an equality test is cheaper than hashing a new str.
+                if self._last_stream_id is not None and stream_id == self._last_stream_id:
+                    stats = self._last_stats
                 else:
-                    stats = <StreamStats>found
+                    found = PyDict_GetItem(self._streams, stream_id)
+                    if found is NULL:
+                        stats = StreamStats((<tuple>info)[1])
+                        stats.first_receive_ns = recv_ns
+                        PyDict_SetItem(self._streams, stream_id, stats)
+                    else:
+                        stats = <StreamStats>found
+                    self._last_stream_id = stream_id
+                    self._last_stats = stats
                 stats.messages += 1
                 stats.last_receive_ns = recv_ns
         except Exception as exc:

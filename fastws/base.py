@@ -149,7 +149,11 @@ class BaseWebSocketInterface(ABC):
 
     @abstractmethod
     def _extract_stream_info(self, message: Any) -> Optional[tuple[str, StreamType]]:
-        """Return ``(stream_id, stream_type)`` of a parsed message, or ``None``."""
+        """Return ``(stream_id, stream_type)`` of a parsed message, or ``None``.
+
+        Called for every message: keep it to a few lookups, and hoist enum
+        members into module constants (``StreamType.X`` costs ~85 ns on 3.11).
+        """
 
     # ------------------------------------------------------------ for adapters
     async def _open_websocket(self, url: Optional[str] = None,
