@@ -5,7 +5,6 @@ Usage: python bench/compare.py [--messages N] [--rounds R] [--drops D]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import statistics
@@ -30,8 +29,8 @@ async def main(messages: int, rounds: int, drops: int) -> None:
             medians[name] = statistics.median(values)
         base = medians["raw picows"]
         print(f"per-message cost, {messages} x ~250-byte depth messages, median of {rounds} rounds")
-        print(f"| client | ns/message | vs raw picows | websockets / client |")
-        print(f"| --- | ---: | ---: | ---: |")
+        print("| client | ns/message | vs raw picows | websockets / client |")
+        print("| --- | ---: | ---: | ---: |")
         for name, value in medians.items():
             print(f"| {name} | {value * 1e9:.0f} | {value / base:.2f}x | {medians['websockets'] / value:.2f}x |")
         times = sorted(await reconnect_times(url, drops))

@@ -13,14 +13,14 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import msgspec
 import websockets
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from fastws import (BaseWebSocketInterface, ConnectionState, ExchangeName, StreamType,
-                    SubscriptionAction, create_websocket_config)
+from fastws import ConnectionState, ExchangeName, StreamType, create_websocket_config
+from fastws.testing import LoopbackFeedClient
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Enum member lookups cost ~85 ns each on CPython 3.11: adapters hoist them.
@@ -66,23 +66,8 @@ class Counter:
             self.done.set_result(None)  # type: ignore[union-attr]
 
 
-class SeedStyleClient(BaseWebSocketInterface):
+class SeedStyleClient(LoopbackFeedClient):
     """fastws as the interface standard writes an adapter: async parse with msgspec."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._decode = msgspec.json.Decoder().decode
-        self._next_id = 0
-
-    async def _connect(self) -> None:
-        await self._open_websocket()
-
-    async def _send_subscription_message(self, streams: list[str],
-                                         action: SubscriptionAction) -> Optional[Awaitable[Any]]:
-        self._next_id += 1
-        ack = self._expect_ack(self._next_id)
-        await self.send_message({"method": action.name, "params": streams, "id": self._next_id})
-        return ack
 
     async def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:
         message = self._decode(raw_message)
