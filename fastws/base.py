@@ -749,7 +749,7 @@ class BaseWebSocketInterface(ABC):
             return
         try:
             result = handler(error)
-            if self._error_handler_async:
+            if self._error_handler_async and result is not None:
                 task = asyncio.get_running_loop().create_task(self._await_error_handler(result))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)

@@ -52,7 +52,7 @@ def depth_message(stream: str, sequence: int, event_time_ms: Optional[int] = Non
 class _FeedConnection(WSListener):
     """Server side of one client connection."""
 
-    def __init__(self, server: "FeedServer", path: str) -> None:
+    def __init__(self, server: "FeedServer", path: bytes) -> None:
         super().__init__()
         self.server = server
         self.path = path
@@ -235,8 +235,8 @@ class FeedServer:
                 transport.send(WSMsgType.TEXT if index == 0 else WSMsgType.CONTINUATION, chunk,
                                fin=index == len(chunks) - 1)
 
-    def drop_all(self, code: Optional[int] = WSCloseCode.GOING_AWAY) -> None:
-        """Close every connection: with a close frame of ``code``, or reset if None."""
+    def drop_all(self, code: Optional[int] = 1001) -> None:
+        """Close every connection: with a close frame of ``code`` (default 1001), or reset if None."""
         for connection in list(self.connections):
             transport = connection.transport
             if transport is None:
@@ -288,7 +288,7 @@ class LoopbackFeedClient(BaseWebSocketInterface):
         return ack
 
     async def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:
-        message = self._decode(raw_message)
+        message: dict[str, Any] = self._decode(raw_message)
         if "stream" in message:
             return message
         if "id" in message:
