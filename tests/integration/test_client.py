@@ -456,3 +456,8 @@ async def test_send_message_kinds_and_not_connected(feed_server: FeedServer) -> 
         await ws.send_message(b"\x00\x01")
         await feed_server.wait_subscribed(["x@depth", "y@depth"])
         assert ws.metrics["messages_sent"] == 3
+
+
+async def test_tests_run_on_uvloop() -> None:
+    import uvloop
+    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
