@@ -11,6 +11,9 @@ def monotonic_time_ns() -> int:
 def latency_bucket_bounds(index: int) -> tuple[int, int]:
     """The (low, high) nanosecond bounds of latency histogram bucket ``index``."""
 
+def is_async_callable(fn: object) -> bool:
+    """True when calling ``fn`` returns a coroutine (decided once, not per message)."""
+
 class StreamStats:
     """Per-stream counters kept by the core."""
     @property

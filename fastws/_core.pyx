@@ -90,6 +90,12 @@ def latency_bucket_bounds(index):
     return (4 + index % 4) << (log2 - 2), (5 + index % 4) << (log2 - 2)
 
 
+def is_async_callable(fn):
+    """True for an ``async def`` function, method, partial or object whose
+    ``__call__`` is ``async def``: decided once, not per message."""
+    return iscoroutinefunction(fn) or iscoroutinefunction(getattr(fn, "__call__", None))
+
+
 cdef class StreamStats:
     """Per-stream counters kept by the core: messages and receive times."""
 
@@ -141,8 +147,8 @@ cdef class FrameHandler(WSListener):
         self._handler = handler
         self._report_error = report_error
         self._on_disconnect = on_disconnect
-        self._parse_async = iscoroutinefunction(parse)
-        self._handler_async = iscoroutinefunction(handler)
+        self._parse_async = is_async_callable(parse)
+        self._handler_async = is_async_callable(handler)
         self.max_message_size = max_message_size
         self._streams = {}
         self._fragments = bytearray()

@@ -16,13 +16,12 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
-from inspect import iscoroutinefunction
 from typing import Any, Awaitable, Callable, Hashable, Iterable, Mapping, Optional, Union
 
 import msgspec
 from picows import WSCloseCode, WSParsedURL, ws_connect
 
-from fastws._core import FrameHandler, monotonic_time_ns
+from fastws._core import FrameHandler, is_async_callable, monotonic_time_ns
 from fastws.backoff import ReconnectPolicy, is_retryable
 from fastws.config import WebSocketConfig
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
@@ -94,7 +93,7 @@ class BaseWebSocketInterface(ABC):
         self.logger = logging.getLogger(f"fastws.{exchange}")
         self._message_handler = message_handler
         self._error_handler = error_handler
-        self._error_handler_async = error_handler is not None and iscoroutinefunction(error_handler)
+        self._error_handler_async = error_handler is not None and is_async_callable(error_handler)
 
         self._state = ConnectionState.DISCONNECTED
         self._state_listeners: list[StateListener] = []

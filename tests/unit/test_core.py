@@ -178,3 +178,15 @@ def test_async_parse_error_is_counted() -> None:
     core = make(rec, parse=parse)
     core.on_ws_frame(None, frame(MESSAGE))
     assert core.parse_errors == 1 and isinstance(rec.errors[0][1], KeyError)
+
+
+def test_object_with_async_call_is_driven_not_dropped() -> None:
+    rec = Recorder()
+
+    class AsyncHandler:
+        async def __call__(self, message: Any) -> None:
+            rec.handled.append(message)
+
+    core = make(rec, handle=AsyncHandler())
+    core.on_ws_frame(None, frame(MESSAGE))
+    assert rec.handled == [msgspec.json.decode(MESSAGE)] and core.messages_delivered == 1
