@@ -483,6 +483,9 @@ class BaseWebSocketInterface(ABC):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failed attempt is reported and retried or fatal
+                # _connect may have opened the socket and failed after it.
+                await self._close_transport(WSCloseCode.GOING_AWAY, "connect failed")
+                self._ws = self._core = self._disconnected = None
                 error = self._as_connection_error(exc)
                 self._metrics.errors += 1
                 self._emit_error(error)

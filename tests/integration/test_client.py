@@ -461,3 +461,27 @@ async def test_send_message_kinds_and_not_connected(feed_server: FeedServer) -> 
 async def test_tests_run_on_uvloop() -> None:
     import uvloop
     assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+
+class FailsAfterOpening(LoopbackFeedClient):
+    """An adapter whose _connect opens the socket and then fails."""
+
+    async def _connect(self) -> None:
+        await self._open_websocket()
+        raise RuntimeError("login step failed")
+
+
+async def test_connect_failing_after_the_socket_opened_closes_it(feed_server: FeedServer) -> None:
+    fds_before = open_fds()
+    got = Collector()
+    config = create_websocket_config(feed_server.url, max_reconnect_attempts=2, reconnect_delay=0.01,
+                                     reconnect_jitter=0.0)
+    ws = FailsAfterOpening(ExchangeName("half"), config, got.on_message, got.on_error)
+    with pytest.raises(ExchangeAPIError):
+        await ws.start()
+    assert ws.state is ConnectionState.FAILED
+    assert any("login step failed" in str(e) for e in got.errors)
+    await ws.stop()
+    await asyncio.sleep(0.05)
+    assert feed_server.connections == []          # the server saw every socket close
+    assert open_fds() <= fds_before
