@@ -23,7 +23,7 @@ import uvloop
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
-from fastws.testing.feed import depth_message  # noqa: E402
+from fastws.testing.feed import depth_message, text_request  # noqa: E402
 
 STREAM = "btcusdt@depth"
 
@@ -53,13 +53,9 @@ def blast(count: int) -> bytes:
 
 class BenchListener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
+        text = text_request(transport, frame)
+        if text is None:
             return
-        if frame.msg_type != WSMsgType.TEXT:
-            return
-        text = frame.get_payload_as_bytes()
         if text.startswith(b"BLAST "):
             transport.underlying_transport.write(blast(int(text[6:])))
         elif text == b"DROP":

@@ -485,6 +485,8 @@ class BaseWebSocketInterface(ABC):
             except Exception as exc:  # every failed attempt is reported and retried or fatal
                 # _connect may have opened the socket and failed after it.
                 await self._close_transport(WSCloseCode.GOING_AWAY, "connect failed")
+                if self._core is not None:
+                    self._metrics.fold(self._core)   # what it received still counts
                 self._ws = self._core = self._disconnected = None
                 error = self._as_connection_error(exc)
                 self._metrics.errors += 1
