@@ -12,9 +12,13 @@ cdef enum:
     ERROR_CLASSIFY = 1
     ERROR_HANDLER = 2
     ERROR_OVERSIZE = 3
+    # Exchange-event-to-receive histogram, per stream: microseconds, same
+    # bucketing as the latency histogram (up to ~2^32 us).
+    EVENT_LATENCY_BUCKETS = 128
 
 
 cdef int64_t monotonic_ns() noexcept nogil
+cdef int64_t realtime_ns() noexcept nogil
 
 
 cdef class StreamStats:
@@ -23,6 +27,42 @@ cdef class StreamStats:
         readonly uint64_t messages
         readonly int64_t first_receive_ns
         readonly int64_t last_receive_ns
+        # Sequence continuity (when the adapter names sequence keys).
+        readonly int64_t last_sequence
+        readonly uint64_t sequence_gaps
+        readonly uint64_t missing_sequences
+        readonly uint64_t stale_sequences
+        # Exchange event time to local receive (when the adapter names an
+        # event-time key): microsecond histogram; events stamped in the future
+        # by the exchange's clock count as 0 and in clock_ahead.
+        readonly int64_t last_event_ns
+        readonly uint64_t clock_ahead
+        uint64_t[EVENT_LATENCY_BUCKETS] _event_latency
+
+
+cdef class Route:
+    cdef:
+        readonly str stream_id
+        readonly bytes key
+        readonly object decode
+        readonly object handler
+        readonly object stream_type
+        readonly bint handler_async
+        uint64_t key_hash
+
+
+cdef class RouteTable:
+    cdef:
+        readonly bytes prefix
+        readonly bytes separator
+        readonly bytes suffix
+        list _slots
+        Py_ssize_t _mask
+        dict _by_id
+
+    cdef Route match(self, const char* ptr, Py_ssize_t size,
+                     Py_ssize_t* data_start, Py_ssize_t* data_size)
+    cdef void _rebuild(self, Py_ssize_t capacity)
 
 
 cdef class FrameHandler(WSListener):
@@ -34,6 +74,7 @@ cdef class FrameHandler(WSListener):
         object _handler
         object _report_error
         object _on_disconnect
+        object _on_sequence_gap
         bint _parse_async
         bint _handler_async
 
@@ -60,6 +101,26 @@ cdef class FrameHandler(WSListener):
         object _last_stream_id
         StreamStats _last_stats
 
+        # The typed fast route (None: every frame takes the generic route).
+        readonly RouteTable routes
+
+        # Fields read from the raw bytes before parsing (None: not read).
+        bytes _event_time_key
+        int64_t _event_time_unit_ns
+        bytes _first_sequence_key
+        bytes _last_sequence_key
+        Py_ssize_t _scan_window
+        bint _scan
+        char _scan_first
+        # What the scan found in the current frame (0 / -1: not found).
+        int64_t _frame_event_ns
+        int64_t _frame_wall_ns
+        int64_t _wall_offset_ns
+        int64_t _frame_first_seq
+        int64_t _frame_last_seq
+        readonly uint64_t sequence_gaps
+        readonly uint64_t missing_sequences
+
         # Fragment reassembly.
         bytearray _fragments
         bint _assembling
@@ -72,13 +133,24 @@ cdef class FrameHandler(WSListener):
         object _suspended_yield
         int _suspended_stage
         int64_t _suspended_recv_ns
+        int64_t _suspended_event_ns
+        int64_t _suspended_wall_ns
+        int64_t _suspended_first_seq
+        int64_t _suspended_last_seq
 
         readonly int close_code
         readonly str close_reason
 
     cdef inline void _deliver(self, char* ptr, Py_ssize_t size, int64_t recv_ns)
+    cdef bint _receive(self, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns)
+    cdef void _scan_fields(self, const char* ptr, Py_ssize_t size) noexcept
+    cdef bint _route(self, Route route, const char* ptr, Py_ssize_t size, int64_t recv_ns)
     cdef bint _process(self, object payload, int64_t recv_ns)
     cdef bint _dispatch(self, object message, int64_t recv_ns)
+    cdef StreamStats _stats_for(self, object stream_id, object stream_type, int64_t recv_ns)
+    cdef void _apply_fields(self, object stream_id, StreamStats stats)
+    cdef bint _call_handler(self, object handler, bint is_async, object stream_id,
+                            object message, int64_t recv_ns)
     cdef inline void _record_latency(self, int64_t recv_ns) noexcept
     cdef void _error(self, int kind, object exc, object payload)
     cdef void _start_resume_task(self)

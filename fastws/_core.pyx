@@ -11,14 +11,15 @@ from collections import deque
 from inspect import iscoroutinefunction
 
 from cpython.buffer cimport PyBUF_READ
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.object cimport PyObject
+from cpython.list cimport PyList_GET_ITEM
 from cpython.ref cimport Py_DECREF, Py_XDECREF
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memset
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from libc.string cimport memchr, memcmp, memset
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
@@ -60,6 +61,13 @@ cdef int64_t monotonic_ns() noexcept nogil:
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
+cdef int64_t realtime_ns() noexcept nogil:
+    """CLOCK_REALTIME in nanoseconds (wall clock, comparable with exchange times)."""
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
 def monotonic_time_ns():
     """Return the core's receive-time clock (``CLOCK_MONOTONIC``) in nanoseconds."""
     return monotonic_ns()
@@ -72,6 +80,11 @@ cdef inline int _latency_bucket(int64_t ns) noexcept nogil:
         return <int>v
     log2 = 63 - __builtin_clzll(v)
     return log2 * 4 + <int>((v >> (log2 - 2)) & 3)
+
+
+cdef inline int _latency_bucket_capped(int64_t value, int buckets) noexcept nogil:
+    cdef int index = _latency_bucket(value)
+    return index if index < buckets else buckets - 1
 
 
 cdef extern from *:
@@ -96,11 +109,183 @@ def is_async_callable(fn):
     return iscoroutinefunction(fn) or iscoroutinefunction(getattr(fn, "__call__", None))
 
 
+cdef inline uint64_t _fnv1a(const char* ptr, Py_ssize_t size) noexcept nogil:
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef Py_ssize_t i
+    for i in range(size):
+        h = (h ^ <unsigned char>ptr[i]) * 1099511628211ULL
+    return h
+
+
+cdef inline int64_t _parse_uint(const char* ptr, Py_ssize_t size) noexcept nogil:
+    """The non-negative decimal integer at ``ptr`` (at most 18 digits), or -1."""
+    cdef Py_ssize_t i = 0
+    cdef int64_t value = 0
+    cdef char c
+    while i < size and i < 18:
+        c = ptr[i]
+        if c < 48 or c > 57:
+            break
+        value = value * 10 + (c - 48)
+        i += 1
+    return value if i > 0 else -1
+
+
 cdef class StreamStats:
-    """Per-stream counters kept by the core: messages and receive times."""
+    """Per-stream counters kept by the core.
+
+    Attributes:
+        stream_type: What ``_extract_stream_info`` (or the route) said.
+        messages: Messages delivered on this stream over this connection.
+        first_receive_ns, last_receive_ns: Monotonic receive times.
+        last_sequence: Last sequence number seen (-1: none).
+        sequence_gaps: Times a message did not continue the previous one.
+        missing_sequences: Sequence numbers skipped over, summed.
+        stale_sequences: Messages whose first sequence number was not after
+            the last one seen (replays, duplicates).
+        last_event_ns: The exchange's event time of the last message (Unix ns,
+            0: none).
+        clock_ahead: Messages stamped later than their local receive time.
+    """
 
     def __cinit__(self, stream_type):
         self.stream_type = stream_type
+        self.last_sequence = -1
+        memset(self._event_latency, 0, sizeof(self._event_latency))
+
+    def event_latency_histogram(self):
+        """Exchange-event-to-receive counts per bucket (microseconds).
+
+        Bucket ``i`` spans ``latency_bucket_bounds(i)`` microseconds.
+        """
+        return [self._event_latency[i] for i in range(EVENT_LATENCY_BUCKETS)]
+
+
+cdef class Route:
+    """One stream of the typed fast route: its key, decoder, handler and type."""
+
+    def __cinit__(self, str stream_id, decode, handler, stream_type):
+        self.stream_id = stream_id
+        self.key = stream_id.encode("utf-8")
+        self.decode = decode
+        self.handler = handler
+        self.stream_type = stream_type
+        self.handler_async = is_async_callable(handler)
+        self.key_hash = _fnv1a(PyBytes_AS_STRING(self.key), PyBytes_GET_SIZE(self.key))
+
+
+cdef class RouteTable:
+    """Streams whose frames skip the generic parser: the typed fast route.
+
+    A frame shaped ``<prefix><key><separator><data><suffix>`` whose key is a
+    registered stream goes straight to that stream's ``decode(view_of_data)``
+    and then to ``handler(stream_id, message)``; the key is read from the raw
+    bytes and looked up without allocating. Any other frame (acks, errors,
+    streams not registered) takes the generic route. The defaults match the
+    combined-stream envelope ``{"stream":"<name>","data":{...}}``.
+
+    Args:
+        prefix: Bytes before the key.
+        separator: Bytes between the key and the data (they begin with the
+            key's terminator, so a key never contains its first byte).
+        suffix: Bytes after the data, at the end of the frame.
+    """
+
+    def __init__(self, bytes prefix=b'{"stream":"', bytes separator=b'","data":', bytes suffix=b"}"):
+        if not prefix or not separator:
+            raise ValueError("prefix and separator must not be empty")
+        self.prefix = prefix
+        self.separator = separator
+        self.suffix = suffix
+        self._by_id = {}
+        self._rebuild(16)
+
+    def add(self, str stream_id, decode, handler, stream_type):
+        """Route ``stream_id``'s frames to ``decode`` and ``handler(stream_id, message)``.
+
+        Replaces an earlier route of the same stream.
+        """
+        route = Route(stream_id, decode, handler, stream_type)
+        if self.separator[0] in route.key:
+            raise ValueError(f"stream id {stream_id!r} contains the separator's first byte")
+        self._by_id[stream_id] = route
+        if len(self._by_id) * 2 > len(self._slots):
+            self._rebuild(len(self._slots) * 2)
+        else:
+            self._rebuild(len(self._slots))
+        return route
+
+    def remove(self, str stream_id):
+        """Stop routing ``stream_id`` (its frames take the generic route again)."""
+        if self._by_id.pop(stream_id, None) is not None:
+            self._rebuild(len(self._slots))
+
+    def get(self, str stream_id):
+        """The ``Route`` of ``stream_id``, or None."""
+        return self._by_id.get(stream_id)
+
+    def __len__(self):
+        return len(self._by_id)
+
+    def __contains__(self, stream_id):
+        return stream_id in self._by_id
+
+    def __iter__(self):
+        return iter(list(self._by_id))
+
+    cdef void _rebuild(self, Py_ssize_t capacity):
+        # Open addressing with linear probing; rebuilt on every change
+        # (subscriptions change rarely, lookups happen per frame).
+        cdef Route route
+        cdef Py_ssize_t index
+        slots = [None] * capacity
+        for route in self._by_id.values():
+            index = <Py_ssize_t>(route.key_hash & <uint64_t>(capacity - 1))
+            while slots[index] is not None:
+                index = (index + 1) & (capacity - 1)
+            slots[index] = route
+        self._slots = slots
+        self._mask = capacity - 1
+
+    cdef Route match(self, const char* ptr, Py_ssize_t size,
+                     Py_ssize_t* data_start, Py_ssize_t* data_size):
+        """The route of a frame, with its data's place; None for the generic route."""
+        cdef Py_ssize_t plen = PyBytes_GET_SIZE(self.prefix)
+        cdef Py_ssize_t slen = PyBytes_GET_SIZE(self.separator)
+        cdef Py_ssize_t tlen = PyBytes_GET_SIZE(self.suffix)
+        cdef const char* sep = PyBytes_AS_STRING(self.separator)
+        cdef const char* key
+        cdef const char* end
+        cdef Py_ssize_t key_size, start
+        cdef uint64_t h
+        cdef Py_ssize_t index
+        cdef PyObject* slot
+        cdef Route route
+        if size < plen + slen + tlen or memcmp(ptr, PyBytes_AS_STRING(self.prefix), plen) != 0:
+            return None
+        key = ptr + plen
+        end = <const char*>memchr(key, sep[0], size - plen)
+        if end == NULL:
+            return None
+        key_size = end - key
+        start = plen + key_size + slen
+        if start + tlen > size or memcmp(end, sep, slen) != 0:
+            return None
+        if tlen and memcmp(ptr + size - tlen, PyBytes_AS_STRING(self.suffix), tlen) != 0:
+            return None
+        h = _fnv1a(key, key_size)
+        index = <Py_ssize_t>(h & <uint64_t>self._mask)
+        while True:
+            slot = PyList_GET_ITEM(self._slots, index)
+            if <object>slot is None:
+                return None
+            route = <Route>slot
+            if route.key_hash == h and PyBytes_GET_SIZE(route.key) == key_size \
+                    and memcmp(PyBytes_AS_STRING(route.key), key, key_size) == 0:
+                data_start[0] = start
+                data_size[0] = size - tlen - start
+                return route
+            index = (index + 1) & self._mask
 
 
 cdef class FrameHandler(WSListener):
@@ -138,10 +323,49 @@ cdef class FrameHandler(WSListener):
             socket is gone.
         max_message_size: bound on a reassembled fragmented message; larger
             closes the connection with 1009.
+        routes: A ``RouteTable``: frames of its streams take the typed fast
+            route (decoded by the stream's decoder, handed to its handler)
+            instead of ``parse``/``extract``/``handler``.
+        event_time_key: Bytes that precede the exchange's event time in a
+            payload (``b'"E":'``); read from the first ``scan_window`` bytes of
+            each frame, before parsing, to measure event-to-receive latency
+            per stream.
+        event_time_unit_ns: Nanoseconds per unit of that event time
+            (1_000_000 for milliseconds).
+        first_sequence_key, last_sequence_key: Bytes that precede a message's
+            first and last sequence numbers (``b'"U":'``, ``b'"u":'``); a
+            message whose first number is not the stream's previous last + 1
+            is a sequence gap: counted and passed to ``on_sequence_gap``.
+        scan_window: How many leading bytes of a frame are searched.
+        on_sequence_gap: ``(stream_id, expected, first, last) -> None``.
     """
 
     def __init__(self, parse, extract, handler, report_error, on_disconnect=None,
-                 Py_ssize_t max_message_size=10 * 1024 * 1024):
+                 Py_ssize_t max_message_size=10 * 1024 * 1024, RouteTable routes=None,
+                 bytes event_time_key=None, int64_t event_time_unit_ns=1000000,
+                 bytes first_sequence_key=None, bytes last_sequence_key=None,
+                 Py_ssize_t scan_window=256, on_sequence_gap=None):
+        if (first_sequence_key is None) != (last_sequence_key is None):
+            raise ValueError("first_sequence_key and last_sequence_key go together")
+        for key in (event_time_key, first_sequence_key, last_sequence_key):
+            if key is not None and len(key) < 2:
+                raise ValueError(f"scan key {key!r} is too short")
+        self.routes = routes
+        self._event_time_key = event_time_key
+        self._event_time_unit_ns = event_time_unit_ns
+        self._first_sequence_key = first_sequence_key
+        self._last_sequence_key = last_sequence_key
+        self._scan_window = scan_window
+        self._scan = event_time_key is not None or first_sequence_key is not None
+        keys = [k for k in (event_time_key, first_sequence_key, last_sequence_key) if k is not None]
+        if keys:
+            if len({k[0] for k in keys}) != 1:
+                raise ValueError("scan keys must share their first byte (e.g. a quote)")
+            self._scan_first = keys[0][0]
+        self._on_sequence_gap = on_sequence_gap
+        self._frame_first_seq = -1
+        self._frame_last_seq = -1
+        self._wall_offset_ns = realtime_ns() - monotonic_ns()
         self._parse = parse
         self._extract = extract
         self._handler = handler
@@ -162,6 +386,7 @@ cdef class FrameHandler(WSListener):
         self.transport = transport
         self._loop = asyncio.get_running_loop()
         self.connected_ns = monotonic_ns()
+        self._wall_offset_ns = realtime_ns() - self.connected_ns
         self.last_receive_ns = self.connected_ns
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
@@ -186,14 +411,39 @@ cdef class FrameHandler(WSListener):
 
     # ---------------------------------------------------------------- receive
     cdef inline void _deliver(self, char* ptr, Py_ssize_t size, int64_t recv_ns):
-        cdef object view
         if self.pending_task is not None:
             # An earlier message is still being handled: keep order, so this
             # one waits as a copy (the read buffer will be reused).
             self._backlog.append((PyBytes_FromStringAndSize(ptr, size), recv_ns))
             return
+        if self._receive(ptr, size, None, recv_ns):
+            self._start_resume_task()
+
+    cdef bint _receive(self, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns):
+        """Route or parse one whole message. True when a coroutine suspended.
+
+        ``owner`` is a ``bytes`` holding the payload (a reassembled or
+        backlogged message), or None when ``ptr`` points into picows's buffer.
+        """
+        cdef Route route
+        cdef Py_ssize_t data_start = 0, data_size = 0
+        cdef object view
         cdef bint suspended
-        view = PyMemoryView_FromMemory(ptr, size, PyBUF_READ)
+        if self._scan:
+            self._scan_fields(ptr, size)
+            # Wall-clock receive time without a second clock read per frame:
+            # the monotonic stamp plus an offset refreshed every 65536 frames
+            # (and on connect), which follows a stepped wall clock.
+            if (self.frames_received & 0xFFFF) == 0:
+                self._wall_offset_ns = realtime_ns() - monotonic_ns()
+            self._frame_wall_ns = recv_ns + self._wall_offset_ns
+        if self.routes is not None:
+            route = self.routes.match(ptr, size, &data_start, &data_size)
+            if route is not None:
+                return self._route(route, ptr + data_start, data_size, recv_ns)
+        if owner is not None:
+            return self._process(owner, recv_ns)
+        view = PyMemoryView_FromMemory(<char*>ptr, size, PyBUF_READ)
         suspended = self._process(view, recv_ns)
         if Py_REFCNT(view) > 1:
             # Somebody kept the view past the call: make a late use fail
@@ -202,8 +452,86 @@ cdef class FrameHandler(WSListener):
                 view.release()
             except BufferError:
                 pass
-        if suspended:
-            self._start_resume_task()
+        return suspended
+
+    cdef void _scan_fields(self, const char* ptr, Py_ssize_t size) noexcept:
+        """Read the event time and sequence numbers from the frame's first bytes.
+
+        One pass over at most ``scan_window`` bytes, comparing keys only at
+        quote characters; stops when every key is found.
+        """
+        cdef Py_ssize_t n = size if size < self._scan_window else self._scan_window
+        cdef Py_ssize_t i = 0, klen
+        cdef const char* ek = NULL
+        cdef const char* fk = NULL
+        cdef const char* lk = NULL
+        cdef Py_ssize_t ekl = 0, fkl = 0, lkl = 0
+        cdef int wanted = 0
+        cdef int64_t value
+        self._frame_event_ns = 0
+        self._frame_first_seq = -1
+        self._frame_last_seq = -1
+        if self._event_time_key is not None:
+            ek = PyBytes_AS_STRING(self._event_time_key)
+            ekl = PyBytes_GET_SIZE(self._event_time_key)
+            wanted += 1
+        if self._first_sequence_key is not None:
+            fk = PyBytes_AS_STRING(self._first_sequence_key)
+            fkl = PyBytes_GET_SIZE(self._first_sequence_key)
+            lk = PyBytes_AS_STRING(self._last_sequence_key)
+            lkl = PyBytes_GET_SIZE(self._last_sequence_key)
+            wanted += 2
+        cdef const char* hit
+        while i < n and wanted:
+            hit = <const char*>memchr(ptr + i, self._scan_first, n - i)
+            if hit == NULL:
+                break
+            i = hit - ptr
+            if ek != NULL and self._frame_event_ns == 0 and i + ekl < n \
+                    and ptr[i + 1] == ek[1] and memcmp(ptr + i, ek, ekl) == 0:
+                value = _parse_uint(ptr + i + ekl, n - i - ekl)
+                if value > 0:
+                    self._frame_event_ns = value * self._event_time_unit_ns
+                wanted -= 1
+                i += ekl
+                continue
+            if fk != NULL and self._frame_first_seq < 0 and i + fkl < n \
+                    and ptr[i + 1] == fk[1] and memcmp(ptr + i, fk, fkl) == 0:
+                self._frame_first_seq = _parse_uint(ptr + i + fkl, n - i - fkl)
+                wanted -= 1
+                i += fkl
+                continue
+            if lk != NULL and self._frame_last_seq < 0 and i + lkl < n \
+                    and ptr[i + 1] == lk[1] and memcmp(ptr + i, lk, lkl) == 0:
+                self._frame_last_seq = _parse_uint(ptr + i + lkl, n - i - lkl)
+                wanted -= 1
+                i += lkl
+                continue
+            i += 1
+
+    cdef bint _route(self, Route route, const char* ptr, Py_ssize_t size, int64_t recv_ns):
+        """The typed fast route: decode the data part, hand it to the stream's handler."""
+        cdef object view = PyMemoryView_FromMemory(<char*>ptr, size, PyBUF_READ)
+        cdef object message
+        cdef StreamStats stats
+        try:
+            message = route.decode(view)
+        except Exception as exc:
+            self._error(ERROR_PARSE, exc, view)
+            return False
+        finally:
+            if Py_REFCNT(view) > 1:
+                try:
+                    view.release()
+                except BufferError:
+                    pass
+        if message is None:
+            self.control_messages += 1
+            return False
+        stats = self._stats_for(route.stream_id, route.stream_type, recv_ns)
+        if self._scan:
+            self._apply_fields(route.stream_id, stats)
+        return self._call_handler(route.handler, route.handler_async, route.stream_id, message, recv_ns)
 
     cdef bint _process(self, object payload, int64_t recv_ns):
         """Parse and dispatch one message. True when a coroutine suspended."""
@@ -223,6 +551,12 @@ cdef class FrameHandler(WSListener):
                     Py_DECREF(self._suspended_yield)
                     self._suspended_stage = STAGE_PARSE
                     self._suspended_recv_ns = recv_ns
+                    # The scanned fields belong to this frame: keep them for
+                    # the dispatch that follows the parser's resumption.
+                    self._suspended_event_ns = self._frame_event_ns
+                    self._suspended_wall_ns = self._frame_wall_ns
+                    self._suspended_first_seq = self._frame_first_seq
+                    self._suspended_last_seq = self._frame_last_seq
                     return True
                 else:
                     fastws_raise_pending()
@@ -238,35 +572,80 @@ cdef class FrameHandler(WSListener):
 
     cdef bint _dispatch(self, object message, int64_t recv_ns):
         """Classify and hand a parsed message on. True when the handler suspended."""
-        cdef PyObject* result = NULL
-        cdef PySendResult status
-        cdef PyObject* found
         cdef StreamStats stats
         try:
             info = self._extract(message)
             if info is not None:
                 stream_id = (<tuple?>info)[0]
-                # Most frames of a connection belong to the stream of the frame
-                # before: an equality test is cheaper than hashing a new str.
-                if self._last_stream_id is not None and stream_id == self._last_stream_id:
-                    stats = self._last_stats
-                else:
-                    found = PyDict_GetItem(self._streams, stream_id)
-                    if found is NULL:
-                        stats = StreamStats((<tuple>info)[1])
-                        stats.first_receive_ns = recv_ns
-                        PyDict_SetItem(self._streams, stream_id, stats)
-                    else:
-                        stats = <StreamStats>found
-                    self._last_stream_id = stream_id
-                    self._last_stats = stats
-                stats.messages += 1
-                stats.last_receive_ns = recv_ns
+                stats = self._stats_for(stream_id, (<tuple>info)[1], recv_ns)
+                if self._scan:
+                    self._apply_fields(stream_id, stats)
         except Exception as exc:
             self._error(ERROR_CLASSIFY, exc, None)
+        return self._call_handler(self._handler, self._handler_async, None, message, recv_ns)
+
+    cdef StreamStats _stats_for(self, object stream_id, object stream_type, int64_t recv_ns):
+        """The stream's stats, counting this message."""
+        cdef PyObject* found
+        cdef StreamStats stats
+        # Most frames of a connection belong to the stream of the frame
+        # before: an equality test is cheaper than hashing a new str.
+        if self._last_stream_id is not None and stream_id == self._last_stream_id:
+            stats = self._last_stats
+        else:
+            found = PyDict_GetItem(self._streams, stream_id)
+            if found is NULL:
+                stats = StreamStats(stream_type)
+                stats.first_receive_ns = recv_ns
+                PyDict_SetItem(self._streams, stream_id, stats)
+            else:
+                stats = <StreamStats>found
+            self._last_stream_id = stream_id
+            self._last_stats = stats
+        stats.messages += 1
+        stats.last_receive_ns = recv_ns
+        return stats
+
+    cdef void _apply_fields(self, object stream_id, StreamStats stats):
+        """Record the scanned event time and check sequence continuity."""
+        cdef int64_t latency, expected, first, last
+        if self._frame_event_ns > 0:
+            stats.last_event_ns = self._frame_event_ns
+            latency = self._frame_wall_ns - self._frame_event_ns
+            if latency < 0:
+                stats.clock_ahead += 1
+                latency = 0
+            stats._event_latency[_latency_bucket_capped(latency // 1000, EVENT_LATENCY_BUCKETS)] += 1
+        first = self._frame_first_seq
+        last = self._frame_last_seq
+        if first < 0 or last < 0:
+            return
+        if stats.last_sequence >= 0:
+            expected = stats.last_sequence + 1
+            if first > expected:
+                stats.sequence_gaps += 1
+                stats.missing_sequences += <uint64_t>(first - expected)
+                self.sequence_gaps += 1
+                self.missing_sequences += <uint64_t>(first - expected)
+                if self._on_sequence_gap is not None:
+                    try:
+                        self._on_sequence_gap(stream_id, expected, first, last)
+                    except Exception as exc:
+                        self._error(ERROR_CLASSIFY, exc, None)
+            elif first < expected:
+                stats.stale_sequences += 1
+                if last <= stats.last_sequence:
+                    return
+        stats.last_sequence = last
+
+    cdef bint _call_handler(self, object handler, bint is_async, object stream_id,
+                            object message, int64_t recv_ns):
+        """Call ``handler(message)`` (or ``handler(stream_id, message)``). True when it suspended."""
+        cdef PyObject* result = NULL
+        cdef PySendResult status
         try:
-            if self._handler_async:
-                coro = self._handler(message)
+            if is_async:
+                coro = handler(message) if stream_id is None else handler(stream_id, message)
                 status = PyIter_Send(coro, None, &result)
                 if status == PYGEN_NEXT:
                     self._suspended_coro = coro
@@ -278,8 +657,10 @@ cdef class FrameHandler(WSListener):
                 Py_XDECREF(result)
                 if status == PYGEN_ERROR:
                     fastws_raise_pending()
+            elif stream_id is None:
+                handler(message)
             else:
-                self._handler(message)
+                handler(stream_id, message)
         except Exception as exc:
             self._error(ERROR_HANDLER, exc, None)
             return False
@@ -338,7 +719,7 @@ cdef class FrameHandler(WSListener):
             self._fragments.clear()
             if self.pending_task is not None:
                 self._backlog.append((payload, recv_ns))
-            elif self._process(payload, recv_ns):
+            elif self._receive(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), payload, recv_ns):
                 self._start_resume_task()
 
     cdef void _on_close(self, WSTransport transport, WSFrame frame):
@@ -384,13 +765,18 @@ cdef class FrameHandler(WSListener):
                         if result is None:
                             self.control_messages += 1
                         else:
+                            self._frame_event_ns = self._suspended_event_ns
+                            self._frame_wall_ns = self._suspended_wall_ns
+                            self._frame_first_seq = self._suspended_first_seq
+                            self._frame_last_seq = self._suspended_last_seq
                             suspended = self._dispatch(result, recv_ns)
                     else:
                         self.messages_delivered += 1
                         self._record_latency(recv_ns)
                 while not suspended and self._backlog:
                     payload, recv_ns = self._backlog.popleft()
-                    suspended = self._process(payload, recv_ns)
+                    suspended = self._receive(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
+                                              payload, recv_ns)
                 if not suspended:
                     return
         finally:
@@ -431,6 +817,8 @@ cdef class FrameHandler(WSListener):
             "messages_sent": self.messages_sent,
             "bytes_sent": self.bytes_sent,
             "suspensions": self.suspensions,
+            "sequence_gaps": self.sequence_gaps,
+            "missing_sequences": self.missing_sequences,
             "backlog": len(self._backlog),
         }
 

@@ -1,0 +1,196 @@
+"""The core's typed fast route and the fields it reads from raw bytes, fed with built frames."""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import msgspec
+import pytest
+from picows import WSMsgType
+from picows.picows import _make_test_ws_frame
+
+from fastws import FrameHandler, StreamType
+from fastws._core import RouteTable, latency_bucket_bounds
+
+ORDERBOOK = StreamType.ORDERBOOK
+TRADES = StreamType.TRADES
+
+
+class Depth(msgspec.Struct):
+    e: str
+    E: int
+    U: int
+    u: int
+
+
+def depth(stream: str, first: int, last: int, event_ms: Optional[int] = None) -> bytes:
+    event_ms = int(time.time() * 1000) if event_ms is None else event_ms
+    return msgspec.json.encode({"stream": stream, "data": {"e": "depthUpdate", "E": event_ms,
+                                                          "U": first, "u": last}})
+
+
+def frame(payload: bytes) -> Any:
+    return _make_test_ws_frame(WSMsgType.TEXT, payload, True, False)
+
+
+class Sink:
+    """Handlers and an error reporter that remember what they got."""
+
+    def __init__(self) -> None:
+        self.generic: list[Any] = []
+        self.routed: list[tuple[str, Any]] = []
+        self.errors: list[tuple[str, BaseException]] = []
+        self.gaps: list[tuple[str, int, int, int]] = []
+
+    def parse(self, view: memoryview) -> Any:
+        return msgspec.json.decode(view)
+
+    def extract(self, message: Any) -> Optional[tuple[str, StreamType]]:
+        return (message["stream"], ORDERBOOK) if "stream" in message else None
+
+    def handle(self, message: Any) -> None:
+        self.generic.append(message)
+
+    def handle_routed(self, stream: str, message: Any) -> None:
+        self.routed.append((stream, message))
+
+    def report(self, kind: str, exc: BaseException, payload: Optional[bytes]) -> None:
+        self.errors.append((kind, exc))
+
+    def on_gap(self, stream: str, expected: int, first: int, last: int) -> None:
+        self.gaps.append((stream, expected, first, last))
+
+
+def make(sink: Sink, routes: Optional[RouteTable] = None, **kwargs: Any) -> FrameHandler:
+    return FrameHandler(sink.parse, sink.extract, sink.handle, sink.report, routes=routes,
+                        on_sequence_gap=sink.on_gap, **kwargs)
+
+
+def test_a_routed_stream_skips_the_generic_parser_and_gets_its_decoder() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, sink.handle_routed, ORDERBOOK)
+    core = make(sink, routes)
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 2, 5)))
+    core.on_ws_frame(None, frame(depth("ethusdt@depth", 1, 2, 5)))     # not routed
+    core.on_ws_frame(None, frame(b'{"result":null,"id":1}'))           # an ack: generic
+    assert sink.routed == [("btcusdt@depth", Depth("depthUpdate", 5, 1, 2))]
+    assert [m.get("stream") for m in sink.generic] == ["ethusdt@depth", None]
+    assert core.messages_delivered == 3
+    assert core.stream_stats()["btcusdt@depth"].messages == 1
+    assert core.stream_stats()["btcusdt@depth"].stream_type is ORDERBOOK
+
+
+def test_routes_survive_many_streams_and_removal() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    decode = msgspec.json.Decoder(Depth).decode
+    names = [f"sym{i}usdt@depth" for i in range(300)]
+    for name in names:
+        routes.add(name, decode, sink.handle_routed, ORDERBOOK)
+    routes.remove(names[7])
+    assert len(routes) == 299 and names[7] not in routes and names[8] in routes
+    core = make(sink, routes)
+    for name in names:
+        core.on_ws_frame(None, frame(depth(name, 1, 1)))
+    assert [s for s, _ in sink.routed] == [n for n in names if n != names[7]]
+    assert [m["stream"] for m in sink.generic] == [names[7]]
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"stream":"btcusdt@depth","data":{"e":"x"}',           # no closing brace
+    b'{"stream":"btcusdt@depth"}',                          # no data
+    b'{"stream":"btcusdt@depth",  "data":{}}',               # other layout
+    b'{"stream":"btcusdt@dep',                              # truncated key
+    b'{"data":{},"stream":"btcusdt@depth"}',                 # other key order
+])
+def test_frames_not_in_the_envelope_layout_take_the_generic_route(payload: bytes) -> None:
+    sink = Sink()
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, sink.handle_routed, ORDERBOOK)
+    core = make(sink, routes)
+    core.on_ws_frame(None, frame(payload))
+    assert sink.routed == []
+    assert len(sink.generic) + core.parse_errors == 1
+
+
+def test_a_routed_decode_error_is_counted_and_the_feed_goes_on() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, sink.handle_routed, ORDERBOOK)
+    core = make(sink, routes)
+    core.on_ws_frame(None, frame(b'{"stream":"btcusdt@depth","data":{"e":1}}'))
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 1)))
+    assert core.parse_errors == 1 and sink.errors[0][0] == "parse"
+    assert isinstance(sink.errors[0][1], msgspec.ValidationError)
+    assert len(sink.routed) == 1
+
+
+def test_an_async_routed_handler_is_driven() -> None:
+    sink = Sink()
+    got: list[Any] = []
+
+    async def handler(stream: str, message: Any) -> None:
+        got.append((stream, message.u))
+
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, handler, ORDERBOOK)
+    core = make(sink, routes)
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 4, 9)))
+    assert got == [("btcusdt@depth", 9)] and core.suspensions == 0
+
+
+def test_a_stream_id_containing_the_separator_is_refused() -> None:
+    with pytest.raises(ValueError):
+        RouteTable().add('bad"name', len, print, ORDERBOOK)
+
+
+@pytest.mark.parametrize("routed", [False, True])
+def test_sequence_gaps_are_counted_and_reported_on_both_routes(routed: bool) -> None:
+    sink = Sink()
+    routes = None
+    if routed:
+        routes = RouteTable()
+        routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, sink.handle_routed, ORDERBOOK)
+    core = make(sink, routes, first_sequence_key=b'"U":', last_sequence_key=b'"u":')
+    for first, last in [(10, 12), (13, 13), (14, 20), (25, 30), (31, 31), (28, 29), (29, 33), (34, 34)]:
+        core.on_ws_frame(None, frame(depth("btcusdt@depth", first, last)))
+    stats = core.stream_stats()["btcusdt@depth"]
+    assert sink.gaps == [("btcusdt@depth", 21, 25, 30)]
+    assert stats.sequence_gaps == 1 and stats.missing_sequences == 4
+    assert stats.stale_sequences == 2          # (28, 29) is a replay, (29, 33) overlaps
+    assert stats.last_sequence == 34
+    assert core.counters()["sequence_gaps"] == 1 and core.counters()["missing_sequences"] == 4
+    assert len(sink.routed if routed else sink.generic) == 8
+
+
+def test_event_time_latency_is_recorded_per_stream() -> None:
+    sink = Sink()
+    core = make(sink, event_time_key=b'"E":')
+    now_ms = int(time.time() * 1000)
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 1, now_ms - 250)))
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 2, 2, now_ms + 60_000)))   # exchange clock ahead
+    stats = core.stream_stats()["btcusdt@depth"]
+    assert stats.last_event_ns == (now_ms + 60_000) * 1_000_000
+    assert stats.clock_ahead == 1
+    histogram = stats.event_latency_histogram()
+    assert sum(histogram) == 2 and histogram[0] == 1
+    (index,) = [i for i, c in enumerate(histogram) if c and i != 0]
+    low, high = latency_bucket_bounds(index)
+    assert low <= 250_000 + 50_000 and high >= 250_000   # microseconds, a little time passed
+
+
+def test_fields_beyond_the_scan_window_are_not_read() -> None:
+    sink = Sink()
+    core = make(sink, first_sequence_key=b'"U":', last_sequence_key=b'"u":', scan_window=20)
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 1)))
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 9, 9)))
+    assert core.stream_stats()["btcusdt@depth"].last_sequence == -1 and sink.gaps == []
+
+
+def test_scan_keys_are_checked() -> None:
+    sink = Sink()
+    with pytest.raises(ValueError):
+        make(sink, first_sequence_key=b'"U":')
+    with pytest.raises(ValueError):
+        make(sink, event_time_key=b'"E":', first_sequence_key=b"U:", last_sequence_key=b"u:")
