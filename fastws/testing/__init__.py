@@ -1,4 +1,7 @@
 """Loopback servers and adapters for testing fastws and adapters built on it."""
+from fastws.testing.binance_sim import BinanceConnection, BinanceSimulator, is_valid_stream
 from fastws.testing.feed import FeedServer, LoopbackFeedClient, depth_message
+from fastws.testing.market import SymbolMarket, SyntheticMarket
 
-__all__ = ["FeedServer", "LoopbackFeedClient", "depth_message"]
+__all__ = ["BinanceConnection", "BinanceSimulator", "FeedServer", "LoopbackFeedClient", "SymbolMarket",
+           "SyntheticMarket", "depth_message", "is_valid_stream"]

@@ -1,0 +1,778 @@
+"""A loopback server that behaves like Binance's spot market-stream endpoint.
+
+``BinanceSimulator`` is a picows server on 127.0.0.1 that follows the Binance
+section of PROTOCOLS.md: raw streams at ``/ws/<stream>``, combined streams at
+``/stream?streams=a/b`` (payload ``{"stream":"<name>","data":{...}}``), the
+JSON requests (``SUBSCRIBE``, ``UNSUBSCRIBE``, ``LIST_SUBSCRIPTIONS``,
+``SET_PROPERTY``, ``GET_PROPERTY``) with Binance's error replies, the limits
+(5 incoming frames per second, 1024 streams per connection, a maximum
+connection age) and the keepalive (a ping every 20 s, a pong within 60 s).
+
+Market data comes from one ``SyntheticMarket`` shared by every connection, so
+every client sees the same update ids. With ``rate=0`` nothing is published
+until the test calls ``step(n)``; otherwise a timer calls ``step(1)`` ``rate``
+times a second. Faults (``drop``, ``reset``, ``mute``, ``skip_sequence``,
+``server_shutdown``...) are methods acting on every connection or on one.
+
+Example::
+
+    async with BinanceSimulator(rate=0) as sim:
+        transport, listener = await ws_connect(Listener, sim.combined_url(["btcusdt@depth"]))
+        await sim.wait_subscribed(["btcusdt@depth"])
+        sim.step(100)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from typing import Any, Callable, Iterable, Optional, Sequence
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+
+from fastws.testing.feed import text_request
+from fastws.testing.market import Kline, StepResult, SymbolMarket, SyntheticMarket
+
+__all__ = ["ALL_MARKET_STREAMS", "BinanceConnection", "BinanceSimulator", "KLINE_INTERVALS",
+           "MAX_STREAMS_PER_CONNECTION", "is_valid_stream"]
+
+log = logging.getLogger("fastws.testing.binance")
+
+MAX_STREAMS_PER_CONNECTION = 1024
+"""Binance's limit of streams on one connection."""
+
+_MINUTE_MS = 60_000
+_DAY_MS = 86_400_000
+KLINE_INTERVALS: dict[str, int] = {
+    "1s": 1000, "1m": _MINUTE_MS, "3m": 3 * _MINUTE_MS, "5m": 5 * _MINUTE_MS, "15m": 15 * _MINUTE_MS,
+    "30m": 30 * _MINUTE_MS, "1h": 60 * _MINUTE_MS, "2h": 120 * _MINUTE_MS, "4h": 240 * _MINUTE_MS,
+    "6h": 360 * _MINUTE_MS, "8h": 480 * _MINUTE_MS, "12h": 720 * _MINUTE_MS, "1d": _DAY_MS,
+    "3d": 3 * _DAY_MS, "1w": 7 * _DAY_MS, "1M": 30 * _DAY_MS,
+}
+"""Binance kline intervals and their length in ms (a month counts as 30 days)."""
+
+ALL_MARKET_STREAMS = ("!ticker@arr", "!miniTicker@arr", "!bookTicker")
+"""All-market streams: they carry the symbols other streams of the server subscribe to."""
+
+_STREAM = re.compile(
+    r"(?P<symbol>[a-z0-9]+)@(?P<kind>trade|aggTrade|bookTicker|ticker|miniTicker"
+    r"|depth(?:@100ms)?|depth(?P<levels>5|10|20)(?:@100ms)?"
+    r"|kline_(?P<interval>" + "|".join(KLINE_INTERVALS) + r")(?:@\+08:00)?)")
+_CLOSE_TIMEOUT = 1.0    # seconds a server-initiated close waits for the client's CLOSE
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class _Stream:
+    """A parsed stream name: which symbol, which event builder."""
+
+    __slots__ = ("name", "symbol", "kind", "levels", "interval", "interval_ms")
+
+    def __init__(self, name: str, symbol: Optional[str], kind: str, levels: int = 0,
+                 interval: str = "") -> None:
+        self.name = name
+        self.symbol = symbol
+        self.kind = kind
+        self.levels = levels
+        self.interval = interval
+        self.interval_ms = KLINE_INTERVALS.get(interval, 0)
+
+
+_parsed: dict[str, Optional[_Stream]] = {}
+
+
+def _parse_stream(name: str) -> Optional[_Stream]:
+    """The parsed form of a valid stream name, else None (cached)."""
+    if name in _parsed:
+        return _parsed[name]
+    stream: Optional[_Stream] = None
+    if name in ALL_MARKET_STREAMS:
+        stream = _Stream(name, None, name)
+    elif isinstance(name, str):
+        match = _STREAM.fullmatch(name)
+        if match is not None:
+            kind = match["kind"]
+            if match["levels"]:
+                stream = _Stream(name, match["symbol"].upper(), "partial", int(match["levels"]))
+            elif match["interval"]:
+                stream = _Stream(name, match["symbol"].upper(), "kline", interval=match["interval"])
+            else:
+                stream = _Stream(name, match["symbol"].upper(), kind.split("@", 1)[0])
+    if len(_parsed) < 100_000:
+        _parsed[name] = stream
+    return stream
+
+
+def is_valid_stream(name: object) -> bool:
+    """Whether ``name`` is a Binance spot stream name the simulator serves."""
+    return isinstance(name, str) and _parse_stream(name) is not None
+
+
+def _wrap(name: str, payload: bytes) -> bytes:
+    """The combined-stream payload: exactly ``msgspec.json.encode({"stream": name, "data": event})``."""
+    return b'{"stream":' + _encode(name) + b',"data":' + payload + b"}"
+
+
+class _RequestError(Exception):
+    """A request answered with ``{"error": {"code": code, "msg": msg}}``."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
+def _stream_params(params: Any) -> list[str]:
+    if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+        raise _RequestError(2, "Invalid request: 'params' must be a list of stream names")
+    if not all(is_valid_stream(p) for p in params):
+        raise _RequestError(2, "Invalid request: invalid stream")
+    return list(dict.fromkeys(params))
+
+
+def _property_name(params: Any, count: int) -> None:
+    if not isinstance(params, list) or len(params) != count:
+        raise _RequestError(2, f"Invalid request: 'params' must hold {count} value(s)")
+    if params[0] != "combined":
+        raise _RequestError(0, "Unknown property")
+
+
+class _Counters:
+    """Counts kept both per connection and for the whole server."""
+
+    def __init__(self) -> None:
+        self.max_incoming_in_window = 0
+        self.pings_sent = 0
+        self.pongs_received = 0
+        self.pong_timeouts = 0
+        self.sent_counts: dict[str, int] = {}
+
+
+class BinanceConnection(WSListener, _Counters):
+    """The server side of one client connection.
+
+    Attributes:
+        id: 1 for the first connection accepted, then 2, ...
+        path: The request path with its query (``/stream?streams=...``).
+        combined: Payloads are wrapped as ``{"stream": ..., "data": ...}``.
+        requests: Every decoded request received, in order.
+        max_incoming_in_window: Most frames received within any 1-s window.
+        pings_sent: Pings sent to the client.
+        pongs_received: Pongs echoing one of those pings.
+        pong_timeouts: 1 if the connection was closed for a missing pong.
+        sent_counts: Data frames sent per stream.
+        connected_at: ``time.monotonic()`` at the upgrade.
+        muted: Nothing is sent (data, pings, replies) while set.
+        close_code: The code of the CLOSE the client sent, if any.
+    """
+
+    def __init__(self, sim: "BinanceSimulator", path: str, streams: Sequence[str], combined: bool) -> None:
+        WSListener.__init__(self)
+        _Counters.__init__(self)
+        self.sim = sim
+        self.id = 0
+        self.path = path
+        self.combined = combined
+        self._streams: dict[str, None] = dict.fromkeys(streams)
+        self.requests: list[Any] = []
+        self.connected_at = 0.0
+        self.muted = False
+        self.close_code: Optional[int] = None
+        self.transport: Optional[WSTransport] = None
+        self._closing = False
+        self._incoming: deque[float] = deque()
+        self._ping_counter = 0
+        self._outstanding: dict[bytes, asyncio.TimerHandle] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    @property
+    def streams(self) -> list[str]:
+        """Subscribed streams in subscription order."""
+        return list(self._streams)
+
+    @property
+    def is_open(self) -> bool:
+        """Connected and not closing."""
+        return self.transport is not None and not self.transport.is_disconnected and not self._closing
+
+    def __repr__(self) -> str:
+        return f"<BinanceConnection {self.id} {self.path} streams={len(self._streams)}>"
+
+    # ------------------------------------------------------------------ life cycle
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        sim = self.sim
+        self.transport = transport
+        self.connected_at = time.monotonic()
+        sim.connection_count += 1
+        self.id = sim.connection_count
+        sim._connections.append(self)
+        if sim.ping_interval > 0:
+            self._later(sim.ping_interval, self._send_ping)
+        if sim.max_connection_age is not None:
+            self._later(sim.max_connection_age, self.close, WSCloseCode.GOING_AWAY, "Connection age limit reached")
+        log.debug("connection %d on %s", self.id, self.path)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._cancel_timers()
+        if self in self.sim._connections:
+            self.sim._connections.remove(self)
+        log.debug("connection %d closed", self.id)
+
+    def _later(self, delay: float, callback: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
+        """``call_later`` whose handle ``stop()`` and a disconnect cancel."""
+        def run() -> None:
+            self._timers.discard(handle)
+            callback(*args)
+        handle = asyncio.get_running_loop().call_later(delay, run)
+        self._timers.add(handle)
+        return handle
+
+    def _cancel_timers(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        self._outstanding.clear()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start a close handshake; disconnect at the client's CLOSE or after a second."""
+        transport = self.transport
+        if transport is None or transport.is_disconnected or self._closing:
+            return
+        self._closing = True
+        self._cancel_timers()
+        transport.send_close(WSCloseCode(code), reason.encode())
+        self._later(_CLOSE_TIMEOUT, transport.disconnect)
+
+    def reset(self) -> None:
+        """Drop the TCP connection without a close handshake."""
+        if self.transport is not None:
+            self._closing = True
+            self.transport.disconnect(graceful=False)
+
+    def send(self, payload: bytes, binary: bool = False) -> None:
+        """Send one frame unless closing (muting does not apply: tests call this on purpose)."""
+        if self.transport is not None and not self._closing:
+            self.transport.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, payload)
+
+    # ------------------------------------------------------------------ incoming
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type == WSMsgType.CLOSE:
+            self.close_code = int(frame.get_close_code())
+            text_request(transport, frame)
+            return
+        if self._closing or not self._count_incoming():
+            return
+        if msg_type == WSMsgType.PING:
+            if not self.muted:
+                transport.send_pong(frame.get_payload_as_bytes())
+        elif msg_type == WSMsgType.PONG:
+            self._on_pong(frame.get_payload_as_bytes())
+        else:
+            text = text_request(transport, frame)
+            if text is not None:
+                self._on_request(text)
+
+    def _count_incoming(self) -> bool:
+        """Record one incoming frame; close the connection and return False when over the limit."""
+        now = time.monotonic()
+        window = self._incoming
+        window.append(now)
+        while window[0] <= now - 1.0:
+            window.popleft()
+        count = len(window)
+        if count > self.max_incoming_in_window:
+            self.max_incoming_in_window = count
+            self.sim.max_incoming_in_window = max(self.sim.max_incoming_in_window, count)
+        limit = self.sim.max_incoming_per_second
+        if count <= limit:
+            return True
+        violation = f"connection {self.id} ({self.path}): {count} frames within 1 s, limit {limit}"
+        log.warning("rate limit: %s", violation)
+        self.sim.violations.append(violation)
+        self.close(WSCloseCode.POLICY_VIOLATION, "Too many requests")
+        return False
+
+    def _on_request(self, text: bytes) -> None:
+        try:
+            request = _decode(text)
+        except msgspec.DecodeError as exc:
+            if not self.muted:
+                self._reply({"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None})
+            return
+        self.requests.append(request)
+        if self.muted:
+            return
+        request_id = request.get("id") if isinstance(request, dict) else None
+        try:
+            if not isinstance(request, dict):
+                raise _RequestError(2, "Invalid request: expected a JSON object")
+            method = request.get("method")
+            handler = self._METHODS.get(method) if isinstance(method, str) else None
+            if handler is None:
+                raise _RequestError(2, "Invalid request: unknown method")
+            result = handler(self, request.get("params"))
+        except _RequestError as exc:
+            self._reply({"error": {"code": exc.code, "msg": exc.msg}, "id": request_id})
+            return
+        self._reply({"result": result, "id": request_id})
+
+    def _reply(self, reply: dict[str, Any]) -> None:
+        if self.transport is not None:
+            self.transport.send(WSMsgType.TEXT, _encode(reply))
+
+    def _subscribe(self, params: Any) -> None:
+        rejection = self.sim._rejection
+        if rejection is not None:
+            self.sim._rejection = None
+            raise _RequestError(*rejection)
+        streams = _stream_params(params)
+        added = [s for s in streams if s not in self._streams]
+        limit = self.sim.max_streams_per_connection
+        if len(self._streams) + len(added) > limit:
+            raise _RequestError(2, f"Invalid request: too many streams, at most {limit} streams per connection")
+        self._streams.update(dict.fromkeys(added))
+
+    def _unsubscribe(self, params: Any) -> None:
+        for stream in _stream_params(params):
+            self._streams.pop(stream, None)
+
+    def _list_subscriptions(self, params: Any) -> list[str]:
+        return self.streams
+
+    def _set_property(self, params: Any) -> None:
+        _property_name(params, 2)
+        if not isinstance(params[1], bool):
+            raise _RequestError(1, "Invalid value type: expected Boolean")
+        self.combined = params[1]
+
+    def _get_property(self, params: Any) -> bool:
+        _property_name(params, 1)
+        return self.combined
+
+    _METHODS: dict[str, Callable[["BinanceConnection", Any], Any]] = {
+        "SUBSCRIBE": _subscribe, "UNSUBSCRIBE": _unsubscribe, "LIST_SUBSCRIPTIONS": _list_subscriptions,
+        "SET_PROPERTY": _set_property, "GET_PROPERTY": _get_property,
+    }
+
+    # ------------------------------------------------------------------ keepalive
+
+    def _send_ping(self) -> None:
+        sim = self.sim
+        self._later(sim.ping_interval, self._send_ping)
+        if self.muted or self.transport is None:
+            return
+        self._ping_counter += 1
+        payload = str(self._ping_counter).encode()
+        self.transport.send_ping(payload)
+        self.pings_sent += 1
+        sim.pings_sent += 1
+        self._outstanding[payload] = self._later(sim.pong_timeout, self._pong_missing, payload)
+
+    def _on_pong(self, payload: bytes) -> None:
+        handle = self._outstanding.pop(payload, None)
+        if handle is None:
+            return      # unsolicited: allowed, but it keeps nothing alive
+        self.pongs_received += 1
+        self.sim.pongs_received += 1
+        # A pong answers its ping and every earlier one.
+        number = int(payload)
+        for key in [k for k in self._outstanding if int(k) < number]:
+            self._outstanding.pop(key).cancel()
+        handle.cancel()
+
+    def _pong_missing(self, payload: bytes) -> None:
+        self.pong_timeouts += 1
+        self.sim.pong_timeouts += 1
+        log.warning("connection %d: no pong for ping %s within %s s", self.id, payload, self.sim.pong_timeout)
+        self.close(WSCloseCode.POLICY_VIOLATION, "Pong timeout")
+        if self.transport is not None:
+            self.transport.disconnect()
+
+
+class _StepEvents:
+    """The events of one publishing step, built once per stream and shared by every connection."""
+
+    def __init__(self, market: SyntheticMarket, results: list[StepResult], skipped: set[str]) -> None:
+        self.market = market
+        self.results = {r.symbol: r for r in results}
+        self.skipped = skipped
+        self.event_time = int(time.time() * 1000)
+
+    def payloads(self, stream: _Stream) -> list[bytes]:
+        """The raw (uncombined) payloads of ``stream`` for this step."""
+        if stream.symbol is None:
+            return self._all_market(stream.kind)
+        result = self.results.get(stream.symbol)
+        if result is None:
+            return []
+        build = getattr(self, "_" + stream.kind)
+        return [_encode(event) for event in build(result, self.market.symbol(stream.symbol), stream)]
+
+    def _all_market(self, kind: str) -> list[bytes]:
+        if not self.results:
+            return []
+        markets = [(r, self.market.symbol(r.symbol)) for r in self.results.values()]
+        if kind == "!bookTicker":
+            return [_encode(self._bookTicker(r, m)[0]) for r, m in markets]
+        build = self._ticker if kind == "!ticker@arr" else self._miniTicker
+        return [_encode([build(r, m)[0] for r, m in markets])]
+
+    def _depth(self, r: StepResult, m: SymbolMarket, s: _Stream) -> list[dict[str, Any]]:
+        if r.symbol in self.skipped:
+            return []
+        return [{"e": "depthUpdate", "E": self.event_time, "s": r.symbol, "U": r.first_update_id,
+                 "u": r.last_update_id, "b": r.bids, "a": r.asks}]
+
+    def _partial(self, r: StepResult, m: SymbolMarket, s: _Stream) -> list[dict[str, Any]]:
+        book = m.book(s.levels)
+        return [{"lastUpdateId": book.last_update_id, "bids": book.bids, "asks": book.asks}]
+
+    def _trade(self, r: StepResult, m: SymbolMarket, s: _Stream) -> list[dict[str, Any]]:
+        return [{"e": "trade", "E": self.event_time, "s": r.symbol, "t": t.trade_id, "p": t.price, "q": t.qty,
+                 "T": t.time_ms, "m": t.buyer_is_maker, "M": True} for t in r.trades]
+
+    def _aggTrade(self, r: StepResult, m: SymbolMarket, s: _Stream) -> list[dict[str, Any]]:
+        # One aggregate per trade: its id doubles as the aggregate id.
+        return [{"e": "aggTrade", "E": self.event_time, "s": r.symbol, "a": t.trade_id, "p": t.price,
+                 "q": t.qty, "f": t.trade_id, "l": t.trade_id, "T": t.time_ms, "m": t.buyer_is_maker,
+                 "M": True} for t in r.trades]
+
+    def _bookTicker(self, r: StepResult, m: SymbolMarket, s: Optional[_Stream] = None) -> list[dict[str, Any]]:
+        best = m.best()
+        return [{"u": best.update_id, "s": r.symbol, "b": best.bid, "B": best.bid_qty, "a": best.ask,
+                 "A": best.ask_qty}]
+
+    def _ticker(self, r: StepResult, m: SymbolMarket, s: Optional[_Stream] = None) -> list[dict[str, Any]]:
+        t, best = m.ticker(), m.best()
+        return [{"e": "24hrTicker", "E": self.event_time, "s": r.symbol, "p": t.price_change,
+                 "P": t.price_change_percent, "w": t.weighted_avg_price, "x": t.prev_close, "c": t.last,
+                 "Q": t.last_qty, "b": best.bid, "B": best.bid_qty, "a": best.ask, "A": best.ask_qty,
+                 "o": t.open, "h": t.high, "l": t.low, "v": t.volume, "q": t.quote_volume,
+                 "O": t.open_time, "C": t.close_time, "F": t.first_trade_id, "L": t.last_trade_id,
+                 "n": t.count}]
+
+    def _miniTicker(self, r: StepResult, m: SymbolMarket, s: Optional[_Stream] = None) -> list[dict[str, Any]]:
+        t = m.ticker()
+        return [{"e": "24hrMiniTicker", "E": self.event_time, "s": r.symbol, "c": t.last, "o": t.open,
+                 "h": t.high, "l": t.low, "v": t.volume, "q": t.quote_volume}]
+
+    def _kline(self, r: StepResult, m: SymbolMarket, s: _Stream) -> list[dict[str, Any]]:
+        klines = [k for k in r.closed_klines if k.interval_ms == s.interval_ms]
+        klines.append(m.kline(s.interval_ms))
+        return [{"e": "kline", "E": self.event_time, "s": r.symbol, "k": _kline_body(k, r.symbol, s.interval)}
+                for k in klines]
+
+
+def _kline_body(k: Kline, symbol: str, interval: str) -> dict[str, Any]:
+    return {"t": k.open_time, "T": k.close_time, "s": symbol, "i": interval, "f": k.first_trade_id,
+            "L": k.last_trade_id, "o": k.open, "c": k.close, "h": k.high, "l": k.low, "v": k.volume,
+            "n": k.trade_count, "x": k.closed, "q": k.quote_volume, "V": k.taker_buy_volume,
+            "Q": k.taker_buy_quote_volume, "B": "0"}
+
+
+class BinanceSimulator(_Counters):
+    """A loopback Binance spot market-stream server on 127.0.0.1.
+
+    Use ``async with BinanceSimulator() as sim:`` (or ``start()``/``stop()``).
+
+    Args:
+        rate: Market steps per second of the paced publisher; 0: no publisher,
+            the test calls ``step(n)``.
+        ping_interval: Seconds between the server's pings (0: no pings).
+        pong_timeout: Seconds a ping waits for its pong before the connection is closed.
+        max_connection_age: Seconds after which the server closes a connection
+            with 1001 (Binance: 24 h); None: never.
+        max_incoming_per_second: Frames (text, binary, ping, pong) a client may
+            send within any 1-s window; one more closes the connection with 1008.
+        max_streams_per_connection: Streams one connection may subscribe to.
+        seed: Seed of the synthetic market.
+        depth_levels: Book levels per side.
+
+    Attributes:
+        market: The ``SyntheticMarket`` shared by every connection.
+        connection_count: Connections accepted so far.
+        violations: One line per rate-limit violation, for the whole server.
+        max_incoming_in_window: Most frames any connection sent within 1 s.
+        pings_sent, pongs_received, pong_timeouts: Keepalive counts over all connections.
+        sent_counts: Data frames sent per stream, over all connections.
+    """
+
+    def __init__(self, *, rate: float = 10.0, ping_interval: float = 20.0, pong_timeout: float = 60.0,
+                 max_connection_age: Optional[float] = None, max_incoming_per_second: int = 5,
+                 max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION, seed: int = 1,
+                 depth_levels: int = 20) -> None:
+        super().__init__()
+        self.rate = rate
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.max_connection_age = max_connection_age
+        self.max_incoming_per_second = max_incoming_per_second
+        self.max_streams_per_connection = max_streams_per_connection
+        self.market = SyntheticMarket(seed=seed, depth_levels=depth_levels)
+        self.connection_count = 0
+        self.violations: list[str] = []
+        self._connections: list[BinanceConnection] = []
+        self._rejection: Optional[tuple[int, str]] = None
+        self._skip: dict[str, int] = {}
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._publisher: Optional[asyncio.TimerHandle] = None
+        self._publish_due = 0.0
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.port = 0
+
+    # ------------------------------------------------------------------ addresses
+
+    @property
+    def url(self) -> str:
+        """``ws://127.0.0.1:<port>`` (no path)."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def combined_url(self, streams: Iterable[str] = ()) -> str:
+        """The combined-stream URL, with ``?streams=a/b`` when ``streams`` is not empty."""
+        names = "/".join(streams)
+        return f"{self.url}/stream?streams={names}" if names else f"{self.url}/stream"
+
+    def raw_url(self, stream: str = "") -> str:
+        """The raw-stream URL ``/ws/<stream>`` (``/ws`` without a stream)."""
+        return f"{self.url}/ws/{stream}" if stream else f"{self.url}/ws"
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Listen on an ephemeral port of 127.0.0.1; start the publisher if ``rate`` > 0."""
+        self._server = await ws_create_server(self._accept, "127.0.0.1", 0, enable_auto_pong=False,
+                                              logger_name="binance-sim")
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.rate > 0:
+            self._publish_due = asyncio.get_running_loop().time()
+            self._publish()
+        log.debug("listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Close every connection; cancel the publisher and every timer; close the socket."""
+        if self._publisher is not None:
+            self._publisher.cancel()
+            self._publisher = None
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        transports = []
+        for connection in list(self._connections):
+            connection._cancel_timers()
+            if connection.transport is not None:
+                transports.append(connection.transport)
+                connection.transport.disconnect(graceful=False)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if transports:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(t.wait_disconnected() for t in transports),
+                                                      return_exceptions=True), 1.0)
+            except asyncio.TimeoutError:
+                log.warning("%d connection(s) still open after stop()", len(self._connections))
+
+    async def __aenter__(self) -> "BinanceSimulator":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _accept(self, request: WSUpgradeRequest) -> Optional[BinanceConnection]:
+        """Route an upgrade request: a listener for the stream paths, None (404) for the rest."""
+        target = urlsplit(request.path.decode("latin-1"))
+        if target.path == "/stream":
+            query = parse_qs(target.query).get("streams", [""])[0]
+            streams, combined = [s for s in query.split("/") if s], True
+        elif target.path == "/ws":
+            streams, combined = [], False
+        elif target.path.startswith("/ws/"):
+            streams, combined = [target.path[4:]], False
+        else:
+            log.info("refused path %r", target.path)
+            return None
+        if not all(is_valid_stream(s) for s in streams) or len(streams) > self.max_streams_per_connection:
+            log.info("refused streams in %r", request.path)
+            return None
+        return BinanceConnection(self, request.path.decode("latin-1"), streams, combined)
+
+    # ------------------------------------------------------------------ observation
+
+    @property
+    def connections(self) -> list[BinanceConnection]:
+        """Open connections, oldest first."""
+        return list(self._connections)
+
+    def subscribed(self) -> set[str]:
+        """Streams subscribed on any open connection."""
+        return {s for c in self._connections for s in c._streams}
+
+    async def _poll(self, done: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{what()} after {timeout} s")
+            await asyncio.sleep(0.002)
+
+    async def wait_subscribed(self, streams: Iterable[str], timeout: float = 5.0) -> None:
+        """Wait until every stream of ``streams`` is subscribed on an open connection."""
+        wanted = set(streams)
+        await self._poll(lambda: wanted <= self.subscribed(), timeout,
+                         lambda: f"not subscribed: {sorted(wanted - self.subscribed())}")
+
+    async def wait_connections(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until ``connection_count`` (accepted so far) reaches ``count``."""
+        await self._poll(lambda: self.connection_count >= count, timeout,
+                         lambda: f"{self.connection_count} connection(s), wanted {count},")
+
+    # ------------------------------------------------------------------ market data
+
+    def step(self, n: int = 1) -> int:
+        """Advance the market ``n`` times and publish each step; return the frames sent.
+
+        Every symbol that an open connection subscribes to advances, muted
+        connections included (they miss the updates).
+        """
+        sent = 0
+        for _ in range(n):
+            subscribers: dict[str, list[BinanceConnection]] = {}
+            for connection in self._connections:
+                for name in connection._streams:
+                    subscribers.setdefault(name, []).append(connection)
+            streams = [_parse_stream(name) for name in subscribers]
+            symbols = list(dict.fromkeys(s.symbol for s in streams if s is not None and s.symbol))
+            if not symbols:
+                break
+            events = _StepEvents(self.market, self.market.step(symbols), self._take_skips(symbols))
+            for stream in streams:
+                if stream is not None:
+                    sent += self._deliver(stream.name, events.payloads(stream), subscribers[stream.name])
+        return sent
+
+    def _take_skips(self, symbols: list[str]) -> set[str]:
+        skipped = set()
+        for symbol in symbols:
+            left = self._skip.get(symbol, 0)
+            if left > 0:
+                self._skip[symbol] = left - 1
+                skipped.add(symbol)
+        return skipped
+
+    def _deliver(self, name: str, payloads: list[bytes], connections: list[BinanceConnection]) -> int:
+        if not payloads:
+            return 0
+        sent = 0
+        combined: Optional[list[bytes]] = None
+        for connection in connections:
+            if connection.muted or not connection.is_open:
+                continue
+            if connection.combined:
+                if combined is None:
+                    combined = [_wrap(name, p) for p in payloads]
+                frames = combined
+            else:
+                frames = payloads
+            send = connection.transport.send  # type: ignore[union-attr]
+            for frame in frames:
+                send(WSMsgType.TEXT, frame)
+            connection.sent_counts[name] = connection.sent_counts.get(name, 0) + len(frames)
+            sent += len(frames)
+        if sent:
+            self.sent_counts[name] = self.sent_counts.get(name, 0) + sent
+        return sent
+
+    def _publish(self) -> None:
+        """The paced publisher: one step now, the next one a period after this one was due."""
+        loop = asyncio.get_running_loop()
+        self._publish_due = max(self._publish_due + 1.0 / self.rate, loop.time())    # behind: no burst
+        self._publisher = loop.call_at(self._publish_due, self._publish)
+        self.step(1)
+
+    # ------------------------------------------------------------------ faults
+
+    def _targets(self, connection: Optional[BinanceConnection]) -> list[BinanceConnection]:
+        return list(self._connections) if connection is None else [connection]
+
+    def close_with(self, code: int, reason: str = "", connection: Optional[BinanceConnection] = None) -> None:
+        """Close (all or one) connection(s) with a close handshake of ``code`` and ``reason``."""
+        for target in self._targets(connection):
+            target.close(code, reason)
+
+    def drop(self, code: int = 1001, reason: str = "", connection: Optional[BinanceConnection] = None) -> None:
+        """Close with a close handshake (default 1001 going away)."""
+        self.close_with(code, reason, connection)
+
+    def reset(self, connection: Optional[BinanceConnection] = None) -> None:
+        """Drop the TCP connection(s) without a close handshake."""
+        for target in self._targets(connection):
+            target.reset()
+
+    def mute(self, connection: Optional[BinanceConnection] = None) -> None:
+        """Stop sending data, pings and replies on the open connection(s); the sockets stay open.
+
+        Connections opened later are not muted.
+        """
+        for target in self._targets(connection):
+            target.muted = True
+
+    def unmute(self, connection: Optional[BinanceConnection] = None) -> None:
+        """Undo ``mute``."""
+        for target in self._targets(connection):
+            target.muted = False
+
+    def send_raw(self, payload: bytes, binary: bool = False, connection: Optional[BinanceConnection] = None) -> None:
+        """Send ``payload`` unchanged as one TEXT (or BINARY) frame."""
+        for target in self._targets(connection):
+            target.send(payload, binary)
+
+    def send_malformed(self, payload: bytes = b'{"stream":"btcusdt@depth","data":{"e":',
+                       connection: Optional[BinanceConnection] = None) -> None:
+        """Send a TEXT frame of invalid JSON."""
+        self.send_raw(payload, connection=connection)
+
+    def send_oversized(self, size: int, connection: Optional[BinanceConnection] = None) -> None:
+        """Send one TEXT frame of exactly ``size`` bytes (valid JSON from 10 bytes on)."""
+        payload = b'{"pad":"' + b"x" * (size - 10) + b'"}' if size >= 10 else b" " * size
+        self.send_raw(payload, connection=connection)
+
+    def reject_next_subscription(self, code: int = 2, msg: str = "Invalid request: rejected by test") -> None:
+        """Answer the next SUBSCRIBE (on any connection) with this error; nothing is subscribed."""
+        self._rejection = (code, msg)
+
+    def skip_sequence(self, count: int = 1) -> None:
+        """Send nobody the next ``count`` depthUpdate events of every subscribed symbol.
+
+        The market still advances, so the next event's ``U`` jumps past the
+        previous ``u`` + 1.
+        """
+        symbols = set(self.market.symbols)
+        for name in self.subscribed():
+            stream = _parse_stream(name)
+            if stream is not None and stream.symbol is not None:
+                symbols.add(stream.symbol)
+        for symbol in symbols:
+            self._skip[symbol] = count
+
+    def server_shutdown(self, delay: float = 0.5, connection: Optional[BinanceConnection] = None) -> None:
+        """Send a ``serverShutdown`` event, then close with 1001 after ``delay`` seconds."""
+        event = _encode({"e": "serverShutdown", "E": int(time.time() * 1000)})
+        targets = self._targets(connection)
+        for target in targets:
+            target.send(_wrap("!serverShutdown", event) if target.combined else event)
+
+        def close() -> None:
+            self._timers.discard(handle)
+            for target in targets:
+                target.close(WSCloseCode.GOING_AWAY, "Server shutdown")
+        handle = asyncio.get_running_loop().call_later(delay, close)
+        self._timers.add(handle)
