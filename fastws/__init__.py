@@ -6,11 +6,12 @@ health checks and metrics; a Cython frame core on picows and uvloop carries
 each frame from the read buffer to the parser and the handler.
 """
 from fastws._core import FrameHandler
-from fastws.base import BaseWebSocketInterface, ConnectionGap
+from fastws.base import BaseWebSocketInterface, ConnectionGap, SequenceGap
+from fastws.pool import PooledWebSocketInterface
 from fastws.config import WebSocketConfig, create_websocket_config
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
                            InvalidMessageError, MessageHandlerError, RateLimitError,
-                           SubscriptionRejectedError)
+                           SequenceGapError, SubscriptionRejectedError)
 from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
 
 __all__ = [
@@ -24,7 +25,10 @@ __all__ = [
     "FrameHandler",
     "InvalidMessageError",
     "MessageHandlerError",
+    "PooledWebSocketInterface",
+    "SequenceGap",
     "RateLimitError",
+    "SequenceGapError",
     "StreamType",
     "SubscriptionAction",
     "SubscriptionRejectedError",

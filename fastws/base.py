@@ -21,17 +21,17 @@ from typing import Any, Awaitable, Callable, Hashable, Iterable, Mapping, Option
 import msgspec
 from picows import WSCloseCode, WSParsedURL, ws_connect
 
-from fastws._core import FrameHandler, is_async_callable, monotonic_time_ns
+from fastws._core import FrameHandler, RouteTable, is_async_callable, monotonic_time_ns
 from fastws.backoff import ReconnectPolicy, is_retryable
 from fastws.config import WebSocketConfig
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
                            InvalidMessageError, MessageHandlerError, RateLimitError,
-                           SubscriptionRejectedError)
-from fastws.metrics import ConnectionMetrics
+                           SequenceGapError, SubscriptionRejectedError)
+from fastws.metrics import ConnectionMetrics, latency_percentiles
 from fastws.ratelimit import TokenBucket
 from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
 
-__all__ = ["BaseWebSocketInterface", "ConnectionGap", "MessageHandler", "ErrorHandler"]
+__all__ = ["BaseWebSocketInterface", "ConnectionGap", "SequenceGap", "MessageHandler", "ErrorHandler"]
 
 MessageHandler = Callable[[Any], Union[None, Awaitable[None]]]
 ErrorHandler = Callable[[ExchangeAPIError], Union[None, Awaitable[None]]]
@@ -63,6 +63,30 @@ class ConnectionGap:
     def duration(self) -> Optional[float]:
         """Seconds the gap lasted, ``None`` while it is open."""
         return None if self.end is None else self.end - self.start
+
+
+@dataclass
+class SequenceGap:
+    """Messages of one stream known missing from its sequence numbers.
+
+    Attributes:
+        time: ``time.time()`` when the gap was seen.
+        stream: The stream.
+        expected: The sequence number that should have come next.
+        received: The first sequence number that came instead.
+        last: The last sequence number of the message that revealed the gap.
+    """
+
+    time: float
+    stream: str
+    expected: int
+    received: int
+    last: int
+
+    @property
+    def missing(self) -> int:
+        """How many sequence numbers were skipped."""
+        return self.received - self.expected
 
 
 class BaseWebSocketInterface(ABC):
@@ -116,6 +140,12 @@ class BaseWebSocketInterface(ABC):
         self._reconnect_attempts = 0
         self._metrics = ConnectionMetrics()
         self._gaps: deque[ConnectionGap] = deque(maxlen=_GAPS_KEPT)
+        self._sequence_gaps: deque[SequenceGap] = deque(maxlen=_GAPS_KEPT)
+        # The typed fast route: adapters that offer one fill this table; it
+        # outlives connections (each new core is given it).
+        self._routes: Optional[RouteTable] = None
+        # health_check() rates: per stream, (messages, monotonic ns) last seen.
+        self._rate_samples: dict[str, tuple[int, int]] = {}
         self._open_gap: Optional[ConnectionGap] = None
         self._last_error_log: dict[str, float] = {}
         self._suppressed_errors: dict[str, int] = {}
@@ -155,6 +185,28 @@ class BaseWebSocketInterface(ABC):
         """
 
     # ------------------------------------------------------------ for adapters
+    def _frame_handler_options(self) -> dict[str, Any]:
+        """Extra ``FrameHandler`` arguments for this adapter's connections.
+
+        Override to have the core read the exchange's event time and sequence
+        numbers from raw frames (``event_time_key``, ``event_time_unit_ns``,
+        ``first_sequence_key``, ``last_sequence_key``, ``scan_window``).
+        """
+        return {}
+
+    def _request_reconnect(self, reason: str) -> None:
+        """Close the live connection so that the supervisor reconnects.
+
+        For adapters that learn from a message that the exchange will close
+        (a shutdown notice); safe to call from ``_parse_message``.
+        """
+        if self._ws is None or self._ws.is_disconnected or self._stopping:
+            return
+        self.logger.warning("reconnecting: %s", reason, extra={"exchange": self.exchange, "reason": reason})
+        task = asyncio.get_running_loop().create_task(self._close_transport(WSCloseCode.GOING_AWAY, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _open_websocket(self, url: Optional[str] = None,
                               extra_headers: Optional[Mapping[str, str]] = None) -> None:
         """Open the picows connection with the frame core as its listener.
@@ -166,7 +218,9 @@ class BaseWebSocketInterface(ABC):
         core = FrameHandler(self._parse_message, self._extract_stream_info,
                             self._message_handler, self._on_core_error,
                             self._on_core_disconnected,
-                            max_message_size=self.config.max_frame_size)
+                            max_message_size=self.config.max_frame_size,
+                            routes=self._routes, on_sequence_gap=self._on_sequence_gap,
+                            **self._frame_handler_options())
         headers = dict(self.config.extra_headers or {})
         headers.update(extra_headers or {})
         try:
@@ -275,6 +329,11 @@ class BaseWebSocketInterface(ABC):
     def gaps(self) -> list[ConnectionGap]:
         """The most recent gaps in the feed, oldest first."""
         return list(self._gaps)
+
+    @property
+    def sequence_gaps(self) -> list[SequenceGap]:
+        """The most recent sequence gaps (messages known missing), oldest first."""
+        return list(self._sequence_gaps)
 
     def add_state_listener(self, listener: StateListener) -> None:
         """Call ``listener(old, new, reason)`` on every state change."""
@@ -434,8 +493,14 @@ class BaseWebSocketInterface(ABC):
         Keys: ``exchange``, ``state``, ``is_connected``, ``subscriptions``,
         ``reconnect_attempts``, ``last_message_age`` (seconds, ``None`` before
         the first message), ``metrics``, plus ``pending_subscriptions``,
-        ``streams`` (per stream: type, messages, last message age) and
-        ``gaps``.
+        ``streams``, ``gaps`` and ``sequence_gaps``.
+
+        Per stream (this connection): ``type``, ``messages``,
+        ``messages_per_second`` (since the previous health check, or since
+        the stream's first message), ``last_message_age``, and where the
+        adapter reads them, ``event_latency_ms`` (exchange event time to
+        local receive: ``p50``, ``p99``), ``last_sequence``,
+        ``sequence_gaps`` and ``missing_sequences``.
         """
         core = self._core
         now_ns = monotonic_time_ns()
@@ -444,12 +509,7 @@ class BaseWebSocketInterface(ABC):
         if core is not None and core.frames_received:
             last_age = (now_ns - core.last_receive_ns) / 1e9
             for stream_id, stats in core.stream_stats().items():
-                streams[stream_id] = {
-                    "type": stats.stream_type.value if isinstance(stats.stream_type, StreamType)
-                    else str(stats.stream_type),
-                    "messages": stats.messages,
-                    "last_message_age": (now_ns - stats.last_receive_ns) / 1e9,
-                }
+                streams[stream_id] = self._stream_health(stream_id, stats, now_ns)
         return {
             "exchange": self.exchange,
             "state": self._state.value,
@@ -460,8 +520,36 @@ class BaseWebSocketInterface(ABC):
             "last_message_age": last_age,
             "streams": streams,
             "gaps": [{"start": g.start, "end": g.end, "reason": g.reason} for g in self._gaps],
+            "sequence_gaps": [{"time": g.time, "stream": g.stream, "expected": g.expected,
+                               "received": g.received, "missing": g.missing} for g in self._sequence_gaps],
             "metrics": self.metrics,
         }
+
+    def _stream_health(self, stream_id: str, stats: Any, now_ns: int) -> dict[str, Any]:
+        previous = self._rate_samples.get(stream_id)
+        if previous is None or previous[0] > stats.messages or now_ns - previous[1] < 50_000_000:
+            since, count = stats.first_receive_ns, stats.messages
+        else:
+            since, count = previous[1], stats.messages - previous[0]
+        self._rate_samples[stream_id] = (stats.messages, now_ns)
+        elapsed = (now_ns - since) / 1e9
+        entry: dict[str, Any] = {
+            "type": stats.stream_type.value if isinstance(stats.stream_type, StreamType)
+            else str(stats.stream_type),
+            "messages": stats.messages,
+            "messages_per_second": count / elapsed if elapsed > 0 else None,
+            "last_message_age": (now_ns - stats.last_receive_ns) / 1e9,
+        }
+        if stats.last_event_ns:
+            # The core's histogram is in microseconds; the helper reports the
+            # unit it is given divided by 1000.
+            entry["event_latency_ms"] = latency_percentiles(stats.event_latency_histogram(), (0.5, 0.99))
+            entry["clock_ahead"] = stats.clock_ahead
+        if stats.last_sequence >= 0:
+            entry["last_sequence"] = stats.last_sequence
+            entry["sequence_gaps"] = stats.sequence_gaps
+            entry["missing_sequences"] = stats.missing_sequences
+        return entry
 
     # ---------------------------------------------------------- the supervisor
     async def _supervise(self) -> None:
@@ -717,6 +805,16 @@ class BaseWebSocketInterface(ABC):
                 future.set_result(new)
 
     # ------------------------------------------------------------------ errors
+    def _on_sequence_gap(self, stream: str, expected: int, received: int, last: int) -> None:
+        """Called by the core when a stream's sequence numbers skip: record, log, report."""
+        gap = SequenceGap(time=time.time(), stream=stream, expected=expected, received=received, last=last)
+        self._sequence_gaps.append(gap)
+        error = SequenceGapError(f"{self.exchange}: {stream}: {gap.missing} message(s) missing "
+                                 f"(expected sequence {expected}, got {received})",
+                                 stream, expected, received)
+        self._log_error_rate_limited("sequence", error)
+        self._emit_error(error)
+
     def _on_core_error(self, kind: str, exc: BaseException, payload: Optional[bytes]) -> None:
         """Called by the core for a parse, classify, handler or size error."""
         self._metrics.errors += 1

@@ -9,6 +9,7 @@ __all__ = [
     "ConnectionFailedError",
     "ExchangeTimeoutError",
     "MessageHandlerError",
+    "SequenceGapError",
 ]
 
 
@@ -78,3 +79,24 @@ class MessageHandlerError(ExchangeAPIError):
     def __init__(self, message: str) -> None:
         super().__init__(500, message)
 
+
+
+class SequenceGapError(ExchangeAPIError):
+    """Messages of a stream were missed: its sequence numbers skipped (code 409).
+
+    The feed goes on; a strategy that keeps a book from this stream must
+    resynchronise it.
+
+    Attributes:
+        stream: The stream with the gap.
+        expected: The sequence number that should have come next.
+        received: The first sequence number that came instead.
+        missing: How many sequence numbers were skipped.
+    """
+
+    def __init__(self, message: str, stream: str, expected: int, received: int) -> None:
+        super().__init__(409, message)
+        self.stream = stream
+        self.expected = expected
+        self.received = received
+        self.missing = received - expected
