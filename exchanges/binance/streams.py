@@ -32,6 +32,7 @@ __all__ = [
     "payload_type",
     "stream_kind",
     "stream_type",
+    "stream_type_of_kind",
     "symbol_of",
     "validate_streams",
 ]
@@ -187,6 +188,11 @@ def stream_type(name: str) -> StreamType:
         for bookTicker, ticker and miniTicker, ``KLINE`` for klines, else ``OTHER``.
     """
     return _STREAM_TYPES[stream_kind(name)]
+
+
+def stream_type_of_kind(kind: StreamKind) -> StreamType:
+    """The fastws stream type of a stream kind (see ``stream_type``)."""
+    return _STREAM_TYPES[kind]
 
 
 def is_valid_stream(name: str) -> bool:

@@ -1,0 +1,281 @@
+"""BinanceWebSocket end to end against BinanceSimulator on 127.0.0.1."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+import msgspec
+import pytest
+
+from exchanges.binance import BinanceWebSocket, DepthUpdate, binance_config
+from exchanges.binance.messages import AggTrade, BookTicker, Kline, MiniTicker, PartialDepth, Ticker24h, Trade
+from fastws import (ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError, StreamType,
+                    SubscriptionRejectedError)
+from fastws.testing import BinanceSimulator
+from tests.conftest import open_fds, other_tasks
+
+DEPTH = ["btcusdt@depth", "ethusdt@depth@100ms"]
+TYPES = {
+    "btcusdt@depth": (StreamType.ORDERBOOK, DepthUpdate),
+    "btcusdt@depth5": (StreamType.ORDERBOOK, PartialDepth),
+    "btcusdt@depth10@100ms": (StreamType.ORDERBOOK, PartialDepth),
+    "btcusdt@trade": (StreamType.TRADES, Trade),
+    "btcusdt@aggTrade": (StreamType.TRADES, AggTrade),
+    "btcusdt@bookTicker": (StreamType.TICKER, BookTicker),
+    "btcusdt@ticker": (StreamType.TICKER, Ticker24h),
+    "btcusdt@miniTicker": (StreamType.TICKER, MiniTicker),
+    "btcusdt@kline_1m": (StreamType.KLINE, Kline),
+}
+
+
+class Sink:
+    """Message and error handlers that remember what they got."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.errors: list[ExchangeAPIError] = []
+
+    def on_message(self, *args: Any) -> None:
+        self.messages.append(args if len(args) > 1 else args[0])
+
+    def on_error(self, error: ExchangeAPIError) -> None:
+        self.errors.append(error)
+
+    async def wait(self, done: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"condition not met after {timeout} s"
+            await asyncio.sleep(0.005)
+
+
+def client(sim: BinanceSimulator, sink: Sink, typed: bool = False, **overrides: Any) -> BinanceWebSocket:
+    overrides.setdefault("reconnect_delay", 0.05)
+    overrides.setdefault("healthy_after", 0.05)
+    config = binance_config(sim.url, **overrides)
+    return BinanceWebSocket(ExchangeName("binance"), config, sink.on_message, sink.on_error, typed=typed)
+
+
+async def test_subscribe_ack_receive_and_unsubscribe(binance_simulator: BinanceSimulator) -> None:
+    sim = binance_simulator
+    sink = Sink()
+    async with client(sim, sink) as ws:
+        await ws.subscribe(DEPTH)
+        assert sim.subscribed() == set(DEPTH)
+        assert sim.connections[0].path.startswith("/stream")
+        sim.step(20)
+        await sink.wait(lambda: len(sink.messages) == 40)
+        assert {m["stream"] for m in sink.messages} == set(DEPTH)
+        assert all(m["data"]["e"] == "depthUpdate" for m in sink.messages)
+        await ws.unsubscribe(DEPTH[:1])
+        assert sim.subscribed() == set(DEPTH[1:])
+        assert ws.subscriptions == DEPTH[1:]
+        health = await ws.health_check()
+        stream = health["streams"]["ethusdt@depth@100ms"]
+        assert stream["messages"] == 20 and stream["type"] == "orderbook"
+        assert stream["last_sequence"] > 0 and stream["sequence_gaps"] == 0
+        assert stream["event_latency_ms"]["p50"] is not None and stream["messages_per_second"] > 0
+        # acks are control messages, never handed to the handler
+        assert health["metrics"]["control_messages"] >= 2
+    assert sink.errors == []
+
+
+async def test_rejection_carries_binance_code_and_text(binance_simulator: BinanceSimulator) -> None:
+    sink = Sink()
+    async with client(binance_simulator, sink) as ws:
+        with pytest.raises(SubscriptionRejectedError) as info:
+            await ws.subscribe(["btcusdt@nonsense"])
+        assert info.value.code == 403 and info.value.exchange_code == 2
+        assert "invalid stream" in info.value.exchange_message.lower()
+        binance_simulator.reject_next_subscription(code=2, msg="Invalid request: rejected by test")
+        with pytest.raises(SubscriptionRejectedError) as info:
+            await ws.subscribe(["btcusdt@trade"])
+        assert info.value.exchange_message == "Invalid request: rejected by test"
+        assert ws.subscriptions == [] and binance_simulator.subscribed() == set()
+        await ws.subscribe(["btcusdt@trade"])
+        assert ws.subscriptions == ["btcusdt@trade"]
+
+
+@pytest.mark.parametrize("typed", [False, True])
+async def test_every_stream_type_is_classified(binance_simulator: BinanceSimulator, typed: bool) -> None:
+    sim = binance_simulator
+    sink = Sink()
+    async with client(sim, sink, typed=typed) as ws:
+        await ws.subscribe(list(TYPES))
+        sim.step(30)
+        await sink.wait(lambda: set((await_stats := ws._core.stream_stats())) >= set(TYPES)  # type: ignore[union-attr]
+                        if ws._core else False)
+        stats = ws._core.stream_stats()  # type: ignore[union-attr]
+        for name, (stream_type, struct) in TYPES.items():
+            assert stats[name].stream_type is stream_type, name
+        if typed:
+            by_stream = {s: type(m) for s, m in sink.messages}
+            assert by_stream == {name: struct for name, (_, struct) in TYPES.items()}
+
+
+async def test_typed_and_dict_routes_give_the_same_content(binance_simulator: BinanceSimulator) -> None:
+    """Two clients on one simulator get the same frames: one decodes dicts, one structs."""
+    sim = binance_simulator
+    dict_sink, typed_sink = Sink(), Sink()
+    async with client(sim, dict_sink) as plain, client(sim, typed_sink, typed=True) as typed:
+        await plain.subscribe(list(TYPES))
+        await typed.subscribe(list(TYPES))
+        sim.step(25)
+        total = sum(sim.sent_counts.values())
+        assert total > 0 and total % 2 == 0
+        await dict_sink.wait(lambda: len(dict_sink.messages) == total // 2)
+        await typed_sink.wait(lambda: len(typed_sink.messages) == total // 2)
+    dicts = [(m["stream"], m["data"]) for m in dict_sink.messages]
+    typed_as_dicts = [(s, msgspec.to_builtins(m)) for s, m in typed_sink.messages]
+    assert {s for s, _ in dicts} == set(TYPES)
+    assert typed_as_dicts == dicts
+
+
+async def test_typed_route_per_stream_handler(binance_simulator: BinanceSimulator) -> None:
+    sink, depth_sink = Sink(), Sink()
+    async with client(binance_simulator, sink, typed=True) as ws:
+        await ws.subscribe(["btcusdt@depth"], handler=depth_sink.on_message)
+        await ws.subscribe(["btcusdt@trade"])
+        binance_simulator.step(10)
+        await depth_sink.wait(lambda: len(depth_sink.messages) == 10)
+        assert all(s == "btcusdt@depth" and isinstance(m, DepthUpdate) for s, m in depth_sink.messages)
+        assert all(s == "btcusdt@trade" for s, _ in sink.messages)
+
+
+async def test_sequence_gaps_are_reported(binance_simulator: BinanceSimulator) -> None:
+    sim = binance_simulator
+    sink = Sink()
+    async with client(sim, sink, typed=True) as ws:
+        await ws.subscribe(["btcusdt@depth"])
+        sim.step(5)
+        sim.skip_sequence(3)
+        sim.step(8)
+        await sink.wait(lambda: len(sink.messages) == 10)
+        updates = [m for _, m in sink.messages]
+        jumps = [b.first_update_id - a.final_update_id - 1 for a, b in zip(updates, updates[1:])]
+        assert sorted(jumps)[-1] > 0 and jumps.count(0) == len(jumps) - 1
+        (gap,) = ws.sequence_gaps
+        assert gap.stream == "btcusdt@depth" and gap.missing == max(jumps)
+        errors = [e for e in sink.errors if isinstance(e, SequenceGapError)]
+        assert len(errors) == 1 and errors[0].code == 409 and errors[0].missing == gap.missing
+        health = await ws.health_check()
+        assert health["streams"]["btcusdt@depth"]["missing_sequences"] == gap.missing
+        assert health["sequence_gaps"][0]["missing"] == gap.missing
+
+
+async def test_limits_are_kept_even_if_the_config_asks_for_more(binance_simulator: BinanceSimulator) -> None:
+    sink = Sink()
+    ws = client(binance_simulator, sink, max_messages_per_second=50.0, max_connection_age=None)
+    assert ws.config.max_messages_per_second <= 3.0
+    assert ws.config.max_connection_age is not None and ws.config.max_connection_age < 24 * 3600
+    await ws.stop()
+
+
+async def test_pooling_and_pacing_with_3000_streams(binance_simulator_factory: Any) -> None:
+    """3000 streams at once: three connections, and no connection ever breaks 5 msg/s."""
+    # The server pings every second here (Binance: every 20 s); each pong counts.
+    sim = await binance_simulator_factory(rate=0, ping_interval=1.0, pong_timeout=2.0)
+    sink = Sink()
+    names = [f"s{i:04d}usdt@trade" for i in range(3000)]
+    before_fds = open_fds()
+    async with client(sim, sink, subscription_timeout=15.0) as ws:
+        await asyncio.wait_for(ws.subscribe(names), 30)
+        assert len(sim.connections) == 3
+        assert sorted(len(c.streams) for c in sim.connections) == [952, 1024, 1024]
+        assert sim.subscribed() == set(names)
+        assert ws.subscriptions == names
+        health = await ws.health_check()
+        assert len(health["connections"]) == 3 and health["is_connected"]
+        assert health["metrics"]["pool_connections"] == 3
+        await asyncio.sleep(1.2)    # server pings answered by the auto-pong
+        assert sim.pongs_received > 0 and sim.pong_timeouts == 0
+    assert sim.violations == []
+    assert sim.max_incoming_in_window <= 5
+    assert ws.state is ConnectionState.CLOSED
+    await asyncio.sleep(0.05)
+    assert open_fds() <= before_fds
+
+
+async def test_server_pings_are_answered_and_the_connection_lives(binance_simulator_factory: Any) -> None:
+    # Pings 50 times as often as Binance's (each pong counts toward the 5/s limit).
+    sim = await binance_simulator_factory(rate=0, ping_interval=0.4, pong_timeout=0.3)
+    sink = Sink()
+    async with client(sim, sink) as ws:
+        await ws.subscribe(["btcusdt@trade"])
+        await asyncio.sleep(2.0)
+        assert sim.pings_sent >= 4 and sim.pongs_received >= sim.pings_sent - 1
+        assert sim.pong_timeouts == 0 and sim.connection_count == 1
+        assert ws.metrics["reconnections"] == 0
+
+
+FAULTS: dict[str, Callable[[BinanceSimulator], None]] = {
+    "drop 1001": lambda sim: sim.drop(1001),
+    "close 1011": lambda sim: sim.close_with(1011, "internal"),
+    "close 1008": lambda sim: sim.close_with(1008, "policy"),
+    "reset": lambda sim: sim.reset(),
+    "server shutdown": lambda sim: sim.server_shutdown(delay=2.0),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_resubscribes_after_each_fault(binance_simulator: BinanceSimulator, fault: str) -> None:
+    sim = binance_simulator
+    sink = Sink()
+    async with client(sim, sink) as ws:
+        await ws.subscribe(DEPTH)
+        FAULTS[fault](sim)
+        await sim.wait_connections(2)
+        await sim.wait_subscribed(DEPTH)
+        await ws.wait_for_state(ConnectionState.CONNECTED, timeout=5)
+        sim.step(3)
+        await sink.wait(lambda: len(sink.messages) >= 6)
+        assert ws.metrics["reconnections"] >= 1
+        assert ws.gaps and ws.gaps[0].end is not None
+
+
+async def test_mute_is_detected_as_stale_and_healed(binance_simulator: BinanceSimulator) -> None:
+    sim = binance_simulator
+    sink = Sink()
+    async with client(sim, sink, stale_timeout=0.3) as ws:
+        await ws.subscribe(DEPTH)
+        sim.mute()
+        await sim.wait_connections(2)
+        await sim.wait_subscribed(DEPTH)
+        assert "stale" in ws.gaps[0].reason
+
+
+async def test_malformed_and_oversized_frames(binance_simulator: BinanceSimulator) -> None:
+    sim = binance_simulator
+    sink = Sink()
+    async with client(sim, sink, max_frame_size=64 * 1024) as ws:
+        await ws.subscribe(DEPTH)
+        sim.send_malformed()
+        sim.step(1)
+        await sink.wait(lambda: len(sink.messages) == 2)
+        assert ws.metrics["parse_errors"] == 1
+        assert [e.code for e in sink.errors] == [400]
+        sim.send_oversized(128 * 1024)
+        await sim.wait_connections(2)
+        await sim.wait_subscribed(DEPTH)
+
+
+async def test_max_connection_age_rotates_before_the_server_cuts(binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=0, max_connection_age=1.0)
+    sink = Sink()
+    async with client(sim, sink, max_connection_age=0.4) as ws:
+        await ws.subscribe(DEPTH)
+        await sim.wait_connections(3, timeout=5)
+        await sim.wait_subscribed(DEPTH)
+        assert all("max_connection_age" in g.reason for g in ws.gaps)
+
+
+async def test_stop_leaves_nothing_behind(binance_simulator: BinanceSimulator) -> None:
+    sink = Sink()
+    tasks_before, fds_before = other_tasks(), open_fds()
+    ws = client(binance_simulator, sink)
+    await ws.start()
+    await ws.subscribe(DEPTH)
+    await ws.stop()
+    await asyncio.sleep(0.05)
+    assert other_tasks() - tasks_before == set()
+    assert open_fds() <= fds_before
