@@ -29,7 +29,7 @@ import re
 import time
 from collections import deque
 from typing import Any, Callable, Iterable, Optional, Sequence
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
@@ -215,7 +215,7 @@ class BinanceConnection(WSListener, _Counters):
         if sim.ping_interval > 0:
             self._later(sim.ping_interval, self._send_ping)
         if sim.max_connection_age is not None:
-            self._later(sim.max_connection_age, self.close, WSCloseCode.GOING_AWAY, "Connection age limit reached")
+            self._later(sim.max_connection_age, self.close, WSCloseCode.GOING_AWAY.value, "Connection age limit reached")
         log.debug("connection %d on %s", self.id, self.path)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -265,7 +265,7 @@ class BinanceConnection(WSListener, _Counters):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
         if msg_type == WSMsgType.CLOSE:
-            self.close_code = int(frame.get_close_code())
+            self.close_code = frame.get_close_code().value
             text_request(transport, frame)
             return
         if self._closing or not self._count_incoming():
@@ -297,7 +297,7 @@ class BinanceConnection(WSListener, _Counters):
         violation = f"connection {self.id} ({self.path}): {count} frames within 1 s, limit {limit}"
         log.warning("rate limit: %s", violation)
         self.sim.violations.append(violation)
-        self.close(WSCloseCode.POLICY_VIOLATION, "Too many requests")
+        self.close(WSCloseCode.POLICY_VIOLATION.value, "Too many requests")
         return False
 
     def _on_request(self, text: bytes) -> None:
@@ -388,11 +388,18 @@ class BinanceConnection(WSListener, _Counters):
             self._outstanding.pop(key).cancel()
         handle.cancel()
 
+    def _forget_pings(self) -> None:
+        """Stop waiting for the pongs of the pings sent so far."""
+        for handle in self._outstanding.values():
+            handle.cancel()
+            self._timers.discard(handle)
+        self._outstanding.clear()
+
     def _pong_missing(self, payload: bytes) -> None:
         self.pong_timeouts += 1
         self.sim.pong_timeouts += 1
         log.warning("connection %d: no pong for ping %s within %s s", self.id, payload, self.sim.pong_timeout)
-        self.close(WSCloseCode.POLICY_VIOLATION, "Pong timeout")
+        self.close(WSCloseCode.POLICY_VIOLATION.value, "Pong timeout")
         if self.transport is not None:
             self.transport.disconnect()
 
@@ -592,7 +599,9 @@ class BinanceSimulator(_Counters):
         """Route an upgrade request: a listener for the stream paths, None (404) for the rest."""
         target = urlsplit(request.path.decode("latin-1"))
         if target.path == "/stream":
-            query = parse_qs(target.query).get("streams", [""])[0]
+            # Not parse_qs: it would read the "+" of "@+08:00" as a space.
+            query = next((unquote(v) for k, _, v in (p.partition("=") for p in target.query.split("&"))
+                          if k == "streams"), "")
             streams, combined = [s for s in query.split("/") if s], True
         elif target.path == "/ws":
             streams, combined = [], False
@@ -720,10 +729,12 @@ class BinanceSimulator(_Counters):
     def mute(self, connection: Optional[BinanceConnection] = None) -> None:
         """Stop sending data, pings and replies on the open connection(s); the sockets stay open.
 
-        Connections opened later are not muted.
+        A muted connection is not closed for missing pongs either. Connections
+        opened later are not muted.
         """
         for target in self._targets(connection):
             target.muted = True
+            target._forget_pings()
 
     def unmute(self, connection: Optional[BinanceConnection] = None) -> None:
         """Undo ``mute``."""
@@ -773,6 +784,6 @@ class BinanceSimulator(_Counters):
         def close() -> None:
             self._timers.discard(handle)
             for target in targets:
-                target.close(WSCloseCode.GOING_AWAY, "Server shutdown")
+                target.close(WSCloseCode.GOING_AWAY.value, "Server shutdown")
         handle = asyncio.get_running_loop().call_later(delay, close)
         self._timers.add(handle)

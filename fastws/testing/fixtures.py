@@ -34,7 +34,7 @@ from fastws.testing.binance_sim import BinanceSimulator
 try:
     from pytest_asyncio import fixture as _async_fixture
 except ImportError:     # pytest-asyncio missing: the fixtures fail only when used
-    _async_fixture = pytest.fixture
+    _async_fixture = pytest.fixture  # type: ignore[assignment]
 
 __all__ = ["binance_simulator", "binance_simulator_factory"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fastws.testing.market import ZERO_QTY, SymbolMarket, SyntheticMarket, format_price, format_qty
+from fastws.testing.market import ZERO_QTY, StepResult, SymbolMarket, SyntheticMarket, format_price, format_qty
 
 
 class Clock:
@@ -16,7 +16,7 @@ class Clock:
         return self.now
 
 
-def run(seed: int, steps: int, symbols: tuple[str, ...] = ("btcusdt", "ethusdt")) -> list:
+def run(seed: int, steps: int, symbols: tuple[str, ...] = ("btcusdt", "ethusdt")) -> list[list[StepResult]]:
     market = SyntheticMarket(seed=seed, clock=Clock())
     return [market.step(symbols) for _ in range(steps)]
 
