@@ -215,7 +215,8 @@ class BinanceConnection(WSListener, _Counters):
         if sim.ping_interval > 0:
             self._later(sim.ping_interval, self._send_ping)
         if sim.max_connection_age is not None:
-            self._later(sim.max_connection_age, self.close, WSCloseCode.GOING_AWAY.value, "Connection age limit reached")
+            self._later(sim.max_connection_age, self.close, WSCloseCode.GOING_AWAY.value,
+                        "Connection age limit reached")
         log.debug("connection %d on %s", self.id, self.path)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -741,7 +742,8 @@ class BinanceSimulator(_Counters):
         for target in self._targets(connection):
             target.muted = False
 
-    def send_raw(self, payload: bytes, binary: bool = False, connection: Optional[BinanceConnection] = None) -> None:
+    def send_raw(self, payload: bytes, binary: bool = False,
+                 connection: Optional[BinanceConnection] = None) -> None:
         """Send ``payload`` unchanged as one TEXT (or BINARY) frame."""
         for target in self._targets(connection):
             target.send(payload, binary)

@@ -120,7 +120,8 @@ async def test_subscribe_list_unsubscribe(sim: BinanceSimulator) -> None:
     assert await client.request("LIST_SUBSCRIPTIONS", request_id=2) == {
         "result": ["btcusdt@depth", "ethusdt@trade"], "id": 2}
     assert await client.request("UNSUBSCRIBE", ["btcusdt@depth"], 3) == {"result": None, "id": 3}
-    assert await client.request("LIST_SUBSCRIPTIONS", request_id="four") == {"result": ["ethusdt@trade"], "id": "four"}
+    assert await client.request("LIST_SUBSCRIPTIONS", request_id="four") == {
+        "result": ["ethusdt@trade"], "id": "four"}
     assert sim.subscribed() == {"ethusdt@trade"}
     (connection,) = sim.connections
     assert [r["method"] for r in connection.requests] == ["SUBSCRIBE", "LIST_SUBSCRIPTIONS", "UNSUBSCRIBE",
