@@ -75,6 +75,7 @@ cdef class FrameHandler(WSListener):
         object _report_error
         object _on_disconnect
         object _on_sequence_gap
+        dict _seed_sequences
         bint _parse_async
         bint _handler_async
 

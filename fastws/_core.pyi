@@ -91,6 +91,7 @@ class FrameHandler(WSListener):
         last_sequence_key: Optional[bytes] = None,
         scan_window: int = 256,
         on_sequence_gap: Optional[Callable[[str, int, int, int], None]] = None,
+        last_sequences: Optional[dict[str, int]] = None,
     ) -> None: ...
     @property
     def routes(self) -> Optional[RouteTable]: ...

@@ -338,13 +338,16 @@ cdef class FrameHandler(WSListener):
             is a sequence gap: counted and passed to ``on_sequence_gap``.
         scan_window: How many leading bytes of a frame are searched.
         on_sequence_gap: ``(stream_id, expected, first, last) -> None``.
+        last_sequences: ``{stream_id: last sequence number}`` from an earlier
+            connection: the first message of such a stream here is checked
+            against it, so updates lost while reconnecting are reported too.
     """
 
     def __init__(self, parse, extract, handler, report_error, on_disconnect=None,
                  Py_ssize_t max_message_size=10 * 1024 * 1024, RouteTable routes=None,
                  bytes event_time_key=None, int64_t event_time_unit_ns=1000000,
                  bytes first_sequence_key=None, bytes last_sequence_key=None,
-                 Py_ssize_t scan_window=256, on_sequence_gap=None):
+                 Py_ssize_t scan_window=256, on_sequence_gap=None, dict last_sequences=None):
         if (first_sequence_key is None) != (last_sequence_key is None):
             raise ValueError("first_sequence_key and last_sequence_key go together")
         for key in (event_time_key, first_sequence_key, last_sequence_key):
@@ -363,6 +366,7 @@ cdef class FrameHandler(WSListener):
                 raise ValueError("scan keys must share their first byte (e.g. a quote)")
             self._scan_first = keys[0][0]
         self._on_sequence_gap = on_sequence_gap
+        self._seed_sequences = last_sequences
         self._frame_first_seq = -1
         self._frame_last_seq = -1
         self._wall_offset_ns = realtime_ns() - monotonic_ns()
@@ -597,6 +601,10 @@ cdef class FrameHandler(WSListener):
             if found is NULL:
                 stats = StreamStats(stream_type)
                 stats.first_receive_ns = recv_ns
+                if self._seed_sequences is not None:
+                    seed = self._seed_sequences.get(stream_id)
+                    if seed is not None:
+                        stats.last_sequence = seed
                 PyDict_SetItem(self._streams, stream_id, stats)
             else:
                 stats = <StreamStats>found

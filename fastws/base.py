@@ -141,6 +141,9 @@ class BaseWebSocketInterface(ABC):
         self._metrics = ConnectionMetrics()
         self._gaps: deque[ConnectionGap] = deque(maxlen=_GAPS_KEPT)
         self._sequence_gaps: deque[SequenceGap] = deque(maxlen=_GAPS_KEPT)
+        # Last sequence number per stream, carried from one connection to the
+        # next so that updates lost in a reconnection are reported as well.
+        self._last_sequences: dict[str, int] = {}
         # The typed fast route: adapters that offer one fill this table; it
         # outlives connections (each new core is given it).
         self._routes: Optional[RouteTable] = None
@@ -220,6 +223,7 @@ class BaseWebSocketInterface(ABC):
                             self._on_core_disconnected,
                             max_message_size=self.config.max_frame_size,
                             routes=self._routes, on_sequence_gap=self._on_sequence_gap,
+                            last_sequences=self._last_sequences,
                             **self._frame_handler_options())
         headers = dict(self.config.extra_headers or {})
         headers.update(extra_headers or {})
@@ -463,6 +467,7 @@ class BaseWebSocketInterface(ABC):
         wanted = [s for s in dict.fromkeys(streams) if s in self._subscriptions]
         for stream in wanted:
             self._subscriptions.pop(stream, None)
+            self._last_sequences.pop(stream, None)   # a later subscription starts afresh
         queued = set(wanted).intersection(self._pending)
         if queued:
             self._pending = deque(s for s in self._pending if s not in queued)
@@ -718,6 +723,7 @@ class BaseWebSocketInterface(ABC):
         core = self._core
         if core is not None:
             self._metrics.fold(core)
+            self._keep_sequences(core)
         self._core = None
         self._ws = None
         self._disconnected = None
@@ -728,6 +734,11 @@ class BaseWebSocketInterface(ABC):
             self._gaps.append(self._open_gap)
         level = logging.INFO if self._stopping else logging.WARNING
         self.logger.log(level, "disconnected: %s", reason, extra={"exchange": self.exchange, "reason": reason})
+
+    def _keep_sequences(self, core: FrameHandler) -> None:
+        for stream_id, stats in core.stream_stats().items():
+            if stats.last_sequence >= 0 and stream_id in self._subscriptions:
+                self._last_sequences[stream_id] = stats.last_sequence
 
     def _close_gap(self) -> None:
         if self._open_gap is not None:

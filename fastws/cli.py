@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import math
 import sys
@@ -13,22 +14,37 @@ import uvloop
 
 from fastws.config import create_websocket_config
 from fastws.errors import ExchangeAPIError
-from fastws.testing.feed import FeedServer, LoopbackFeedClient
+from fastws.testing.binance_sim import BinanceSimulator
 from fastws.types import ExchangeName
 
 __all__ = ["main"]
 
-DEMO_STREAMS = ["btcusdt@depth", "ethusdt@depth", "solusdt@depth", "bnbusdt@depth"]
+DEMO_STREAMS = ["btcusdt@depth@100ms", "ethusdt@depth@100ms", "btcusdt@trade", "ethusdt@trade"]
+# The command line finds adapters by name: fastws never imports one directly.
+BINANCE_ADAPTER = "exchanges.binance"
+
+
+def _load_adapter(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SystemExit(f"fastws: cannot import the adapter {module!r}: {exc}") from None
 
 
 async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[str, Any]:
-    """Stream from an in-process loopback feed through the core; print live figures.
+    """Stream Binance depth and trades from the embedded simulator; print live figures.
 
-    Halfway through, the server drops the connection, so the recovery shows.
+    Halfway through, the simulator drops the connection, so the recovery shows.
+
+    Args:
+        duration: Seconds to run.
+        rate: Market steps per second (each gives a depth update per depth
+            stream and 0-3 trades per trade stream).
 
     Returns:
         The final health check.
     """
+    binance = _load_adapter(BINANCE_ADAPTER)
     received = 0
 
     def on_message(message: dict[str, Any]) -> None:
@@ -36,14 +52,14 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
         received += 1
 
     errors: list[ExchangeAPIError] = []
-    async with FeedServer(rate=rate / len(DEMO_STREAMS)) as server:
-        config = create_websocket_config(server.url, max_messages_per_second=10.0, stale_timeout=5.0)
-        async with LoopbackFeedClient(ExchangeName("loopback"), config, on_message, errors.append) as ws:
+    async with BinanceSimulator(rate=rate) as sim:
+        config = binance.binance_config(sim.url, stale_timeout=5.0, reconnect_delay=0.1)
+        async with binance.BinanceWebSocket(ExchangeName("binance"), config, on_message, errors.append) as ws:
             await ws.subscribe(DEMO_STREAMS)
-            print(f"fastws demo: {len(DEMO_STREAMS)} streams at {rate:.0f} msg/s from {server.url}, "
-                  f"{duration:.0f} s", file=out)
-            print(f"{'t (s)':>6} {'msg/s':>9} {'p50 us':>8} {'p99 us':>8} {'state':>12} {'reconnects':>10}",
-                  file=out)
+            print(f"fastws demo: Binance simulator at {sim.url}, {len(DEMO_STREAMS)} streams "
+                  f"({', '.join(DEMO_STREAMS)}), {rate:.0f} market steps/s, {duration:.0f} s", file=out)
+            print(f"{'t (s)':>6} {'msg/s':>8} {'core p50 us':>11} {'core p99 us':>11} "
+                  f"{'event p50 ms':>12} {'state':>12} {'reconnects':>10} {'seq gaps':>8}", file=out)
             start = time.monotonic()
             last_count, last_time = 0, start
             ticks = max(1, math.ceil(duration))
@@ -51,15 +67,24 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
                 await asyncio.sleep(max(0.0, start + min(tick, duration) - time.monotonic()))
                 if tick == ticks // 2 + (ticks == 1):
                     print("  -> injecting a server-side drop (close 1001)", file=out)
-                    server.drop_all(1001)
+                    sim.drop(1001)
                 now = time.monotonic()
-                metrics = ws.metrics
+                health = await ws.health_check()
+                metrics = health["metrics"]
                 latency = metrics["latency_us"]
+                event_p50 = [s["event_latency_ms"]["p50"] for s in health["streams"].values()
+                             if "event_latency_ms" in s]
                 rate_now = (received - last_count) / max(1e-9, now - last_time)
                 last_count, last_time = received, now
-                print(f"{now - start:6.1f} {rate_now:9.0f} {_fmt(latency['p50'])} {_fmt(latency['p99'])} "
-                      f"{ws.state.value:>12} {metrics['reconnections']:>10}", file=out)
+                print(f"{now - start:6.1f} {rate_now:8.0f} {_fmt(latency['p50'], 11)} {_fmt(latency['p99'], 11)} "
+                      f"{_fmt(max(event_p50) if event_p50 else None, 12)} {ws.state.value:>12} "
+                      f"{metrics['reconnections']:>10} {metrics['sequence_gaps']:>8}", file=out)
             health = await ws.health_check()
+    _print_summary(health, out)
+    return health
+
+
+def _print_summary(health: dict[str, Any], out: Any) -> None:
     metrics = health["metrics"]
     print("\nsummary", file=out)
     print(f"  messages delivered : {metrics['messages_delivered']}", file=out)
@@ -70,27 +95,34 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
     for gap in health["gaps"]:
         duration_ms = (gap["end"] - gap["start"]) * 1000 if gap["end"] else float("nan")
         print(f"  gap                : {duration_ms:.1f} ms ({gap['reason']})", file=out)
+    print(f"  sequence gaps      : {metrics['sequence_gaps']} ({metrics['missing_sequences']} updates missing)",
+          file=out)
     print(f"  errors             : {metrics['errors']}", file=out)
-    return health
+    print("  per stream (since the reconnection):", file=out)
+    for name, stream in health["streams"].items():
+        event = stream.get("event_latency_ms") or {}
+        print(f"    {name:<22} {stream['type']:<10} {stream['messages']:>7} msgs "
+              f"{stream['messages_per_second'] or 0:8.0f} msg/s  event->receive p50 {_fmt(event.get('p50'), 6)} ms "
+              f"p99 {_fmt(event.get('p99'), 6)} ms", file=out)
 
 
-def _fmt(value: Optional[float]) -> str:
-    return f"{value:8.1f}" if value is not None else f"{'-':>8}"
+def _fmt(value: Optional[float], width: int = 8) -> str:
+    return f"{value:{width}.1f}" if value is not None else f"{'-':>{width}}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``fastws`` and ``python -m fastws``."""
     parser = argparse.ArgumentParser(prog="fastws", description=__doc__)
     commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser("demo", help="stream from an embedded loopback feed (no network)")
+    demo = commands.add_parser("demo", help="stream Binance from the embedded simulator (no network)")
     demo.add_argument("--duration", type=float, default=6.0, help="seconds to run (default 6)")
-    demo.add_argument("--rate", type=float, default=2000.0, help="messages per second (default 2000)")
+    demo.add_argument("--rate", type=float, default=500.0, help="market steps per second (default 500)")
     demo.add_argument("--verbose", action="store_true", help="log state changes")
     args = parser.parse_args(argv)
     command = args.command or "demo"
     if command == "demo":
         logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.ERROR)
-        health = uvloop.run(run_demo(getattr(args, "duration", 6.0), getattr(args, "rate", 2000.0)))
+        health = uvloop.run(run_demo(getattr(args, "duration", 6.0), getattr(args, "rate", 500.0)))
         return 0 if health["metrics"]["messages_delivered"] > 0 else 1
     parser.print_help()
     return 2

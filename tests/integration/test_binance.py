@@ -279,3 +279,30 @@ async def test_stop_leaves_nothing_behind(binance_simulator: BinanceSimulator) -
     await asyncio.sleep(0.05)
     assert other_tasks() - tasks_before == set()
     assert open_fds() <= fds_before
+
+
+async def test_updates_lost_during_a_reconnection_are_reported(binance_simulator: BinanceSimulator) -> None:
+    """A second client keeps the market moving while the first one reconnects."""
+    sim = binance_simulator
+    lossy, witness = Sink(), Sink()
+    async with client(sim, lossy, typed=True) as ws, client(sim, witness, typed=True) as other:
+        await ws.subscribe(["btcusdt@depth"])
+        await other.subscribe(["btcusdt@depth"])
+        sim.step(3)
+        await lossy.wait(lambda: len(lossy.messages) == 3)
+        sim.drop(1001, connection=sim.connections[0])
+        sim.step(5)                       # reaches only the witness
+        await sim.wait_connections(3)
+        await sim.wait_subscribed(["btcusdt@depth"])
+        await ws.wait_for_state(ConnectionState.CONNECTED, timeout=5)
+        while len(sim.connections) < 2 or "btcusdt@depth" not in sim.connections[-1].streams:
+            await asyncio.sleep(0.005)
+        sim.step(2)
+        await lossy.wait(lambda: len(lossy.messages) == 5)
+        await witness.wait(lambda: len(witness.messages) == 10)
+    missed = witness.messages[3:8]
+    expected_missing = sum(m.final_update_id - m.first_update_id + 1 for _, m in missed)
+    (gap,) = ws.sequence_gaps
+    assert gap.expected == missed[0][1].first_update_id
+    assert gap.missing == expected_missing
+    assert other.sequence_gaps == []
