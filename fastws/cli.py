@@ -79,9 +79,9 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
                 print(f"{now - start:6.1f} {rate_now:8.0f} {_fmt(latency['p50'], 11)} {_fmt(latency['p99'], 11)} "
                       f"{_fmt(max(event_p50) if event_p50 else None, 12)} {ws.state.value:>12} "
                       f"{metrics['reconnections']:>10} {metrics['sequence_gaps']:>8}", file=out)
-            health = await ws.health_check()
-    _print_summary(health, out)
-    return health
+            final: dict[str, Any] = await ws.health_check()
+    _print_summary(final, out)
+    return final
 
 
 def _print_summary(health: dict[str, Any], out: Any) -> None:

@@ -39,7 +39,7 @@ import asyncio
 import dataclasses
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable, Optional, Union
+from typing import Any, Awaitable, Callable, Iterable, Optional, Union, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -56,6 +56,7 @@ __all__ = [
     "CONTROL_MESSAGES_PER_SECOND",
     "ConnectionAttemptLimiter",
     "DEFAULT_MAX_CONNECTION_AGE",
+    "attempt_limiter",
     "binance_config",
 ]
 
@@ -108,7 +109,18 @@ class ConnectionAttemptLimiter:
         self._attempts.append(time.monotonic())
 
 
-_ATTEMPTS = ConnectionAttemptLimiter()
+# One limiter per endpoint (host and port): Binance counts attempts per IP at
+# its own servers; a simulator on another port has a window of its own.
+_ATTEMPTS: dict[str, ConnectionAttemptLimiter] = {}
+
+
+def attempt_limiter(url: str) -> ConnectionAttemptLimiter:
+    """The process-wide connection-attempt limiter of ``url``'s endpoint."""
+    netloc = urlsplit(url).netloc
+    limiter = _ATTEMPTS.get(netloc)
+    if limiter is None:
+        limiter = _ATTEMPTS[netloc] = ConnectionAttemptLimiter()
+    return limiter
 
 
 def binance_config(url: str = _streams.SPOT_URL, **overrides: Any) -> WebSocketConfig:
@@ -137,10 +149,16 @@ def _within_limits(config: WebSocketConfig) -> WebSocketConfig:
 
 
 def _combined_url(url: str) -> str:
-    """The combined-stream endpoint for a base URL (path ``/stream``, query kept)."""
+    """The combined-stream endpoint for a URL (path ``/stream``, query kept).
+
+    A base URL gets ``/stream``; a raw-stream path (``/ws/<stream>``) is
+    replaced by it, the adapter subscribing its streams by request instead.
+    """
     parts = urlsplit(url)
     path = parts.path.rstrip("/")
-    if not path.endswith("/stream"):
+    if path == "/ws" or path.startswith("/ws/"):
+        path = "/stream"
+    elif not path.endswith("/stream"):
         path = path + "/stream"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
@@ -191,7 +209,7 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     # ------------------------------------------------------------- the four
     async def _connect(self) -> None:
-        await _ATTEMPTS.acquire()
+        await attempt_limiter(self._url).acquire()
         await self._open_websocket(self._url)
 
     async def _send_subscription_message(self, streams: list[str],
@@ -203,7 +221,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
         await self.send_message({"method": method, "params": streams, "id": request_id})
         return ack
 
-    def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:
+    # A plain ``def``: the core calls it directly, without the ~70 ns of a
+    # coroutine per message (the base class accepts both).
+    def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:  # type: ignore[override]
         message = self._decode(raw_message)
         if type(message) is not dict:
             raise InvalidMessageError(f"{self.exchange}: expected a JSON object, got {type(message).__name__}",
@@ -301,7 +321,7 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     def _add_routes(self, names: list[str], handler: Optional[TypedHandler]) -> None:
         assert self._routes is not None
-        target = handler if handler is not None else self._message_handler
+        target = cast(TypedHandler, handler if handler is not None else self._message_handler)
         for name in names:
             payload = _streams.decode_type(name)
             if payload is None:
