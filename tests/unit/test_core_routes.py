@@ -194,3 +194,5 @@ def test_scan_keys_are_checked() -> None:
         make(sink, first_sequence_key=b'"U":')
     with pytest.raises(ValueError):
         make(sink, event_time_key=b'"E":', first_sequence_key=b"U:", last_sequence_key=b"u:")
+    with pytest.raises(ValueError):
+        make(sink, event_time_key=b'"E":', first_sequence_key=b'"U"=', last_sequence_key=b'"u"=')
