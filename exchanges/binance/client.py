@@ -123,6 +123,17 @@ def attempt_limiter(url: str) -> ConnectionAttemptLimiter:
     return limiter
 
 
+_DECODERS: dict[Any, Callable[[Any], Any]] = {}
+
+
+def _decoder(payload_type: Any) -> Callable[[Any], Any]:
+    """One msgspec decoder per payload type, shared by every stream of that type."""
+    decode = _DECODERS.get(payload_type)
+    if decode is None:
+        decode = _DECODERS[payload_type] = msgspec.json.Decoder(payload_type).decode
+    return decode
+
+
 def binance_config(url: str = _streams.SPOT_URL, **overrides: Any) -> WebSocketConfig:
     """A ``WebSocketConfig`` with Binance's defaults, for ``BinanceWebSocket``.
 
@@ -326,4 +337,4 @@ class BinanceWebSocket(PooledWebSocketInterface):
             payload = _streams.decode_type(name)
             if payload is None:
                 continue      # no typed payload: the dict route carries it
-            self._routes.add(name, msgspec.json.Decoder(payload).decode, target, _streams.stream_type(name))
+            self._routes.add(name, _decoder(payload), target, _streams.stream_type(name))

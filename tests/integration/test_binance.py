@@ -306,3 +306,38 @@ async def test_updates_lost_during_a_reconnection_are_reported(binance_simulator
     assert gap.expected == missed[0][1].first_update_id
     assert gap.missing == expected_missing
     assert other.sequence_gaps == []
+
+
+async def test_a_pool_recovers_every_connection_after_a_drop(binance_simulator: BinanceSimulator) -> None:
+    sim = binance_simulator
+    sink = Sink()
+    names = [f"p{i:04d}usdt@depth" for i in range(1100)]
+    async with client(sim, sink, subscription_batch_size=1024) as ws:
+        await ws.subscribe(names)
+        assert len(sim.connections) == 2
+        sim.drop(1001)
+        await sim.wait_connections(4)
+        await sim.wait_subscribed(names, timeout=10)
+        # A gap closes once its connection has resubscribed and had the acks.
+        await sink.wait(lambda: len(ws.gaps) == 2 and all(g.end is not None for g in ws.gaps))
+        health = await ws.health_check()
+        assert health["is_connected"] and len(health["gaps"]) == 2
+        sim.step(1)
+        await sink.wait(lambda: len(sink.messages) == 1100)
+    assert sim.violations == []
+
+
+async def test_a_rejected_resubscription_is_reported_and_the_rest_restored(
+        binance_simulator: BinanceSimulator) -> None:
+    sim = binance_simulator
+    sink = Sink()
+    async with client(sim, sink, subscription_batch_size=1) as ws:
+        await ws.subscribe(DEPTH)
+        sim.reject_next_subscription(code=2, msg="Invalid request: rejected after reconnect")
+        sim.drop(1001)
+        await sim.wait_connections(2)
+        await sim.wait_subscribed(DEPTH[1:])
+        await sink.wait(lambda: any(isinstance(e, SubscriptionRejectedError) for e in sink.errors))
+        (rejection,) = [e for e in sink.errors if isinstance(e, SubscriptionRejectedError)]
+        assert rejection.exchange_message == "Invalid request: rejected after reconnect"
+        assert ws.subscriptions == DEPTH[1:] and sim.subscribed() == set(DEPTH[1:])
