@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from fastws._core import RouteTable, is_async_callable
 from fastws.config import WebSocketConfig, create_websocket_config
 from fastws.errors import InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
@@ -134,6 +135,18 @@ def _decoder(payload_type: Any) -> Callable[[Any], Any]:
     return decode
 
 
+def _stream_first(handler: TypedHandler) -> Callable[[dict[str, Any]], Any]:
+    """Wrap a typed-mode ``handler(stream, message)`` for dict-route messages."""
+    if is_async_callable(handler):
+        async def call_async(message: dict[str, Any]) -> None:
+            await cast(Awaitable[None], handler(message.get("stream", ""), message))
+        return call_async
+
+    def call(message: dict[str, Any]) -> None:
+        handler(message.get("stream", ""), message)
+    return call
+
+
 def binance_config(url: str = _streams.SPOT_URL, **overrides: Any) -> WebSocketConfig:
     """A ``WebSocketConfig`` with Binance's defaults, for ``BinanceWebSocket``.
 
@@ -183,9 +196,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
             defaults. Settings beyond Binance's limits (control message
             rate, connection age) are brought within them.
         message_handler: Dict route: ``handler(message)`` with the combined
-            payload dict. Typed route: ``handler(stream, struct)`` for
-            streams with a typed payload, and ``handler(message)`` with the
-            dict for the others (all-market arrays).
+            payload dict. Typed route: ``handler(stream, struct)``; a frame
+            without a typed payload (a stream of an unknown kind) comes as
+            ``handler(stream, dict)``.
         error_handler: Gets every ``ExchangeAPIError``: rejected
             subscriptions (403, with Binance's code and text), bad frames
             (400), sequence gaps (409), connection failures (500).
@@ -196,6 +209,11 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     def __init__(self, exchange: ExchangeName, config: WebSocketConfig, message_handler: Any,
                  error_handler: Any = None, *, typed: bool = False) -> None:
+        self._typed_handler: Optional[TypedHandler] = message_handler if typed else None
+        if typed:
+            # One signature in typed mode: frames without a typed payload take
+            # the dict route and reach the handler as (stream, dict) too.
+            message_handler = _stream_first(message_handler)
         super().__init__(exchange, _within_limits(config), message_handler, error_handler)
         if self.config is not config:
             self.logger.info("settings brought within Binance's limits: max_messages_per_second=%s, "
@@ -207,14 +225,12 @@ class BinanceWebSocket(PooledWebSocketInterface):
         self._next_id = 0
         self._decode = msgspec.json.Decoder().decode
         self._stream_types: dict[str, StreamType] = {}
-        self._stream_handlers: dict[str, TypedHandler] = {}
         if typed:
-            from fastws._core import RouteTable
             self._routes = RouteTable()
 
     def _new_member(self) -> "BinanceWebSocket":
-        member = BinanceWebSocket(self.exchange, self.config, self._message_handler,
-                                  self._error_handler, typed=self.typed)
+        handler = self._typed_handler if self.typed else self._message_handler
+        member = BinanceWebSocket(self.exchange, self.config, handler, self._error_handler, typed=self.typed)
         member._url = self._url
         return member
 
@@ -332,7 +348,7 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     def _add_routes(self, names: list[str], handler: Optional[TypedHandler]) -> None:
         assert self._routes is not None
-        target = cast(TypedHandler, handler if handler is not None else self._message_handler)
+        target = cast(TypedHandler, handler if handler is not None else self._typed_handler)
         for name in names:
             payload = _streams.decode_type(name)
             if payload is None:

@@ -140,6 +140,13 @@ async def test_typed_route_per_stream_handler(binance_simulator: BinanceSimulato
         await depth_sink.wait(lambda: len(depth_sink.messages) == 10)
         assert all(s == "btcusdt@depth" and isinstance(m, DepthUpdate) for s, m in depth_sink.messages)
         assert all(s == "btcusdt@trade" for s, _ in sink.messages)
+        # A frame of a stream without a typed payload takes the dict route,
+        # and reaches the handler with the same (stream, message) signature.
+        count = len(sink.messages)
+        binance_simulator.send_raw(b'{"stream":"btcusdt@avgPrice","data":{"e":"avgPrice","E":1,"p":"1"}}')
+        await sink.wait(lambda: len(sink.messages) == count + 1)
+        assert sink.messages[-1] == ("btcusdt@avgPrice", {"stream": "btcusdt@avgPrice",
+                                                         "data": {"e": "avgPrice", "E": 1, "p": "1"}})
 
 
 async def test_sequence_gaps_are_reported(binance_simulator: BinanceSimulator) -> None:
