@@ -108,6 +108,7 @@ cdef class FrameHandler(WSListener):
         # Fields read from the raw bytes before parsing (None: not read).
         bytes _event_time_key
         int64_t _event_time_unit_ns
+        int64_t _max_event_time
         bytes _first_sequence_key
         bytes _last_sequence_key
         Py_ssize_t _scan_window

@@ -150,3 +150,5 @@ class FrameHandler(WSListener):
         """Receive-to-handler-done latency counts per bucket."""
     def stream_stats(self) -> dict[str, StreamStats]:
         """Per-stream counters keyed by stream id (a new dict)."""
+    def forget_stream(self, stream_id: str) -> None:
+        """Drop a stream's counters and sequence state (after an unsubscribe)."""

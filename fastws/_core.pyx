@@ -118,14 +118,16 @@ cdef inline uint64_t _fnv1a(const char* ptr, Py_ssize_t size) noexcept nogil:
 
 
 cdef inline int64_t _parse_uint(const char* ptr, Py_ssize_t size) noexcept nogil:
-    """The non-negative decimal integer at ``ptr`` (at most 18 digits), or -1."""
+    """The non-negative decimal integer at ``ptr``, or -1 (none, or over 18 digits)."""
     cdef Py_ssize_t i = 0
     cdef int64_t value = 0
     cdef char c
-    while i < size and i < 18:
+    while i < size:
         c = ptr[i]
         if c < 48 or c > 57:
             break
+        if i == 18:
+            return -1
         value = value * 10 + (c - 48)
         i += 1
     return value if i > 0 else -1
@@ -355,7 +357,11 @@ cdef class FrameHandler(WSListener):
                 raise ValueError(f"scan key {key!r} is too short (4 bytes at least, e.g. b'\"E\":')")
         self.routes = routes
         self._event_time_key = event_time_key
+        if event_time_unit_ns <= 0:
+            raise ValueError("event_time_unit_ns must be positive")
         self._event_time_unit_ns = event_time_unit_ns
+        # Larger event times would overflow int64 nanoseconds: not read.
+        self._max_event_time = 9223372036854775807 // event_time_unit_ns
         self._first_sequence_key = first_sequence_key
         self._last_sequence_key = last_sequence_key
         self._scan_window = scan_window
@@ -477,6 +483,8 @@ cdef class FrameHandler(WSListener):
         frame for a byte-by-byte pass over a depth update, far fewer this
         way). Stops when every key is found.
         """
+        # The window bounds where keys are looked for; a value that starts
+        # inside it is read to its end (up to the frame's end).
         cdef Py_ssize_t n = size if size < self._scan_window else self._scan_window
         cdef Py_ssize_t i = 0, end
         cdef Py_ssize_t ekl = self._event_key_size
@@ -503,17 +511,17 @@ cdef class FrameHandler(WSListener):
             if want_event and word == self._event_key_word and end >= ekl and (
                     ekl == 4 or memcmp(ptr + end - ekl, PyBytes_AS_STRING(self._event_time_key), ekl - 4) == 0):
                 want_event = False
-                value = _parse_uint(ptr + end, n - end)
-                if value > 0:
+                value = _parse_uint(ptr + end, size - end)
+                if 0 < value <= self._max_event_time:
                     self._frame_event_ns = value * self._event_time_unit_ns
             elif want_first and word == self._first_key_word and end >= fkl and (
                     fkl == 4 or memcmp(ptr + end - fkl, PyBytes_AS_STRING(self._first_sequence_key), fkl - 4) == 0):
                 want_first = False
-                self._frame_first_seq = _parse_uint(ptr + end, n - end)
+                self._frame_first_seq = _parse_uint(ptr + end, size - end)
             elif want_last and word == self._last_key_word and end >= lkl and (
                     lkl == 4 or memcmp(ptr + end - lkl, PyBytes_AS_STRING(self._last_sequence_key), lkl - 4) == 0):
                 want_last = False
-                self._frame_last_seq = _parse_uint(ptr + end, n - end)
+                self._frame_last_seq = _parse_uint(ptr + end, size - end)
 
     cdef bint _route(self, Route route, const char* ptr, Py_ssize_t size, int64_t recv_ns):
         """The typed fast route: decode the data part, hand it to the stream's handler."""
@@ -842,6 +850,15 @@ cdef class FrameHandler(WSListener):
     def stream_stats(self):
         """Return the per-stream counters, keyed by stream id (a new dict)."""
         return dict(self._streams)
+
+    def forget_stream(self, stream_id):
+        """Drop a stream's counters and sequence state (after an unsubscribe)."""
+        self._streams.pop(stream_id, None)
+        if self._last_stream_id is not None and self._last_stream_id == stream_id:
+            self._last_stream_id = None
+            self._last_stats = None
+        if self._seed_sequences is not None:
+            self._seed_sequences.pop(stream_id, None)
 
     @property
     def backlog_size(self):

@@ -197,6 +197,13 @@ class BaseWebSocketInterface(ABC):
         """
         return {}
 
+    async def _before_connect(self) -> None:
+        """Wait, if the exchange requires it, before a connection attempt.
+
+        Runs outside the connect timeout (``config.timeout``); for limits on
+        connection attempts.
+        """
+
     def _request_reconnect(self, reason: str) -> None:
         """Close the live connection so that the supervisor reconnects.
 
@@ -455,19 +462,19 @@ class BaseWebSocketInterface(ABC):
             return
         for stream in new:
             self._subscriptions[stream] = None
-        try:
-            await self._request(new, SubscriptionAction.SUBSCRIBE)
-        except SubscriptionRejectedError:
-            for stream in new:
-                self._subscriptions.pop(stream, None)
-            raise
+        # A rejected batch's streams are dropped by _request; the batches
+        # the exchange accepted stay tracked (and resubscribed).
+        await self._request(new, SubscriptionAction.SUBSCRIBE)
 
     async def unsubscribe(self, streams: Iterable[str]) -> None:
         """Stop receiving ``streams``; waits for the ack when connected."""
         wanted = [s for s in dict.fromkeys(streams) if s in self._subscriptions]
         for stream in wanted:
             self._subscriptions.pop(stream, None)
-            self._last_sequences.pop(stream, None)   # a later subscription starts afresh
+            # A later subscription starts afresh: no gap against the old numbers.
+            self._last_sequences.pop(stream, None)
+            if self._core is not None:
+                self._core.forget_stream(stream)
         queued = set(wanted).intersection(self._pending)
         if queued:
             self._pending = deque(s for s in self._pending if s not in queued)
@@ -481,10 +488,16 @@ class BaseWebSocketInterface(ABC):
         Waits for the outgoing rate limit. Raises ``ConnectionFailedError``
         when there is no open connection.
         """
-        await self._rate_limiter.acquire()
+        limiter = self._rate_limiter
+        await limiter.acquire()
         core = self._core
         if core is None or self._ws is None or self._ws.is_disconnected:
             raise ConnectionFailedError(f"{self.exchange}: cannot send, not connected")
+        if limiter is not self._rate_limiter:
+            # The connection changed while this message waited: the new one
+            # paces its own messages (its resubscribe among them), and this
+            # one must not add to them behind the limiter's back.
+            raise ConnectionFailedError(f"{self.exchange}: connection replaced before the message was sent")
         if isinstance(message, dict):
             core.send_text(msgspec.json.encode(message))
         elif isinstance(message, str):
@@ -568,6 +581,7 @@ class BaseWebSocketInterface(ABC):
                                  extra={"exchange": self.exchange, "delay": delay})
                 await asyncio.sleep(delay)
             self._set_state(ConnectionState.CONNECTING, None)
+            await self._before_connect()
             self._metrics.connection_attempts += 1
             try:
                 await asyncio.wait_for(self._connect(), cfg.timeout)

@@ -69,16 +69,22 @@ class ConnectionMetrics:
         else:
             self._histogram = [a + b for a, b in zip(self._histogram, histogram)]
 
+    def histogram(self, core: Optional[FrameHandler]) -> list[int]:
+        """The latency histogram over every connection, the live one included."""
+        histogram = self._histogram
+        if core is not None:
+            live = core.latency_histogram()
+            histogram = live if histogram is None else [a + b for a, b in zip(histogram, live)]
+        return list(histogram or ())
+
     def snapshot(self, core: Optional[FrameHandler]) -> dict[str, Any]:
         """Return every metric as a new dict, including the live connection's."""
         totals = dict(self._totals)
-        histogram = self._histogram
+        histogram = self.histogram(core)
         if core is not None:
             counters = core.counters()
             for name in _SUMMED:
                 totals[name] += counters[name]
-            live = core.latency_histogram()
-            histogram = live if histogram is None else [a + b for a, b in zip(histogram, live)]
         uptime = time.monotonic() - self.connected_since if self.connected_since is not None else 0.0
         return {
             **totals,
@@ -87,5 +93,5 @@ class ConnectionMetrics:
             "connection_attempts": self.connection_attempts,
             "errors": self.errors,
             "connection_uptime": uptime,
-            "latency_us": latency_percentiles(histogram or ()),
+            "latency_us": latency_percentiles(histogram),
         }

@@ -13,12 +13,27 @@ from abc import abstractmethod
 from typing import Any, ClassVar, Iterable, Optional
 
 from fastws.base import BaseWebSocketInterface, ConnectionGap, SequenceGap
+from fastws.errors import ConnectionFailedError
+from fastws.metrics import latency_percentiles
 from fastws.types import ConnectionState
 
 __all__ = ["PooledWebSocketInterface"]
 
 # Metrics that are not summed over a pool's connections.
-_NOT_SUMMED = frozenset({"latency_us", "connection_uptime"})
+_NOT_SUMMED = frozenset({"latency_us", "connection_uptime", "pool_connections"})
+
+
+def _summable(key: str, value: Any) -> bool:
+    return key not in _NOT_SUMMED and isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _add(a: list[int], b: list[int]) -> list[int]:
+    """Two latency histograms added bucket by bucket (either may be empty)."""
+    if not a:
+        return list(b)
+    if not b:
+        return list(a)
+    return [x + y for x, y in zip(a, b)]
 
 
 class PooledWebSocketInterface(BaseWebSocketInterface):
@@ -36,7 +51,13 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         super().__init__(*args, **kwargs)
         self._members: list[PooledWebSocketInterface] = []
         self._is_member = False
+        # Subscribe and unsubscribe plan on the connections' loads: one at a
+        # time, or two calls would fill the same connection past its cap.
         self._pool_lock = asyncio.Lock()
+        self._pool_closing = False
+        # Counters of members already stopped, so pool totals never go back.
+        self._retired: dict[str, float] = {}
+        self._retired_histogram: list[int] = []
 
     @abstractmethod
     def _new_member(self) -> "PooledWebSocketInterface":
@@ -61,6 +82,19 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         self._members.append(member)
         return member
 
+    async def _retire(self, member: "PooledWebSocketInterface") -> None:
+        """Stop a member and keep its counters in the pool's totals."""
+        if member in self._members:
+            self._members.remove(member)
+        await member.stop()
+        for key, value in member.metrics.items():
+            if _summable(key, value):
+                self._retired[key] = self._retired.get(key, 0) + value
+        histogram = member._metrics.histogram(None)
+        self._retired_histogram = _add(self._retired_histogram, histogram)
+        self._gaps.extend(member._gaps)
+        self._sequence_gaps.extend(member._sequence_gaps)
+
     # ---------------------------------------------------------------- public
     @property
     def subscriptions(self) -> list[str]:
@@ -71,9 +105,10 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
 
     async def start(self) -> None:
         """Start this connection and any member the pool already has."""
+        self._pool_closing = False
         await super().start()
         if not self._is_member:
-            for member in self._members:
+            for member in list(self._members):
                 await member.start()
 
     async def subscribe(self, streams: Iterable[str]) -> None:
@@ -85,36 +120,53 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
 
         Raises:
             The first error of any connection (see
-            ``BaseWebSocketInterface.subscribe``); the others' streams stay.
+            ``BaseWebSocketInterface.subscribe``); the other connections'
+            streams are subscribed all the same. A connection that cannot be
+            opened for the overflow raises ``ConnectionFailedError`` and its
+            streams are not tracked.
         """
         if self._is_member:
             await super().subscribe(streams)
             return
         async with self._pool_lock:
-            plan: dict[int, list[str]] = {}
-            connections = self.connections
-            load = {id(c): len(c._subscriptions) for c in connections}
-            for stream in dict.fromkeys(streams):
-                if self._owner_of(stream) is not None:
-                    continue
-                target = next((c for c in connections
-                               if load[id(c)] < self.max_streams_per_connection), None)
-                if target is None:
-                    target = self._spawn_member()
-                    connections.append(target)
-                    load[id(target)] = 0
-                load[id(target)] += 1
-                plan.setdefault(id(target), []).append(stream)
-            starting = [m for m in self._members if m._supervisor is None and self._supervisor is not None]
-            if starting:
+            if self._pool_closing:
+                raise ConnectionFailedError(f"{self.exchange}: subscribe while stopping")
+            plan, spawned = self._plan(streams)
+            errors: list[BaseException] = []
+            if spawned and self._supervisor is not None:
                 self.logger.info("pool grows to %d connections", len(self.connections),
                                  extra={"exchange": self.exchange, "connections": len(self.connections)})
-                await asyncio.gather(*(m.start() for m in starting))
-        jobs = [BaseWebSocketInterface.subscribe(c, plan[id(c)]) for c in connections if id(c) in plan]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+                started = await asyncio.gather(*(m.start() for m in spawned), return_exceptions=True)
+                for member, result in zip(spawned, started):
+                    if isinstance(result, BaseException):
+                        errors.append(result)
+                        plan.pop(id(member), None)
+                        await self._retire(member)
+            jobs = [BaseWebSocketInterface.subscribe(c, names) for c, names in plan.values()]
+            errors.extend(r for r in await asyncio.gather(*jobs, return_exceptions=True)
+                          if isinstance(r, BaseException))
+        if errors:
+            raise errors[0]
+
+    def _plan(self, streams: Iterable[str]) -> tuple[dict[int, tuple[BaseWebSocketInterface, list[str]]],
+                                                      list["PooledWebSocketInterface"]]:
+        """Which connection takes each new stream; members spawned for the overflow."""
+        plan: dict[int, tuple[BaseWebSocketInterface, list[str]]] = {}
+        spawned: list[PooledWebSocketInterface] = []
+        connections = self.connections
+        load = {id(c): len(c._subscriptions) for c in connections}
+        for stream in dict.fromkeys(streams):
+            if self._owner_of(stream) is not None:
+                continue
+            target = next((c for c in connections if load[id(c)] < self.max_streams_per_connection), None)
+            if target is None:
+                target = self._spawn_member()
+                spawned.append(target)
+                connections.append(target)
+                load[id(target)] = 0
+            load[id(target)] += 1
+            plan.setdefault(id(target), (target, []))[1].append(stream)
+        return plan, spawned
 
     async def unsubscribe(self, streams: Iterable[str]) -> None:
         """Unsubscribe from whichever connections carry ``streams``; members left
@@ -122,35 +174,46 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         if self._is_member:
             await super().unsubscribe(streams)
             return
-        plan: dict[int, tuple[BaseWebSocketInterface, list[str]]] = {}
-        for stream in dict.fromkeys(streams):
-            owner = self._owner_of(stream)
-            if owner is not None:
-                plan.setdefault(id(owner), (owner, []))[1].append(stream)
-        await asyncio.gather(*(BaseWebSocketInterface.unsubscribe(c, s) for c, s in plan.values()))
-        for member in [m for m in self._members if not m._subscriptions and not m._pending]:
-            self._members.remove(member)
-            await member.stop()
+        async with self._pool_lock:
+            plan: dict[int, tuple[BaseWebSocketInterface, list[str]]] = {}
+            for stream in dict.fromkeys(streams):
+                owner = self._owner_of(stream)
+                if owner is not None:
+                    plan.setdefault(id(owner), (owner, []))[1].append(stream)
+            results = await asyncio.gather(*(BaseWebSocketInterface.unsubscribe(c, s) for c, s in plan.values()),
+                                           return_exceptions=True)
+            for member in [m for m in self._members if not m._subscriptions and not m._pending]:
+                await self._retire(member)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def stop(self) -> None:
-        """Stop every connection of the pool."""
-        members, self._members = self._members, []
-        await asyncio.gather(*(m.stop() for m in members), return_exceptions=True)
+        """Stop every connection of the pool (members a concurrent subscribe
+        is adding included)."""
+        self._pool_closing = True
+        while self._members:
+            members = list(self._members)
+            await asyncio.gather(*(self._retire(m) for m in members), return_exceptions=True)
         await super().stop()
 
     @property
     def metrics(self) -> dict[str, Any]:
-        """This connection's metrics plus every member's, summed; ``connections``
-        is the number of open connections ever made by the pool."""
+        """Metrics summed over the pool's connections (stopped members
+        included); ``latency_us`` from the merged histograms."""
         own = super().metrics
-        if self._is_member or not self._members:
+        if self._is_member:
             return own
         total = dict(own)
+        for key, value in self._retired.items():
+            total[key] = total.get(key, 0) + value
+        histogram = _add(self._metrics.histogram(self._core), self._retired_histogram)
         for member in self._members:
             for key, value in member.metrics.items():
-                if key not in _NOT_SUMMED and isinstance(value, (int, float)) \
-                        and not isinstance(value, bool):
+                if _summable(key, value):
                     total[key] = total.get(key, 0) + value
+            histogram = _add(histogram, member._metrics.histogram(member._core))
+        total["latency_us"] = latency_percentiles(histogram)
         total["pool_connections"] = len(self.connections)
         return total
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable, Optional, Union, cast
@@ -44,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from fastws._core import RouteTable, is_async_callable
+from fastws._core import RouteTable
 from fastws.config import WebSocketConfig, create_websocket_config
 from fastws.errors import InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
@@ -110,17 +111,21 @@ class ConnectionAttemptLimiter:
         self._attempts.append(time.monotonic())
 
 
-# One limiter per endpoint (host and port): Binance counts attempts per IP at
-# its own servers; a simulator on another port has a window of its own.
+# Binance counts attempts per client IP across its stream hosts and ports:
+# they share one limiter. Any other endpoint (a simulator on its own port) has
+# a window of its own.
 _ATTEMPTS: dict[str, ConnectionAttemptLimiter] = {}
+_BINANCE_DOMAINS = ("binance.com", "binance.vision")
 
 
 def attempt_limiter(url: str) -> ConnectionAttemptLimiter:
-    """The process-wide connection-attempt limiter of ``url``'s endpoint."""
-    netloc = urlsplit(url).netloc
-    limiter = _ATTEMPTS.get(netloc)
+    """The process-wide connection-attempt limiter for ``url``'s endpoint."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    key = "binance" if host.endswith(_BINANCE_DOMAINS) else parts.netloc
+    limiter = _ATTEMPTS.get(key)
     if limiter is None:
-        limiter = _ATTEMPTS[netloc] = ConnectionAttemptLimiter()
+        limiter = _ATTEMPTS[key] = ConnectionAttemptLimiter()
     return limiter
 
 
@@ -128,23 +133,12 @@ _DECODERS: dict[Any, Callable[[Any], Any]] = {}
 
 
 def _decoder(payload_type: Any) -> Callable[[Any], Any]:
-    """One msgspec decoder per payload type, shared by every stream of that type."""
+    """One msgspec decoder per payload type (None: any JSON), shared by all streams."""
     decode = _DECODERS.get(payload_type)
     if decode is None:
-        decode = _DECODERS[payload_type] = msgspec.json.Decoder(payload_type).decode
+        decoder = msgspec.json.Decoder() if payload_type is None else msgspec.json.Decoder(payload_type)
+        decode = _DECODERS[payload_type] = decoder.decode
     return decode
-
-
-def _stream_first(handler: TypedHandler) -> Callable[[dict[str, Any]], Any]:
-    """Wrap a typed-mode ``handler(stream, message)`` for dict-route messages."""
-    if is_async_callable(handler):
-        async def call_async(message: dict[str, Any]) -> None:
-            await cast(Awaitable[None], handler(message.get("stream", ""), message))
-        return call_async
-
-    def call(message: dict[str, Any]) -> None:
-        handler(message.get("stream", ""), message)
-    return call
 
 
 def binance_config(url: str = _streams.SPOT_URL, **overrides: Any) -> WebSocketConfig:
@@ -210,10 +204,13 @@ class BinanceWebSocket(PooledWebSocketInterface):
     def __init__(self, exchange: ExchangeName, config: WebSocketConfig, message_handler: Any,
                  error_handler: Any = None, *, typed: bool = False) -> None:
         self._typed_handler: Optional[TypedHandler] = message_handler if typed else None
+        # Typed mode: the payload type and handler of each subscribed stream.
+        self._typed_streams: dict[str, tuple[Any, TypedHandler]] = {}
         if typed:
-            # One signature in typed mode: frames without a typed payload take
-            # the dict route and reach the handler as (stream, dict) too.
-            message_handler = _stream_first(message_handler)
+            # Frames that miss the fast route (a layout other than Binance's
+            # compact envelope, a stream not subscribed) take the dict route
+            # and still reach their stream's handler, as its type.
+            message_handler = self._deliver_untyped
         super().__init__(exchange, _within_limits(config), message_handler, error_handler)
         if self.config is not config:
             self.logger.info("settings brought within Binance's limits: max_messages_per_second=%s, "
@@ -231,12 +228,12 @@ class BinanceWebSocket(PooledWebSocketInterface):
     def _new_member(self) -> "BinanceWebSocket":
         handler = self._typed_handler if self.typed else self._message_handler
         member = BinanceWebSocket(self.exchange, self.config, handler, self._error_handler, typed=self.typed)
+        member._typed_streams = self._typed_streams    # the pool shares one table, like the routes
         member._url = self._url
         return member
 
     # ------------------------------------------------------------- the four
     async def _connect(self) -> None:
-        await attempt_limiter(self._url).acquire()
         await self._open_websocket(self._url)
 
     async def _send_subscription_message(self, streams: list[str],
@@ -285,7 +282,11 @@ class BinanceWebSocket(PooledWebSocketInterface):
             stream_type = self._stream_types[stream] = _streams.stream_type(stream)
         return stream, stream_type
 
-    # ----------------------------------------------------------- for the core
+    # ----------------------------------------------------------- for the base
+    async def _before_connect(self) -> None:
+        # Outside the connect timeout: the wait may be long, it is no failure.
+        await attempt_limiter(self._url).acquire()
+
     def _frame_handler_options(self) -> dict[str, Any]:
         return {
             "event_time_key": b'"E":',
@@ -336,6 +337,7 @@ class BinanceWebSocket(PooledWebSocketInterface):
                 for name in names:
                     if self._owner_of(name) is None:
                         self._routes.remove(name)  # type: ignore[union-attr]
+                        self._typed_streams.pop(name, None)
             raise
 
     async def unsubscribe(self, streams: Iterable[str]) -> None:
@@ -345,12 +347,32 @@ class BinanceWebSocket(PooledWebSocketInterface):
         if self.typed:
             for name in names:
                 self._routes.remove(name)  # type: ignore[union-attr]
+                self._typed_streams.pop(name, None)
 
     def _add_routes(self, names: list[str], handler: Optional[TypedHandler]) -> None:
         assert self._routes is not None
         target = cast(TypedHandler, handler if handler is not None else self._typed_handler)
         for name in names:
+            # A stream of a kind without a struct is routed too, as a dict.
             payload = _streams.decode_type(name)
-            if payload is None:
-                continue      # no typed payload: the dict route carries it
+            self._typed_streams[name] = (payload, target)
             self._routes.add(name, _decoder(payload), target, _streams.stream_type(name))
+
+    async def _deliver_untyped(self, message: dict[str, Any]) -> None:
+        """Typed mode, dict route: hand the payload to its stream's handler, as its type.
+
+        Rare (frames that miss the fast route), so plain Python; ``async``
+        so that an ``async`` handler is awaited (the core runs this without a
+        Task unless the handler suspends).
+        """
+        stream = message.get("stream", "")
+        payload: Any = message
+        handler = self._typed_handler
+        typed = self._typed_streams.get(stream)
+        if typed is not None:
+            payload_type, handler = typed
+            data = message.get("data")
+            payload = data if payload_type is None else msgspec.convert(data, payload_type, from_attributes=False)
+        result = cast(TypedHandler, handler)(stream, payload)
+        if inspect.isawaitable(result):
+            await result

@@ -196,3 +196,23 @@ def test_scan_keys_are_checked() -> None:
         make(sink, event_time_key=b'"E":', first_sequence_key=b"U:", last_sequence_key=b"u:")
     with pytest.raises(ValueError):
         make(sink, event_time_key=b'"E":', first_sequence_key=b'"U"=', last_sequence_key=b'"u"=')
+
+
+def test_a_number_starting_inside_the_window_is_read_to_its_end() -> None:
+    sink = Sink()
+    head = b'{"stream":"s","data":{"U":2998,"u":'
+    window = len(head) + 2                  # the window ends inside the digits of u
+    core = make(sink, first_sequence_key=b'"U":', last_sequence_key=b'"u":', scan_window=window)
+    core.on_ws_frame(None, frame(head + b'2999}}'))
+    core.on_ws_frame(None, frame(head.replace(b"2998", b"3000") + b'3001}}'))
+    stats = core.stream_stats()["s"]
+    assert stats.last_sequence == 3001 and stats.sequence_gaps == 0 and sink.gaps == []
+
+
+def test_oversized_numbers_are_not_read() -> None:
+    sink = Sink()
+    core = make(sink, event_time_key=b'"E":', first_sequence_key=b'"U":', last_sequence_key=b'"u":')
+    core.on_ws_frame(None, frame(b'{"stream":"s","data":{"E":999999999999999999,"U":1,"u":1234567890123456789}}'))
+    stats = core.stream_stats()["s"]
+    assert stats.last_event_ns == 0 and stats.clock_ahead == 0     # would overflow int64 ns
+    assert stats.last_sequence == -1                               # 19 digits: not a sequence number
