@@ -1,0 +1,251 @@
+"""The Binance benchmarks' peers: each decodes, classifies and dispatches every frame.
+
+- ``fastws typed``: ``BinanceWebSocket(typed=True)``: the core reads the stream
+  name from the raw envelope, decodes ``data`` into the stream's Struct and calls
+  ``handler(stream, struct)``;
+- ``fastws dict``: ``BinanceWebSocket``'s dict route: ``_parse_message`` (msgspec
+  to dict), ``_extract_stream_info`` (stream -> type), ``handler(message)``;
+- ``raw msgspec``: a picows ``WSListener`` written in Python: msgspec to dict,
+  stream -> type by a dict lookup, the type's handler;
+- ``raw json``: the same with ``json.loads``.
+
+Every handler counts (``Counter`` of ``bench/peers.py``). In-process peers take
+built frames (``feed(transport, frame)``); loopback peers take real frames from
+``bench/binance_server.py`` in its own process.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
+from unittest import mock
+
+import msgspec
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows.picows import _make_test_ws_frame
+
+import fastws.base
+from bench.binance_payloads import stream_names
+from bench.peers import HERE, Counter
+from exchanges.binance import BinanceWebSocket, binance_config, stream_type
+from fastws import ExchangeName
+
+# Attribute lookups hoisted out of the per-frame paths, for every peer alike.
+_TEXT = WSMsgType.TEXT
+_EXCHANGE = ExchangeName("binance")
+# In-process cores are built for this URL and never connect.
+_DETACHED_URL = "ws://127.0.0.1:9"
+
+
+class StreamCounter(Counter):
+    """A ``Counter`` that also takes the typed route's ``handler(stream, message)``."""
+
+    def on_stream_message(self, stream: str, message: Any) -> None:
+        self.count += 1
+        if self.count == self.target:
+            self.done.set_result(None)  # type: ignore[union-attr]
+
+
+class MsgspecListener(WSListener):
+    """Raw picows: msgspec to dict, stream -> type by a dict lookup, that type's handler."""
+
+    def __init__(self, sink: Counter) -> None:
+        super().__init__()
+        self.decode = msgspec.json.Decoder().decode
+        self.stream_types = {name: stream_type(name) for name in stream_names()}
+        self.handlers = dict.fromkeys(set(self.stream_types.values()), sink.on_message)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == _TEXT:
+            message = self.decode(frame.get_payload_as_memoryview())
+            stream = message.get("stream")
+            if stream is not None:
+                self.handlers[self.stream_types[stream]](message)
+
+
+class JsonListener(MsgspecListener):
+    """``MsgspecListener`` with ``json.loads``."""
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == _TEXT:
+            message = json.loads(frame.get_payload_as_bytes())
+            stream = message.get("stream")
+            if stream is not None:
+                self.handlers[self.stream_types[stream]](message)
+
+
+def binance_client(url: str, sink: StreamCounter, typed: bool) -> BinanceWebSocket:
+    """The adapter as a user builds it, its handler counting into ``sink``."""
+    handler = sink.on_stream_message if typed else sink.on_message
+    return BinanceWebSocket(_EXCHANGE, binance_config(url, stale_timeout=None), handler, typed=typed)
+
+
+class _Unconnected:
+    """Stands in for picows's transport where no socket is wanted."""
+
+    is_disconnected = False
+
+
+def detached_core(sink: StreamCounter, typed: bool) -> Any:
+    """The ``FrameHandler`` a ``BinanceWebSocket`` connection runs, built without a socket.
+
+    ``_open_websocket`` itself builds it (same parser, classifier, handler, options
+    and routes), with ``ws_connect`` replaced by one that only calls the listener
+    factory; typed routes come from the adapter's own ``_add_routes``.
+    """
+    ws = binance_client(_DETACHED_URL, sink, typed)
+    if typed:
+        ws._add_routes(stream_names(), None)
+
+    async def connect_nothing(factory: Callable[[], Any], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        return _Unconnected(), factory()
+
+    async def open_core() -> Any:
+        with mock.patch.object(fastws.base, "ws_connect", connect_nothing):
+            await ws._open_websocket(ws._url)
+        return ws._core
+
+    return asyncio.run(open_core())
+
+
+IN_PROCESS_PEERS: dict[str, Callable[[StreamCounter], Callable[[Any, WSFrame], Any]]] = {
+    "fastws typed": lambda sink: detached_core(sink, True).on_ws_frame,
+    "fastws dict": lambda sink: detached_core(sink, False).on_ws_frame,
+    "raw msgspec": lambda sink: MsgspecListener(sink).on_ws_frame,
+    "raw json": lambda sink: JsonListener(sink).on_ws_frame,
+}
+"""Peer name -> a factory of its ``on_ws_frame`` with handlers counting into a sink."""
+
+
+def frames_of(payloads: list[bytes], count: int) -> list[WSFrame]:
+    """``count`` TEXT frames cycling through ``payloads`` (one frame object per payload).
+
+    From the second cycle on, a depth stream's update ids go back: the core counts
+    those updates as stale (a few C comparisons, no callback), as the server's
+    repeated frames do over loopback.
+    """
+    frames = [_make_test_ws_frame(_TEXT, payload, True, False) for payload in payloads]
+    return [frames[i % len(frames)] for i in range(count)]
+
+
+def feed_all(feed: Callable[[Any, WSFrame], Any], frames: list[WSFrame]) -> None:
+    """Hand every frame to ``feed`` as picows would (no transport needed)."""
+    for frame in frames:
+        feed(None, frame)
+
+
+# --------------------------------------------------------------------- loopback
+@contextmanager
+def binance_server(per_stream: int) -> Iterator[str]:
+    """Start ``bench/binance_server.py`` in its own process; yield its base URL."""
+    command = [sys.executable, os.path.join(HERE, "binance_server.py"), str(per_stream)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            yield f"ws://127.0.0.1:{int(process.stdout.readline())}"  # type: ignore[union-attr]
+        finally:
+            process.kill()
+
+
+class FastwsPeer:
+    """``BinanceWebSocket``, subscribed to every stream through the adapter."""
+
+    def __init__(self, url: str, typed: bool) -> None:
+        self.name = "fastws typed" if typed else "fastws dict"
+        self.counter = StreamCounter()
+        self.ws = binance_client(url, self.counter, typed)
+
+    async def open(self) -> None:
+        await self.ws.start()
+        await self.ws.subscribe(stream_names())
+
+    def blast(self, command: bytes) -> None:
+        # The core's own send: a benchmark command is not paced like Binance's
+        # control messages.
+        self.ws._core.send_text(command)  # type: ignore[union-attr]
+
+    def check(self) -> None:
+        counters = self.ws._core.counters()  # type: ignore[union-attr]
+        errors = {k: v for k, v in counters.items() if k.endswith("_errors") and v}
+        assert not errors, f"{self.name}: {errors}"
+
+    async def close(self) -> None:
+        await self.ws.stop()
+
+
+class RawPeer:
+    """A raw picows listener (``MsgspecListener`` or ``JsonListener``)."""
+
+    def __init__(self, url: str, listener: type[MsgspecListener]) -> None:
+        self.name = "raw msgspec" if listener is MsgspecListener else "raw json"
+        self.url = url + "/stream"
+        self.listener = listener
+        self.counter = StreamCounter()
+        self.transport: Optional[WSTransport] = None
+
+    async def open(self) -> None:
+        self.transport, _ = await ws_connect(lambda: self.listener(self.counter), self.url)
+
+    def blast(self, command: bytes) -> None:
+        self.transport.send(_TEXT, command)  # type: ignore[union-attr]
+
+    def check(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        assert self.transport is not None
+        self.transport.disconnect()
+        await self.transport.wait_disconnected()
+
+
+def loopback_peers(url: str) -> list[Any]:
+    """One of each peer, for the server at ``url``; in the order of ``IN_PROCESS_PEERS``."""
+    return [FastwsPeer(url, True), FastwsPeer(url, False), RawPeer(url, MsgspecListener), RawPeer(url, JsonListener)]
+
+
+async def run_blast(peer: Any, kind: str, count: int, timeout: float = 30.0) -> None:
+    """Have the server send ``count`` frames of ``kind``; return once all were handled."""
+    counter = peer.counter
+    if counter.done is not None:
+        # Nothing more than asked for arrived since the last round.
+        assert counter.count == counter.target, f"{peer.name}: {counter.count} of {counter.target}"
+    done = counter.arm(count)
+    peer.blast(f"BLAST {kind} {count}".encode())
+    await asyncio.wait_for(done, timeout)
+    peer.check()
+
+
+# ------------------------------------------------------------------ checks
+class Recorder(StreamCounter):
+    """Keeps what the handlers got: messages, or ``(stream, message)`` on the typed route."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[Any] = []
+
+    def on_message(self, message: Any) -> None:
+        self.messages.append(message)
+
+    def on_stream_message(self, stream: str, message: Any) -> None:
+        self.messages.append((stream, message))
+
+
+def check_in_process(frames: list[WSFrame]) -> None:
+    """Every peer hands on every frame, decoded in full, with the same content."""
+    expected = [msgspec.json.decode(frame.get_payload_as_bytes()) for frame in frames]
+    for name, make_feed in IN_PROCESS_PEERS.items():
+        recorder = Recorder()
+        feed = make_feed(recorder)
+        feed_all(feed, frames)
+        got = recorder.messages
+        if name == "fastws typed":
+            # Every stream is in the core's route table (no frame falls back to
+            # the dict route), and what comes out are the payload Structs.
+            routes = feed.__self__.routes  # type: ignore[attr-defined]
+            assert all(stream in routes for stream in stream_names()), f"{name}: streams not routed"
+            assert all(isinstance(message, msgspec.Struct) for _, message in got), f"{name}: not Structs"
+            got = [{"stream": stream, "data": msgspec.to_builtins(message)} for stream, message in got]
+        assert got == expected, f"{name}: content differs"
