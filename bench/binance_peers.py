@@ -3,8 +3,10 @@
 - ``fastws typed``: ``BinanceWebSocket(typed=True)``: the core reads the stream
   name from the raw envelope, decodes ``data`` into the stream's Struct and calls
   ``handler(stream, struct)``;
-- ``fastws dict``: ``BinanceWebSocket``'s dict route: ``_parse_message`` (msgspec
-  to dict), ``_extract_stream_info`` (stream -> type), ``handler(message)``;
+- ``fastws dict``: ``BinanceWebSocket``'s default dict route: the core reads the
+  stream name from the raw envelope, decodes the whole frame to the standard
+  ``{"stream", "data"}`` dict and calls ``handler(message)`` (frames of streams
+  not subscribed go through ``_parse_message`` and ``_extract_stream_info``);
 - ``raw msgspec``: a picows ``WSListener`` written in Python: msgspec to dict,
   stream -> type by a dict lookup, the type's handler;
 - ``raw json``: the same with ``json.loads``.
@@ -95,11 +97,11 @@ def detached_core(sink: StreamCounter, typed: bool) -> Any:
 
     ``_open_websocket`` itself builds it (same parser, classifier, handler, options
     and routes), with ``ws_connect`` replaced by one that only calls the listener
-    factory; typed routes come from the adapter's own ``_add_routes``.
+    factory; routes come from the adapter's own ``_add_routes``, as ``subscribe``
+    adds them.
     """
     ws = binance_client(_DETACHED_URL, sink, typed)
-    if typed:
-        ws._add_routes(stream_names(), None)
+    ws._add_routes(stream_names(), None)
 
     async def connect_nothing(factory: Callable[[], Any], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         return _Unconnected(), factory()

@@ -40,6 +40,13 @@ cdef class StreamStats:
         uint64_t[EVENT_LATENCY_BUCKETS] _event_latency
 
 
+cdef class FrameBuffer:
+    cdef:
+        const char* ptr
+        Py_ssize_t size
+        bint valid
+
+
 cdef class Route:
     cdef:
         readonly str stream_id
@@ -48,7 +55,13 @@ cdef class Route:
         readonly object handler
         readonly object stream_type
         readonly bint handler_async
+        readonly bint sequenced
+        readonly bint whole_frame
+        readonly bint pass_stream
         uint64_t key_hash
+        # The stream's stats on the connection numbered stats_serial.
+        StreamStats stats
+        uint64_t stats_serial
 
 
 cdef class RouteTable:
@@ -102,8 +115,10 @@ cdef class FrameHandler(WSListener):
         object _last_stream_id
         StreamStats _last_stats
 
-        # The typed fast route (None: every frame takes the generic route).
+        # The fast route (None: every frame takes the generic route).
         readonly RouteTable routes
+        FrameBuffer _buffer
+        uint64_t _serial
 
         # Fields read from the raw bytes before parsing (None: not read).
         bytes _event_time_key
@@ -151,7 +166,7 @@ cdef class FrameHandler(WSListener):
 
     cdef inline void _deliver(self, char* ptr, Py_ssize_t size, int64_t recv_ns)
     cdef bint _receive(self, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns)
-    cdef void _scan_fields(self, const char* ptr, Py_ssize_t size) noexcept
+    cdef void _scan_fields(self, const char* ptr, Py_ssize_t size, bint sequenced) noexcept
     cdef bint _route(self, Route route, const char* ptr, Py_ssize_t size, int64_t recv_ns)
     cdef bint _process(self, object payload, int64_t recv_ns)
     cdef bint _dispatch(self, object message, int64_t recv_ns)

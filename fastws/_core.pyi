@@ -39,20 +39,30 @@ class StreamStats:
     def event_latency_histogram(self) -> list[int]:
         """Exchange-event-to-receive counts per bucket (microseconds)."""
 
+class FrameBuffer:
+    """A reusable buffer over a frame's bytes for route decoders (buffer protocol only)."""
+    def __buffer__(self, flags: int) -> memoryview: ...
+
 class Route:
-    """One stream of the typed fast route."""
+    """One stream of the fast route."""
     @property
     def stream_id(self) -> str: ...
     @property
     def key(self) -> bytes: ...
     @property
-    def decode(self) -> Callable[[memoryview], Any]: ...
+    def decode(self) -> Callable[[FrameBuffer], Any]: ...
     @property
-    def handler(self) -> Callable[[str, Any], Union[None, Awaitable[None]]]: ...
+    def handler(self) -> Callable[..., Union[None, Awaitable[None]]]: ...
     @property
     def stream_type(self) -> Any: ...
     @property
     def handler_async(self) -> bool: ...
+    @property
+    def sequenced(self) -> bool: ...
+    @property
+    def whole_frame(self) -> bool: ...
+    @property
+    def pass_stream(self) -> bool: ...
 
 class RouteTable:
     """Streams whose frames skip the generic parser (the typed fast route)."""
@@ -63,9 +73,10 @@ class RouteTable:
     def separator(self) -> bytes: ...
     @property
     def suffix(self) -> bytes: ...
-    def add(self, stream_id: str, decode: Callable[[memoryview], Any],
-            handler: Callable[[str, Any], Union[None, Awaitable[None]]], stream_type: Any) -> Route:
-        """Route ``stream_id``'s frames to ``decode`` and ``handler(stream_id, message)``."""
+    def add(self, stream_id: str, decode: Callable[[FrameBuffer], Any],
+            handler: Callable[..., Union[None, Awaitable[None]]], stream_type: Any, *,
+            sequenced: bool = True, whole_frame: bool = False, pass_stream: bool = True) -> Route:
+        """Route ``stream_id``'s frames to ``decode`` and then ``handler``."""
     def remove(self, stream_id: str) -> None:
         """Stop routing ``stream_id``."""
     def get(self, stream_id: str) -> Optional[Route]:

@@ -216,3 +216,66 @@ def test_oversized_numbers_are_not_read() -> None:
     stats = core.stream_stats()["s"]
     assert stats.last_event_ns == 0 and stats.clock_ahead == 0     # would overflow int64 ns
     assert stats.last_sequence == -1                               # 19 digits: not a sequence number
+
+
+def test_a_buffer_kept_past_the_decode_call_fails_loudly_later() -> None:
+    sink = Sink()
+    kept: list[Any] = []
+
+    def keep(buffer: Any) -> Any:
+        kept.append(buffer)
+        return msgspec.json.decode(buffer)
+
+    routes = RouteTable()
+    routes.add("btcusdt@depth", keep, sink.handle_routed, ORDERBOOK)
+    core = make(sink, routes)
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 1)))
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 2, 2)))
+    assert [m["u"] for _, m in sink.routed] == [1, 2]
+    assert kept[0] is not kept[1]          # the kept buffer was retired, a new one used
+    for buffer in kept:
+        with pytest.raises(ValueError):
+            bytes(buffer)
+
+
+def test_whole_frame_route_hands_the_envelope_to_a_one_argument_handler() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder().decode, sink.handle, ORDERBOOK,
+               whole_frame=True, pass_stream=False)
+    core = make(sink, routes)
+    payload = depth("btcusdt@depth", 1, 1, 5)
+    core.on_ws_frame(None, frame(payload))
+    assert sink.generic == [msgspec.json.decode(payload)]
+    assert core.stream_stats()["btcusdt@depth"].messages == 1
+
+
+def test_sequence_keys_are_read_only_for_sequenced_routes() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    decode = msgspec.json.Decoder(Depth).decode
+    routes.add("btcusdt@depth", decode, sink.handle_routed, ORDERBOOK)
+    routes.add("btcusdt@bookTicker", decode, sink.handle_routed, TRADES, sequenced=False)
+    core = make(sink, routes, event_time_key=b'"E":', first_sequence_key=b'"U":', last_sequence_key=b'"u":')
+    for first in (1, 5):
+        core.on_ws_frame(None, frame(depth("btcusdt@depth", first, first)))
+        core.on_ws_frame(None, frame(depth("btcusdt@bookTicker", first, first)))
+    stats = core.stream_stats()
+    assert stats["btcusdt@depth"].sequence_gaps == 1 and stats["btcusdt@depth"].last_sequence == 5
+    assert stats["btcusdt@bookTicker"].sequence_gaps == 0 and stats["btcusdt@bookTicker"].last_sequence == -1
+    assert stats["btcusdt@bookTicker"].last_event_ns > 0      # the event time is read all the same
+
+
+def test_route_stats_follow_forget_and_a_new_connection() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, sink.handle_routed, ORDERBOOK)
+    first, second = make(sink, routes), make(sink, routes)
+    first.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 1)))
+    second.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 1)))
+    first.on_ws_frame(None, frame(depth("btcusdt@depth", 2, 2)))
+    assert first.stream_stats()["btcusdt@depth"].messages == 2
+    assert second.stream_stats()["btcusdt@depth"].messages == 1
+    first.forget_stream("btcusdt@depth")
+    first.on_ws_frame(None, frame(depth("btcusdt@depth", 3, 3)))
+    assert first.stream_stats()["btcusdt@depth"].messages == 1
