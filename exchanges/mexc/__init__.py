@@ -1,10 +1,34 @@
 """MEXC spot v3: protobuf pushes over WebSocket.
 
-The schema lives in ``exchanges/mexc/proto/mexc_push.proto``; its generated classes in
-``exchanges.mexc.pb``.
+The schema lives in ``exchanges/mexc/proto/mexc_push.proto`` and its generated classes
+in ``exchanges.mexc.pb``; ``exchanges.mexc.channels`` knows the channel names, limits
+and control-message texts; ``exchanges.mexc.reference`` is the reference codec
+(protobuf + ``json_format``) that defines the standard dict of a push.
 """
+from exchanges.mexc.channels import (IDLE_TIMEOUT, MAX_CONNECTION_AGE, MAX_MESSAGES_PER_SECOND,
+                                     MAX_SUBSCRIPTIONS_PER_CONNECTION, NO_SUBSCRIPTION_TIMEOUT, WS_URL,
+                                     Channel, ChannelKind, body_field, channel_kind, event_type,
+                                     is_valid_channel, parse_channel, stream_type, symbol_of)
 from exchanges.mexc.pb import PushDataV3ApiWrapper
+from exchanges.mexc.reference import decode_reference, encode_push
 
 __all__ = [
+    "Channel",
+    "ChannelKind",
+    "IDLE_TIMEOUT",
+    "MAX_CONNECTION_AGE",
+    "MAX_MESSAGES_PER_SECOND",
+    "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    "NO_SUBSCRIPTION_TIMEOUT",
     "PushDataV3ApiWrapper",
+    "WS_URL",
+    "body_field",
+    "channel_kind",
+    "decode_reference",
+    "encode_push",
+    "event_type",
+    "is_valid_channel",
+    "parse_channel",
+    "stream_type",
+    "symbol_of",
 ]
