@@ -21,6 +21,13 @@ extensions = [
         extra_compile_args=compile_args,
         define_macros=macros,
     ),
+    # MEXC's protobuf pushes decoded in place; cimports fastws._core.
+    Extension(
+        "exchanges.mexc._fastpb",
+        ["exchanges/mexc/_fastpb.pyx"],
+        extra_compile_args=compile_args,
+        define_macros=macros,
+    ),
 ]
 
 setup(

@@ -135,7 +135,10 @@ cdef class FrameHandler(WSListener):
         uint32_t _event_key_word
         uint32_t _first_key_word
         uint32_t _last_key_word
-        # What the scan found in the current frame (0 / -1: not found).
+        # The current frame's exchange event time (Unix ns) and sequence
+        # numbers (0 / -1: none). Reset per frame, filled by the scan or by a
+        # compiled parser that cimports this class (set them during
+        # parse; the core applies them to the stream once it is classified).
         int64_t _frame_event_ns
         int64_t _frame_wall_ns
         int64_t _wall_offset_ns

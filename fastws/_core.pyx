@@ -498,13 +498,17 @@ cdef class FrameHandler(WSListener):
         cdef Py_ssize_t data_start = 0, data_size = 0
         cdef object view
         cdef bint suspended
-        if self._scan:
-            # Wall-clock receive time without a second clock read per frame:
-            # the monotonic stamp plus an offset refreshed every 65536 frames
-            # (and on connect), which follows a stepped wall clock.
-            if (self.frames_received & 0xFFFF) == 0:
-                self._wall_offset_ns = realtime_ns() - monotonic_ns()
-            self._frame_wall_ns = recv_ns + self._wall_offset_ns
+        # Wall-clock receive time without a second clock read per frame: the
+        # monotonic stamp plus an offset refreshed every 65536 frames (and on
+        # connect), which follows a stepped wall clock.
+        if (self.frames_received & 0xFFFF) == 0:
+            self._wall_offset_ns = realtime_ns() - monotonic_ns()
+        self._frame_wall_ns = recv_ns + self._wall_offset_ns
+        # This frame's event time and sequence numbers: read below from the
+        # raw bytes, or set by a compiled parser (see the .pxd).
+        self._frame_event_ns = 0
+        self._frame_first_seq = -1
+        self._frame_last_seq = -1
         if self.routes is not None:
             route = self.routes.match(ptr, size, &data_start, &data_size)
             if route is not None:
@@ -611,7 +615,7 @@ cdef class FrameHandler(WSListener):
             stats = self._stats_for(route.stream_id, route.stream_type, recv_ns)
             route.stats = stats
             route.stats_serial = self._serial
-        if self._scan:
+        if self._frame_event_ns > 0 or self._frame_first_seq >= 0:
             self._apply_fields(route.stream_id, stats)
         return self._call_handler(route.handler, route.handler_async,
                                   route.stream_id if route.pass_stream else None, message, recv_ns)
@@ -661,7 +665,7 @@ cdef class FrameHandler(WSListener):
             if info is not None:
                 stream_id = (<tuple?>info)[0]
                 stats = self._stats_for(stream_id, (<tuple>info)[1], recv_ns)
-                if self._scan:
+                if self._frame_event_ns > 0 or self._frame_first_seq >= 0:
                     self._apply_fields(stream_id, stats)
         except Exception as exc:
             self._error(ERROR_CLASSIFY, exc, None)

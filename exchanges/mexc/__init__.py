@@ -3,12 +3,15 @@
 The schema lives in ``exchanges/mexc/proto/mexc_push.proto`` and its generated classes
 in ``exchanges.mexc.pb``; ``exchanges.mexc.channels`` knows the channel names, limits
 and control-message texts; ``exchanges.mexc.reference`` is the reference codec
-(protobuf + ``json_format``) that defines the standard dict of a push.
+(protobuf + ``json_format``) that defines the standard dict of a push;
+``MexcWebSocket`` is the adapter, decoding pushes with the compiled
+``exchanges.mexc._fastpb.PushDecoder``.
 """
 from exchanges.mexc.channels import (IDLE_TIMEOUT, MAX_CONNECTION_AGE, MAX_MESSAGES_PER_SECOND,
                                      MAX_SUBSCRIPTIONS_PER_CONNECTION, NO_SUBSCRIPTION_TIMEOUT, WS_URL,
                                      Channel, ChannelKind, body_field, channel_kind, event_type,
                                      is_valid_channel, parse_channel, stream_type, symbol_of)
+from exchanges.mexc.client import MexcWebSocket, mexc_config
 from exchanges.mexc.pb import PushDataV3ApiWrapper
 from exchanges.mexc.reference import decode_reference, encode_push
 
@@ -19,6 +22,7 @@ __all__ = [
     "MAX_CONNECTION_AGE",
     "MAX_MESSAGES_PER_SECOND",
     "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    "MexcWebSocket",
     "NO_SUBSCRIPTION_TIMEOUT",
     "PushDataV3ApiWrapper",
     "WS_URL",
@@ -28,6 +32,7 @@ __all__ = [
     "encode_push",
     "event_type",
     "is_valid_channel",
+    "mexc_config",
     "parse_channel",
     "stream_type",
     "symbol_of",

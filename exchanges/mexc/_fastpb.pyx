@@ -1,0 +1,436 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""MEXC pushes decoded from protobuf wire format straight into dicts.
+
+``PushDecoder`` reads a serialized ``PushDataV3ApiWrapper`` from any buffer
+(the core's frame view: no intermediate ``bytes``, no protobuf message object)
+and builds exactly the dict that ``json_format.MessageToDict(msg,
+preserving_proto_field_name=True)`` builds from ``ParseFromString``:
+
+- int64 values as decimal strings, int32 as ints, bools as bools;
+- implicit-presence fields left out at their default value (the last
+  occurrence on the wire wins), explicit-presence fields (``optional``,
+  messages, oneof members) kept whenever present;
+- a message field seen twice is merged, a repeated one appended to, a oneof
+  member replaces the other members of its oneof;
+- unknown fields and fields of a known number but another wire type skipped.
+
+Its tables are built from the protobuf descriptor of the schema, so the two
+decoders cannot disagree on names, numbers or types.
+
+Malformed input (truncated, bad varints or lengths, invalid UTF-8, invalid
+wire types, no body) returns ``None`` and counts a parse error; nothing is
+half-built, nothing raises.
+"""
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bool cimport PyBool_FromLong
+from cpython.dict cimport PyDict_DelItem, PyDict_SetItem
+from cpython.list cimport PyList_Append, PyList_GET_ITEM
+from cpython.long cimport PyLong_FromLong
+from cpython.object cimport PyObject
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+from fastws._core cimport FrameHandler
+
+
+cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
+    void* PyUnicode_DATA(object o)
+    object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
+    # A dict sized for its keys up front: no resize while a message's fields
+    # go in (callgrind: a resize per item dict otherwise).
+    dict _PyDict_NewPresized(Py_ssize_t minused)
+    # Unlike PyDict_GetItem, does not save and restore the error state
+    # (callgrind: a visible share of a depth push).
+    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+
+
+cdef enum:
+    K_STRING = 1
+    K_INT32 = 2
+    K_INT64 = 3
+    K_BOOL = 4
+    K_MESSAGE = 5
+    # Wire types.
+    WT_VARINT = 0
+    WT_FIXED64 = 1
+    WT_LEN = 2
+    WT_START_GROUP = 3
+    WT_END_GROUP = 4
+    WT_FIXED32 = 5
+    # Nesting bound: the schema is 3 levels deep; unknown groups nest deeper.
+    MAX_DEPTH = 64
+    # Oneofs per message the decoder tracks (the schema has one).
+    MAX_ONEOFS = 8
+    # Captured integer slots.
+    CAPTURE_NONE = -1
+    CAPTURE_SEND_TIME = 0
+    CAPTURE_FIRST = 1
+    CAPTURE_LAST = 2
+
+
+# Protobuf FieldDescriptor type numbers.
+_TYPE_KINDS = {9: K_STRING, 5: K_INT32, 3: K_INT64, 8: K_BOOL, 11: K_MESSAGE}
+_KIND_WIRE = {K_STRING: WT_LEN, K_INT32: WT_VARINT, K_INT64: WT_VARINT, K_BOOL: WT_VARINT,
+              K_MESSAGE: WT_LEN}
+# Integer fields read into the decoder's slots, whichever message holds them:
+# the event time of a push and the versions of a depth update.
+_CAPTURES = {"sendTime": CAPTURE_SEND_TIME, "fromVersion": CAPTURE_FIRST, "toVersion": CAPTURE_LAST}
+
+
+cdef class FieldSpec:
+    """One field of a message: its dict key, kind, and how presence works."""
+    cdef readonly str name
+    cdef int kind
+    cdef int wire_type
+    cdef bint repeated
+    cdef bint presence
+    cdef int oneof
+    cdef int capture
+    cdef MessageSpec sub
+
+
+cdef class MessageSpec:
+    """A message's fields indexed by field number (None: unknown)."""
+    cdef readonly str name
+    cdef list fields
+    cdef Py_ssize_t max_number
+    cdef Py_ssize_t field_count
+    cdef int oneof_count
+
+
+cdef MessageSpec _build(object descriptor, dict built):
+    cdef MessageSpec spec = built.get(descriptor.full_name)
+    cdef FieldSpec field
+    if spec is not None:
+        return spec
+    spec = MessageSpec()
+    spec.name = descriptor.full_name
+    built[descriptor.full_name] = spec
+    real_oneofs = [o for o in descriptor.oneofs
+                   if not (len(o.fields) == 1 and o.name == "_" + o.fields[0].name)]
+    if len(real_oneofs) > MAX_ONEOFS:
+        raise TypeError(f"{descriptor.full_name}: more than {MAX_ONEOFS} oneofs")
+    spec.oneof_count = len(real_oneofs)
+    spec.max_number = max([f.number for f in descriptor.fields] or [0])
+    # A oneof's members share one key slot.
+    spec.field_count = len(descriptor.fields) - sum(len(o.fields) - 1 for o in real_oneofs)
+    spec.fields = [None] * (spec.max_number + 1)
+    for f in descriptor.fields:
+        kind = _TYPE_KINDS.get(f.type)
+        if kind is None:
+            raise TypeError(f"{descriptor.full_name}.{f.name}: protobuf type {f.type} is not supported")
+        field = FieldSpec()
+        field.name = __import__("sys").intern(f.name)
+        field.kind = kind
+        field.wire_type = _KIND_WIRE[kind]
+        field.repeated = bool(f.is_repeated)
+        field.presence = bool(f.has_presence) and not field.repeated
+        field.oneof = -1
+        for index, oneof in enumerate(real_oneofs):
+            if f.containing_oneof is not None and f.containing_oneof.full_name == oneof.full_name:
+                field.oneof = index
+        field.capture = _CAPTURES.get(f.name, CAPTURE_NONE)
+        if kind == K_MESSAGE:
+            field.sub = _build(f.message_type, built)
+        spec.fields[f.number] = field
+    return spec
+
+
+cdef inline int _varint(const uint8_t** pp, const uint8_t* end, uint64_t* out) noexcept:
+    """Read a varint; 0 on success, -1 when truncated or longer than 10 bytes."""
+    cdef const uint8_t* p = pp[0]
+    cdef uint64_t value = 0
+    cdef int shift = 0
+    cdef uint8_t byte
+    while p < end:
+        byte = p[0]
+        p += 1
+        value |= <uint64_t>(byte & 0x7F) << shift
+        if byte < 0x80:
+            pp[0] = p
+            out[0] = value
+            return 0
+        shift += 7
+        if shift >= 70:
+            return -1
+    return -1
+
+
+cdef int _skip_field(const uint8_t** pp, const uint8_t* end, uint32_t wire_type,
+                     uint32_t number, int depth) noexcept:
+    """Skip one unknown field's value; 0 on success, -1 when malformed."""
+    cdef uint64_t value, tag
+    cdef const uint8_t* p
+    if wire_type == WT_VARINT:
+        return _varint(pp, end, &value)
+    if wire_type == WT_FIXED64:
+        if end - pp[0] < 8:
+            return -1
+        pp[0] += 8
+        return 0
+    if wire_type == WT_FIXED32:
+        if end - pp[0] < 4:
+            return -1
+        pp[0] += 4
+        return 0
+    if wire_type == WT_LEN:
+        if _varint(pp, end, &value) < 0 or value > <uint64_t>(end - pp[0]):
+            return -1
+        pp[0] += value
+        return 0
+    if wire_type == WT_START_GROUP:
+        if depth >= MAX_DEPTH:
+            return -1
+        while True:
+            if _varint(pp, end, &tag) < 0 or (tag >> 32) != 0 or (tag >> 3) == 0:
+                return -1
+            if (tag & 7) == WT_END_GROUP:
+                return 0 if (tag >> 3) == number else -1
+            if _skip_field(pp, end, <uint32_t>(tag & 7), <uint32_t>(tag >> 3), depth + 1) < 0:
+                return -1
+    return -1     # an END_GROUP without its start, or wire types 6 and 7
+
+
+cdef inline object _ascii_or_utf8(const uint8_t* p, Py_ssize_t size):
+    """A str from UTF-8 bytes; pure ASCII (prices, channels) takes a copy, no decoder."""
+    cdef Py_ssize_t i
+    cdef object text
+    for i in range(size):
+        if p[i] >= 0x80:
+            return PyUnicode_DecodeUTF8(<const char*>p, size, "strict")
+    text = PyUnicode_New(size, 127)
+    memcpy(PyUnicode_DATA(text), p, size)
+    return text
+
+
+cdef inline object _int64_text(int64_t value):
+    """``str(value)`` for an int64, written straight into an ASCII str."""
+    cdef char digits[24]
+    cdef int n = 0, start
+    cdef uint64_t magnitude = <uint64_t>(-(value + 1)) + 1 if value < 0 else <uint64_t>value
+    cdef object text
+    while True:
+        digits[23 - n] = <char>(48 + magnitude % 10)
+        magnitude //= 10
+        n += 1
+        if magnitude == 0:
+            break
+    if value < 0:
+        digits[23 - n] = b"-"[0]
+        n += 1
+    start = 24 - n
+    text = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(text), &digits[start], n)
+    return text
+
+
+cdef inline int64_t _parse_decimal(const uint8_t* p, Py_ssize_t size) noexcept:
+    """A version string's value (1 to 18 ASCII digits), or -1."""
+    cdef Py_ssize_t i
+    cdef int64_t value = 0
+    if size < 1 or size > 18:
+        return -1
+    for i in range(size):
+        if p[i] < 48 or p[i] > 57:
+            return -1
+        value = value * 10 + (p[i] - 48)
+    return value
+
+
+cdef class PushDecoder:
+    """Decodes serialized MEXC pushes into MessageToDict-equal dicts, fast.
+
+    Args:
+        descriptor: The wrapper message's protobuf descriptor
+            (``PushDataV3ApiWrapper.DESCRIPTOR``).
+        body_oneof: The oneof that must be set for a push to be valid.
+
+    Attributes:
+        parse_errors: Malformed pushes seen.
+        last_error: Why the last malformed push was refused.
+        send_time_ms, first_version, last_version: The last decoded push's
+            ``sendTime`` and depth versions (-1: absent).
+    """
+    cdef MessageSpec _root
+    cdef int _body_oneof
+    cdef bint _body_seen
+    cdef readonly uint64_t parse_errors
+    cdef readonly str last_error
+    cdef int64_t[3] _captured
+
+    def __init__(self, descriptor, str body_oneof="body"):
+        self._root = _build(descriptor, {})
+        oneofs = [o for o in descriptor.oneofs if o.name == body_oneof]
+        if not oneofs:
+            raise ValueError(f"{descriptor.full_name} has no oneof {body_oneof!r}")
+        self._body_oneof = (<FieldSpec>self._root.fields[oneofs[0].fields[0].number]).oneof
+        self.last_error = None
+
+    @property
+    def send_time_ms(self):
+        return self._captured[CAPTURE_SEND_TIME]
+
+    @property
+    def first_version(self):
+        return self._captured[CAPTURE_FIRST]
+
+    @property
+    def last_version(self):
+        return self._captured[CAPTURE_LAST]
+
+    cpdef object decode(self, object data, FrameHandler core=None):
+        """Decode one push; ``None`` (and a counted parse error) when malformed.
+
+        Args:
+            data: Any buffer (bytes, memoryview, the core's frame view); read
+                in place, not copied.
+            core: When given, the push's ``sendTime`` (event time) and depth
+                versions are handed to this connection's core, which records
+                the event latency and checks sequence continuity when it
+                classifies the message.
+        """
+        cdef Py_buffer view
+        cdef dict result = _PyDict_NewPresized(self._root.field_count)
+        cdef int status
+        cdef const uint8_t* p
+        self._captured[0] = -1
+        self._captured[1] = -1
+        self._captured[2] = -1
+        self._body_seen = False
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            p = <const uint8_t*>view.buf
+            try:
+                status = self._message(self._root, &p, p + view.len, result, 0)
+            except UnicodeDecodeError:
+                status = -2
+        finally:
+            PyBuffer_Release(&view)
+        if status == 0 and not self._body_seen:
+            status = -3
+        if status != 0:
+            self.parse_errors += 1
+            self.last_error = ("malformed protobuf" if status == -1 else
+                               "invalid UTF-8 in a string field" if status == -2 else "push without a body")
+            return None
+        if core is not None:
+            if self._captured[CAPTURE_SEND_TIME] > 0 and self._captured[CAPTURE_SEND_TIME] < 9223372036854:
+                core._frame_event_ns = self._captured[CAPTURE_SEND_TIME] * 1000000
+            if self._captured[CAPTURE_FIRST] >= 0 and self._captured[CAPTURE_LAST] >= 0:
+                core._frame_first_seq = self._captured[CAPTURE_FIRST]
+                core._frame_last_seq = self._captured[CAPTURE_LAST]
+        return result
+
+    cdef int _message(self, MessageSpec spec, const uint8_t** pp, const uint8_t* end, dict out,
+                      int depth) except -2:
+        """Decode fields until ``end`` into ``out``; 0, or -1 when malformed."""
+        cdef uint64_t tag, value, length
+        cdef uint32_t number, wire_type
+        cdef FieldSpec field
+        cdef object item, current
+        cdef const uint8_t* start
+        cdef PyObject* found
+        # The member last set of each oneof of this message: setting another
+        # one removes it (O(1), no scan of the members).
+        cdef PyObject* oneof_set[MAX_ONEOFS]
+        cdef int i
+        cdef PyObject* slot
+        # The list of the repeated field last appended to: items of one
+        # field come in a row on the wire, so the dict lookup is skipped.
+        cdef FieldSpec list_field = None
+        cdef object list_items = None
+        for i in range(spec.oneof_count):
+            oneof_set[i] = NULL
+        if depth >= MAX_DEPTH:
+            return -1
+        while pp[0] < end:
+            if _varint(pp, end, &tag) < 0 or (tag >> 32) != 0:
+                return -1
+            number = <uint32_t>(tag >> 3)
+            wire_type = <uint32_t>(tag & 7)
+            if number == 0:
+                return -1
+            field = None
+            if number <= <uint64_t>spec.max_number:
+                slot = PyList_GET_ITEM(spec.fields, <Py_ssize_t>number)
+                if slot != <PyObject*>None:
+                    field = <FieldSpec>slot
+            if field is None or field.wire_type != <int>wire_type:
+                # Unknown, or a known number with another wire type: protobuf
+                # keeps it as an unknown field, which MessageToDict ignores.
+                if wire_type == WT_END_GROUP:
+                    return -1
+                if _skip_field(pp, end, wire_type, number, depth) < 0:
+                    return -1
+                continue
+            if field.oneof >= 0:
+                if oneof_set[field.oneof] != NULL and oneof_set[field.oneof] != <PyObject*>field:
+                    self._clear(out, <FieldSpec>oneof_set[field.oneof])
+                oneof_set[field.oneof] = <PyObject*>field
+                if depth == 0 and field.oneof == self._body_oneof:
+                    self._body_seen = True
+            if wire_type == WT_VARINT:
+                if _varint(pp, end, &value) < 0:
+                    return -1
+                if field.kind == K_INT64:
+                    if field.capture >= 0:
+                        self._captured[field.capture] = <int64_t>value
+                    if value == 0 and not field.presence:
+                        self._clear(out, field)
+                    else:
+                        PyDict_SetItem(out, field.name, _int64_text(<int64_t>value))
+                elif field.kind == K_INT32:
+                    if <uint32_t>value == 0 and not field.presence:
+                        self._clear(out, field)
+                    else:
+                        PyDict_SetItem(out, field.name, PyLong_FromLong(<int32_t><uint32_t>value))
+                else:
+                    if value == 0 and not field.presence:
+                        self._clear(out, field)
+                    else:
+                        PyDict_SetItem(out, field.name, PyBool_FromLong(value != 0))
+                continue
+            # Length-delimited: a string or a message.
+            if _varint(pp, end, &length) < 0 or length > <uint64_t>(end - pp[0]):
+                return -1
+            start = pp[0]
+            pp[0] += length
+            if field.kind == K_STRING:
+                if field.capture >= 0:
+                    self._captured[field.capture] = _parse_decimal(start, <Py_ssize_t>length)
+                if length == 0 and not field.presence:
+                    self._clear(out, field)
+                else:
+                    PyDict_SetItem(out, field.name, _ascii_or_utf8(start, <Py_ssize_t>length))
+                continue
+            if field.repeated:
+                item = _PyDict_NewPresized(field.sub.field_count)
+                if self._message(field.sub, &start, pp[0], <dict>item, depth + 1) < 0:
+                    return -1
+                if field is not list_field:
+                    list_field = field
+                    found = PyDict_GetItemWithError(out, field.name)
+                    if found is NULL:
+                        list_items = []
+                        PyDict_SetItem(out, field.name, list_items)
+                    else:
+                        list_items = <object>found
+                PyList_Append(list_items, item)
+                continue
+            # A singular message: a second occurrence merges into the first.
+            found = PyDict_GetItemWithError(out, field.name)
+            if found is NULL:
+                current = _PyDict_NewPresized(field.sub.field_count)
+                PyDict_SetItem(out, field.name, current)
+            else:
+                current = <object>found
+            if self._message(field.sub, &start, pp[0], <dict>current, depth + 1) < 0:
+                return -1
+        return 0 if pp[0] == end else -1
+
+    cdef inline int _clear(self, dict out, FieldSpec field) except -1:
+        # A later default value makes an implicit-presence field absent again.
+        if PyDict_GetItemWithError(out, field.name) is not NULL:
+            PyDict_DelItem(out, field.name)
+        return 0

@@ -1,0 +1,238 @@
+"""``MexcWebSocket``: MEXC spot v3 protobuf pushes through the fastws core.
+
+Control messages are JSON text frames, data pushes binary protobuf frames
+(``PushDataV3ApiWrapper``). Pushes are decoded by the compiled
+``PushDecoder`` straight from the frame's buffer into the standard dict, the
+one ``json_format.MessageToDict(..., preserving_proto_field_name=True)`` gives
+(``exchanges.mexc.reference``), and the decoder hands the push's ``sendTime``
+and an aggregated depth update's ``fromVersion``/``toVersion`` to the core:
+``health_check()`` reports per channel the event-to-receive latency, and a
+depth update whose ``fromVersion`` is not the previous ``toVersion`` + 1 is
+reported as a ``SequenceGapError``.
+
+MEXC's limits are the adapter's to keep: at most 30 subscriptions per
+connection (more channels open more connections behind the same object),
+outgoing messages paced under 100 per second, connections rotated before
+the 24-hour cut, and a ``{"method": "PING"}`` every ``ping_interval`` seconds
+so that the server's 60-second idle close never comes (its ``PONG`` counts
+as liveness).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, Awaitable, Iterable, Optional
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from exchanges.mexc import channels as _channels
+from exchanges.mexc._fastpb import PushDecoder
+from exchanges.mexc.pb import PushDataV3ApiWrapper
+from fastws.config import WebSocketConfig, create_websocket_config
+from fastws.errors import ExchangeAPIError, InvalidMessageError, SubscriptionRejectedError
+from fastws.pool import PooledWebSocketInterface
+from fastws.types import ExchangeName, StreamType, SubscriptionAction
+
+__all__ = ["MexcWebSocket", "CONTROL_MESSAGES_PER_SECOND", "DEFAULT_MAX_CONNECTION_AGE", "mexc_config"]
+
+CONTROL_MESSAGES_PER_SECOND = 50.0
+"""Pace of our own messages: half of MEXC's 100 per second."""
+
+DEFAULT_MAX_CONNECTION_AGE = _channels.MAX_CONNECTION_AGE - 30 * 60.0
+"""Rotate connections after 23.5 h, before MEXC closes them at 24 h."""
+
+DEFAULT_PING_INTERVAL = 20.0
+"""Seconds between our PINGs: a third of the server's 60-s idle close."""
+
+# The first byte of a JSON control message; a push starts with a protobuf tag
+# (0x7B would be field 15 as a group start, which the schema never sends).
+_JSON_START = 0x7B
+_PING = '{"method":"PING"}'     # a text frame, as MEXC's control messages are
+
+
+def mexc_config(url: str = _channels.WS_URL, **overrides: Any) -> WebSocketConfig:
+    """A ``WebSocketConfig`` with MEXC's defaults, for ``MexcWebSocket``.
+
+    ``url`` is the endpoint (``wss://wbs-api.mexc.com/ws``, or a
+    ``MexcSimulator``'s ``url``).
+    """
+    overrides.setdefault("max_messages_per_second", CONTROL_MESSAGES_PER_SECOND)
+    overrides.setdefault("max_connection_age", DEFAULT_MAX_CONNECTION_AGE)
+    overrides.setdefault("subscription_batch_size", _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION)
+    overrides.setdefault("ping_interval", DEFAULT_PING_INTERVAL)
+    return create_websocket_config(url, **overrides)
+
+
+def _within_limits(config: WebSocketConfig) -> WebSocketConfig:
+    """``config`` with the settings MEXC's limits forbid brought within them."""
+    changes: dict[str, Any] = {}
+    if config.max_messages_per_second > CONTROL_MESSAGES_PER_SECOND:
+        changes["max_messages_per_second"] = CONTROL_MESSAGES_PER_SECOND
+    if config.max_connection_age is None or config.max_connection_age >= _channels.MAX_CONNECTION_AGE:
+        changes["max_connection_age"] = DEFAULT_MAX_CONNECTION_AGE
+    if config.subscription_batch_size > _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION:
+        changes["subscription_batch_size"] = _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION
+    if config.ping_interval >= _channels.IDLE_TIMEOUT:
+        changes["ping_interval"] = DEFAULT_PING_INTERVAL
+        changes["pong_timeout"] = min(config.pong_timeout, DEFAULT_PING_INTERVAL)
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _rejected_channels(msg: str) -> list[str]:
+    """The channels a rejection names: ``Not Subscribed successfully! [a,b].  Reason: ...``."""
+    start, end = msg.find("["), msg.find("]")
+    if start < 0 or end < start:
+        return []
+    return [c.strip() for c in msg[start + 1:end].split(",") if c.strip()]
+
+
+class MexcWebSocket(PooledWebSocketInterface):
+    """MEXC spot v3 channels, pooled over as many connections as needed.
+
+    Args:
+        exchange: Name used in logs and the health check (``"mexc"``).
+        config: Connection settings; ``mexc_config()`` gives MEXC's defaults.
+            Settings beyond MEXC's limits are brought within them.
+        message_handler: ``handler(message)`` with the standard dict of each
+            push (``channel``, ``symbol``, ``sendTime``, and the body under its
+            oneof field name, e.g. ``publicAggreDeals``).
+        error_handler: Gets every ``ExchangeAPIError``: rejected channels
+            (403, with MEXC's text), malformed pushes (400), depth version
+            gaps (409), connection failures (500).
+        listen_key: For private channels: appended as ``?listenKey=`` (never
+            logged).
+    """
+
+    max_streams_per_connection = _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION
+
+    def __init__(self, exchange: ExchangeName, config: WebSocketConfig, message_handler: Any,
+                 error_handler: Any = None, *, listen_key: Optional[str] = None) -> None:
+        super().__init__(exchange, _within_limits(config), message_handler, error_handler)
+        self._listen_key = listen_key
+        self._decoder = PushDecoder(PushDataV3ApiWrapper.DESCRIPTOR)
+        self._decode_json = msgspec.json.Decoder().decode
+        self._stream_types: dict[str, StreamType] = {}
+        self._requests = 0
+        # Channel -> the request waiting for its ack, and per request the
+        # channels not acknowledged yet (MEXC acks each channel on its own).
+        self._awaiting: dict[str, int] = {}
+        self._unacked: dict[int, set[str]] = {}
+        self.pongs_received = 0
+
+    def _new_member(self) -> "MexcWebSocket":
+        return MexcWebSocket(self.exchange, self.config, self._message_handler, self._error_handler,
+                             listen_key=self._listen_key)
+
+    # ------------------------------------------------------------- the four
+    async def _connect(self) -> None:
+        url = self.config.url
+        if self._listen_key:
+            parts = urlsplit(url)
+            query = "&".join(q for q in (parts.query, urlencode({"listenKey": self._listen_key})) if q)
+            url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        # Acks awaited on an earlier connection will never come.
+        self._awaiting.clear()
+        self._unacked.clear()
+        await self._open_websocket(url)
+        task = asyncio.get_running_loop().create_task(self._keepalive(self._ws), name="fastws-mexc-ping")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_subscription_message(self, streams: list[str],
+                                         action: SubscriptionAction) -> Optional[Awaitable[Any]]:
+        self._requests += 1
+        request = self._requests
+        ack = self._expect_ack(request)
+        self._unacked[request] = set(streams)
+        for channel in streams:
+            self._awaiting[channel] = request
+        method = "SUBSCRIPTION" if action is SubscriptionAction.SUBSCRIBE else "UNSUBSCRIPTION"
+        try:
+            await self.send_message({"method": method, "params": streams})
+        except BaseException:
+            self._forget_request(request)
+            raise
+        return ack
+
+    # A plain ``def``: the core calls it directly, without a coroutine per
+    # push (the base class accepts both).
+    def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:  # type: ignore[override]
+        if len(raw_message) and raw_message[0] == _JSON_START:
+            self._on_control(self._decode_json(raw_message))
+            return None
+        message: Optional[dict[str, Any]] = self._decoder.decode(raw_message, self._core)
+        if message is None:
+            raise InvalidMessageError(f"{self.exchange}: malformed push: {self._decoder.last_error}",
+                                      bytes(raw_message[:256]))
+        return message
+
+    def _extract_stream_info(self, message: dict[str, Any]) -> Optional[tuple[str, StreamType]]:
+        channel = message.get("channel")
+        if channel is None:
+            return None
+        stream_type = self._stream_types.get(channel)
+        if stream_type is None:
+            stream_type = self._stream_types[channel] = _channels.stream_type(channel)
+        return channel, stream_type
+
+    # ---------------------------------------------------------- control path
+    def _on_control(self, reply: Any) -> None:
+        """Acks, rejections and PONGs (JSON text frames); never reach the handler."""
+        if not isinstance(reply, dict):
+            raise InvalidMessageError(f"{self.exchange}: unexpected control message {reply!r}"[:300])
+        msg = reply.get("msg")
+        if not isinstance(msg, str):
+            raise InvalidMessageError(f"{self.exchange}: control message without msg: {reply!r}"[:300])
+        if msg == _channels.PONG_MSG:
+            self.pongs_received += 1
+            return
+        if _channels.is_rejection(msg):
+            self._on_rejection(msg, reply.get("code"))
+            return
+        request = self._awaiting.pop(msg, None)
+        if request is None:
+            if reply.get("code") not in (0, None):
+                self._emit_error(ExchangeAPIError(400, f"{self.exchange}: error reply: {reply!r}"[:300]))
+            else:
+                self.logger.debug("control message %r", reply, extra={"exchange": self.exchange})
+            return
+        waiting = self._unacked.get(request)
+        if waiting is not None:
+            waiting.discard(msg)
+            if not waiting:
+                del self._unacked[request]
+                self._resolve_ack(request)
+
+    def _on_rejection(self, msg: str, code: Any) -> None:
+        rejected = _rejected_channels(msg)
+        requests = {self._awaiting[c] for c in rejected if c in self._awaiting}
+        error = SubscriptionRejectedError(f"{self.exchange}: not subscribed: {msg.strip()}",
+                                          exchange_code=code if isinstance(code, int) else None,
+                                          exchange_message=msg)
+        if not requests:
+            self._emit_error(error)
+            return
+        for request in requests:
+            self._forget_request(request)
+            self._reject_ack(request, error)
+
+    def _forget_request(self, request: int) -> None:
+        for channel in self._unacked.pop(request, ()):
+            if self._awaiting.get(channel) == request:
+                del self._awaiting[channel]
+
+    async def _keepalive(self, ws: Any) -> None:
+        """PING every ``ping_interval`` s while this connection lives."""
+        interval = self.config.ping_interval
+        while True:
+            await asyncio.sleep(interval)
+            if ws is not self._ws or ws.is_disconnected:
+                return
+            try:
+                await self.send_message(_PING)
+            except ExchangeAPIError:
+                return
+            if self.logger.isEnabledFor(logging.DEBUG):
+                self.logger.debug("PING sent", extra={"exchange": self.exchange})
