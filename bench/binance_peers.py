@@ -24,14 +24,13 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
-from unittest import mock
 
 import msgspec
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from picows.picows import _make_test_ws_frame
 
-import fastws.base
 from bench.binance_payloads import stream_names
+from bench.detached import DETACHED_URL, open_detached_core
 from bench.peers import HERE, Counter
 from exchanges.binance import BinanceWebSocket, binance_config, stream_type
 from fastws import ExchangeName
@@ -39,8 +38,6 @@ from fastws import ExchangeName
 # Attribute lookups hoisted out of the per-frame paths, for every peer alike.
 _TEXT = WSMsgType.TEXT
 _EXCHANGE = ExchangeName("binance")
-# In-process cores are built for this URL and never connect.
-_DETACHED_URL = "ws://127.0.0.1:9"
 
 
 class StreamCounter(Counter):
@@ -86,32 +83,12 @@ def binance_client(url: str, sink: StreamCounter, typed: bool) -> BinanceWebSock
     return BinanceWebSocket(_EXCHANGE, binance_config(url, stale_timeout=None), handler, typed=typed)
 
 
-class _Unconnected:
-    """Stands in for picows's transport where no socket is wanted."""
-
-    is_disconnected = False
-
-
 def detached_core(sink: StreamCounter, typed: bool) -> Any:
-    """The ``FrameHandler`` a ``BinanceWebSocket`` connection runs, built without a socket.
-
-    ``_open_websocket`` itself builds it (same parser, classifier, handler, options
-    and routes), with ``ws_connect`` replaced by one that only calls the listener
-    factory; routes come from the adapter's own ``_add_routes``, as ``subscribe``
-    adds them.
-    """
-    ws = binance_client(_DETACHED_URL, sink, typed)
+    """The ``FrameHandler`` a ``BinanceWebSocket`` connection runs, built without a
+    socket; routes come from the adapter's own ``_add_routes``, as ``subscribe`` adds them."""
+    ws = binance_client(DETACHED_URL, sink, typed)
     ws._add_routes(stream_names(), None)
-
-    async def connect_nothing(factory: Callable[[], Any], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        return _Unconnected(), factory()
-
-    async def open_core() -> Any:
-        with mock.patch.object(fastws.base, "ws_connect", connect_nothing):
-            await ws._open_websocket(ws._url)
-        return ws._core
-
-    return asyncio.run(open_core())
+    return open_detached_core(ws, ws._url)
 
 
 IN_PROCESS_PEERS: dict[str, Callable[[StreamCounter], Callable[[Any, WSFrame], Any]]] = {

@@ -28,7 +28,8 @@ from cpython.list cimport PyList_Append, PyList_GET_ITEM
 from cpython.long cimport PyLong_FromLong
 from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
 from fastws._core cimport FrameHandler
 
@@ -88,6 +89,10 @@ cdef class FieldSpec:
     cdef int oneof
     cdef int capture
     cdef MessageSpec sub
+    # The last string decoded for this field: channels, symbols and event
+    # types repeat push after push, so an equal one is shared, not rebuilt.
+    cdef object last_text
+    cdef bytes last_raw
 
 
 cdef class MessageSpec:
@@ -192,16 +197,45 @@ cdef int _skip_field(const uint8_t** pp, const uint8_t* end, uint32_t wire_type,
     return -1     # an END_GROUP without its start, or wire types 6 and 7
 
 
+cdef inline bint _is_ascii(const uint8_t* p, Py_ssize_t size) noexcept:
+    """No byte with the high bit set: checked 8 bytes at a time."""
+    cdef Py_ssize_t i = 0
+    cdef uint64_t word, high = 0
+    while i + 8 <= size:
+        memcpy(&word, p + i, 8)
+        high |= word
+        i += 8
+    while i < size:
+        high |= p[i]
+        i += 1
+    return (high & 0x8080808080808080ULL) == 0
+
+
 cdef inline object _ascii_or_utf8(const uint8_t* p, Py_ssize_t size):
     """A str from UTF-8 bytes; pure ASCII (prices, channels) takes a copy, no decoder."""
-    cdef Py_ssize_t i
     cdef object text
-    for i in range(size):
-        if p[i] >= 0x80:
-            return PyUnicode_DecodeUTF8(<const char*>p, size, "strict")
+    if not _is_ascii(p, size):
+        return PyUnicode_DecodeUTF8(<const char*>p, size, "strict")
     text = PyUnicode_New(size, 127)
     memcpy(PyUnicode_DATA(text), p, size)
     return text
+
+
+cdef inline object _field_text(FieldSpec field, const uint8_t* p, Py_ssize_t size):
+    """The field's string, shared with its previous value when the bytes are equal."""
+    cdef bytes raw = field.last_raw
+    if raw is not None and PyBytes_GET_SIZE(raw) == size and memcmp(PyBytes_AS_STRING(raw), p, size) == 0:
+        return field.last_text
+    text = _ascii_or_utf8(p, size)
+    if size <= 64:
+        field.last_raw = PyBytes_FromStringAndSize(<const char*>p, size)
+        field.last_text = text
+    return text
+
+
+cdef const char* _DIGIT_PAIRS = (b"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                 b"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                 b"8081828384858687888990919293949596979899")
 
 
 cdef inline object _int64_text(int64_t value):
@@ -209,13 +243,22 @@ cdef inline object _int64_text(int64_t value):
     cdef char digits[24]
     cdef int n = 0, start
     cdef uint64_t magnitude = <uint64_t>(-(value + 1)) + 1 if value < 0 else <uint64_t>value
+    cdef uint64_t pair
     cdef object text
-    while True:
-        digits[23 - n] = <char>(48 + magnitude % 10)
-        magnitude //= 10
+    # Two digits per division (timestamps have 13).
+    while magnitude >= 100:
+        pair = magnitude % 100
+        magnitude //= 100
+        digits[23 - n] = _DIGIT_PAIRS[2 * pair + 1]
+        digits[22 - n] = _DIGIT_PAIRS[2 * pair]
+        n += 2
+    if magnitude >= 10:
+        digits[23 - n] = _DIGIT_PAIRS[2 * magnitude + 1]
+        digits[22 - n] = _DIGIT_PAIRS[2 * magnitude]
+        n += 2
+    else:
+        digits[23 - n] = <char>(48 + magnitude)
         n += 1
-        if magnitude == 0:
-            break
     if value < 0:
         digits[23 - n] = b"-"[0]
         n += 1
@@ -402,7 +445,7 @@ cdef class PushDecoder:
                 if length == 0 and not field.presence:
                     self._clear(out, field)
                 else:
-                    PyDict_SetItem(out, field.name, _ascii_or_utf8(start, <Py_ssize_t>length))
+                    PyDict_SetItem(out, field.name, _field_text(field, start, <Py_ssize_t>length))
                 continue
             if field.repeated:
                 item = _PyDict_NewPresized(field.sub.field_count)
