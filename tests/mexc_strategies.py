@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
@@ -39,7 +39,9 @@ from exchanges.mexc.reference import BODY_FIELDS
 __all__ = ["BODY_FIELDS", "CHANNELS", "WireField", "mutated_push_bytes", "parse_wire", "push_bytes",
            "serialize_wire", "wrappers"]
 
-_WRAPPER = pb.PushDataV3ApiWrapper.DESCRIPTOR
+Descriptor = Any     # a message descriptor: the upb and the pure-Python classes differ
+
+_WRAPPER: Descriptor = pb.PushDataV3ApiWrapper.DESCRIPTOR
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _INT32_MIN, _INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
@@ -68,13 +70,14 @@ _INT32 = st.one_of(
     st.integers(_INT32_MIN, _INT32_MAX),
 )
 _DECIMAL = st.from_regex(r"-?[0-9]{1,9}\.[0-9]{1,8}", fullmatch=True)
+_CHARS = st.characters(codec="utf-8")      # no lone surrogates: protobuf strings are valid UTF-8
 _STRING = st.one_of(
     st.just(""),
     st.sampled_from(["0", "0.00000000", "65012.34000000", "BTCUSDT", "USDT", "Min15", "é", "价格", "🚀"]),
     _DECIMAL,
-    st.text(max_size=12),
-    st.text(st.characters(min_codepoint=0x80), max_size=6),
-    st.text(min_size=1, max_size=4).map(lambda s: s * 60),      # long: a 2-byte length prefix
+    st.text(_CHARS, max_size=12),
+    st.text(st.characters(min_codepoint=0x80, codec="utf-8"), max_size=6),
+    st.text(_CHARS, min_size=1, max_size=4).map(lambda s: s * 60),      # long: a 2-byte length prefix
 )
 _SCALARS: dict[int, st.SearchStrategy[Any]] = {
     FieldDescriptor.TYPE_STRING: _STRING,
@@ -94,10 +97,6 @@ _MANY = 200     # most items in one repeated field
 def _message_class(descriptor: Descriptor) -> type[Message]:
     cls: type[Message] = getattr(pb, descriptor.name)
     return cls
-
-
-def _is_repeated(field: FieldDescriptor) -> bool:
-    return bool(field.is_repeated) if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
 
 
 def _is_flat(descriptor: Descriptor) -> bool:
@@ -156,7 +155,7 @@ def _bodies(body_fields: Optional[Iterable[str]]) -> st.SearchStrategy[tuple[str
     unknown = set(names) - set(BODY_FIELDS)
     if unknown or not names:
         raise ValueError(f"not body fields of PushDataV3ApiWrapper: {sorted(unknown) or names}")
-    return st.one_of([_messages(_WRAPPER.fields_by_name[name].message_type).map(lambda m, n=name: (n, m))
+    return st.one_of([st.tuples(st.just(name), _messages(_WRAPPER.fields_by_name[name].message_type))
                       for name in names])
 
 
@@ -177,7 +176,8 @@ def wrappers(body_fields: Optional[Iterable[str]] = None) -> st.SearchStrategy[M
 
     def build(args: tuple[dict[str, Any], tuple[str, Message]]) -> Message:
         fields, (name, body) = args
-        return pb.PushDataV3ApiWrapper(**fields, **{name: body})
+        kwargs: dict[str, Any] = {**fields, name: body}
+        return pb.PushDataV3ApiWrapper(**kwargs)
     return st.tuples(header, _bodies(body_fields)).map(build)
 
 

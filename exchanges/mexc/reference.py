@@ -7,7 +7,7 @@ for the hot path. ``encode_push`` is its inverse, used by the simulator and the 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -48,7 +48,7 @@ def decode_reference(data: bytes | bytearray | memoryview) -> dict[str, Any]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
-def encode_push(channel: str, body_field: str, body: Mapping[str, Any], *, symbol: str | None = None,
+def encode_push(channel: str, body_field: str, body: dict[str, Any], *, symbol: str | None = None,
                 symbol_id: str | None = None, create_time: int | None = None,
                 send_time: int | None = None) -> bytes:
     """Serialize one push.

@@ -79,7 +79,7 @@ BODIES = [(301, "publicDeals", "PublicDealsV3Api"), (302, "publicIncreaseDepths"
 AGGRE_DEALS = "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"
 
 
-def _describe(field: FieldDescriptor) -> str:
+def _describe(field: Any) -> str:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         assert field.is_repeated
         return f"{field.name}:[{field.message_type.name}]"
@@ -102,7 +102,7 @@ def test_message_fields_as_protocols_md(name: str) -> None:
 def test_wrapper_body_oneof_as_protocols_md() -> None:
     descriptor = pb.PushDataV3ApiWrapper.DESCRIPTOR
     body = descriptor.oneofs_by_name["body"]
-    assert [(f.number, f.name, f.message_type.name) for f in body.fields] == BODIES
+    assert [(f.number, f.name, f.message_type and f.message_type.name) for f in body.fields] == BODIES
     assert BODY_FIELDS == tuple(name for _, name, _ in BODIES)
     assert 2 not in descriptor.fields_by_number
     # Every message of the file is named here or in the table: nothing unchecked.
@@ -192,7 +192,7 @@ def test_encode_push_accepts_int64_as_int_or_string() -> None:
 
 # ---------------------------------------------------------------------- property tests
 
-_FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_FAST
