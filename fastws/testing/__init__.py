@@ -2,6 +2,7 @@
 from fastws.testing.binance_sim import BinanceConnection, BinanceSimulator, is_valid_stream
 from fastws.testing.feed import FeedServer, LoopbackFeedClient, depth_message
 from fastws.testing.market import SymbolMarket, SyntheticMarket
+from fastws.testing.mexc_sim import MexcConnection, MexcSimulator
 
-__all__ = ["BinanceConnection", "BinanceSimulator", "FeedServer", "LoopbackFeedClient", "SymbolMarket",
-           "SyntheticMarket", "depth_message", "is_valid_stream"]
+__all__ = ["BinanceConnection", "BinanceSimulator", "FeedServer", "LoopbackFeedClient", "MexcConnection",
+           "MexcSimulator", "SymbolMarket", "SyntheticMarket", "depth_message", "is_valid_stream"]

@@ -27,14 +27,13 @@ import asyncio
 import logging
 import re
 import time
-from collections import deque
 from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 import msgspec
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+from picows import WSCloseCode, WSMsgType, WSTransport, WSUpgradeRequest
 
-from fastws.testing.feed import text_request
+from fastws.testing._simbase import SimConnection, Simulator
 from fastws.testing.market import Kline, StepResult, SymbolMarket, SyntheticMarket
 
 __all__ = ["ALL_MARKET_STREAMS", "BinanceConnection", "BinanceSimulator", "KLINE_INTERVALS",
@@ -62,7 +61,6 @@ _STREAM = re.compile(
     r"(?P<symbol>[a-z0-9]+)@(?P<kind>trade|aggTrade|bookTicker|ticker|miniTicker"
     r"|depth(?:@100ms)?|depth(?P<levels>5|10|20)(?:@100ms)?"
     r"|kline_(?P<interval>" + "|".join(KLINE_INTERVALS) + r")(?:@\+08:00)?)")
-_CLOSE_TIMEOUT = 1.0    # seconds a server-initiated close waits for the client's CLOSE
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -143,17 +141,15 @@ def _property_name(params: Any, count: int) -> None:
 
 
 class _Counters:
-    """Counts kept both per connection and for the whole server."""
+    """Keepalive counts kept both per connection and for the whole server."""
 
     def __init__(self) -> None:
-        self.max_incoming_in_window = 0
         self.pings_sent = 0
         self.pongs_received = 0
         self.pong_timeouts = 0
-        self.sent_counts: dict[str, int] = {}
 
 
-class BinanceConnection(WSListener, _Counters):
+class BinanceConnection(SimConnection, _Counters):
     """The server side of one client connection.
 
     Attributes:
@@ -171,135 +167,47 @@ class BinanceConnection(WSListener, _Counters):
         close_code: The code of the CLOSE the client sent, if any.
     """
 
+    sim: "BinanceSimulator"
+
     def __init__(self, sim: "BinanceSimulator", path: str, streams: Sequence[str], combined: bool) -> None:
-        WSListener.__init__(self)
+        SimConnection.__init__(self, sim, path, streams)
         _Counters.__init__(self)
-        self.sim = sim
-        self.id = 0
-        self.path = path
         self.combined = combined
-        self._streams: dict[str, None] = dict.fromkeys(streams)
-        self.requests: list[Any] = []
-        self.connected_at = 0.0
-        self.muted = False
-        self.close_code: Optional[int] = None
-        self.transport: Optional[WSTransport] = None
-        self._closing = False
-        self._incoming: deque[float] = deque()
         self._ping_counter = 0
         self._outstanding: dict[bytes, asyncio.TimerHandle] = {}
-        self._timers: set[asyncio.TimerHandle] = set()
 
     @property
     def streams(self) -> list[str]:
         """Subscribed streams in subscription order."""
-        return list(self._streams)
-
-    @property
-    def is_open(self) -> bool:
-        """Connected and not closing."""
-        return self.transport is not None and not self.transport.is_disconnected and not self._closing
-
-    def __repr__(self) -> str:
-        return f"<BinanceConnection {self.id} {self.path} streams={len(self._streams)}>"
+        return list(self._subscriptions)
 
     # ------------------------------------------------------------------ life cycle
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        sim = self.sim
-        self.transport = transport
-        self.connected_at = time.monotonic()
-        sim.connection_count += 1
-        self.id = sim.connection_count
-        sim._connections.append(self)
-        if sim.ping_interval > 0:
-            self._later(sim.ping_interval, self._send_ping)
-        if sim.max_connection_age is not None:
-            self._later(sim.max_connection_age, self.close, WSCloseCode.GOING_AWAY.value,
-                        "Connection age limit reached")
-        log.debug("connection %d on %s", self.id, self.path)
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self._cancel_timers()
-        if self in self.sim._connections:
-            self.sim._connections.remove(self)
-        log.debug("connection %d closed", self.id)
-
-    def _later(self, delay: float, callback: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
-        """``call_later`` whose handle ``stop()`` and a disconnect cancel."""
-        def run() -> None:
-            self._timers.discard(handle)
-            callback(*args)
-        handle = asyncio.get_running_loop().call_later(delay, run)
-        self._timers.add(handle)
-        return handle
+        super().on_ws_connected(transport)
+        if self.sim.ping_interval > 0:
+            self._later(self.sim.ping_interval, self._send_ping)
 
     def _cancel_timers(self) -> None:
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
+        super()._cancel_timers()
         self._outstanding.clear()
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start a close handshake; disconnect at the client's CLOSE or after a second."""
-        transport = self.transport
-        if transport is None or transport.is_disconnected or self._closing:
-            return
-        self._closing = True
-        self._cancel_timers()
-        transport.send_close(WSCloseCode(code), reason.encode())
-        self._later(_CLOSE_TIMEOUT, transport.disconnect)
-
-    def reset(self) -> None:
-        """Drop the TCP connection without a close handshake."""
-        if self.transport is not None:
-            self._closing = True
-            self.transport.disconnect(graceful=False)
-
-    def send(self, payload: bytes, binary: bool = False) -> None:
-        """Send one frame unless closing (muting does not apply: tests call this on purpose)."""
-        if self.transport is not None and not self._closing:
-            self.transport.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, payload)
+    def _frames(self, name: str, payloads: list[bytes], cache: dict[str, list[bytes]]) -> list[bytes]:
+        if not self.combined:
+            return payloads
+        combined = cache.get("combined")
+        if combined is None:
+            combined = cache["combined"] = [_wrap(name, p) for p in payloads]
+        return combined
 
     # ------------------------------------------------------------------ incoming
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        msg_type = frame.msg_type
-        if msg_type == WSMsgType.CLOSE:
-            self.close_code = frame.get_close_code().value
-            text_request(transport, frame)
-            return
-        if self._closing or not self._count_incoming():
-            return
-        if msg_type == WSMsgType.PING:
-            if not self.muted:
-                transport.send_pong(frame.get_payload_as_bytes())
-        elif msg_type == WSMsgType.PONG:
-            self._on_pong(frame.get_payload_as_bytes())
-        else:
-            text = text_request(transport, frame)
-            if text is not None:
-                self._on_request(text)
+    def _incoming_limit(self) -> int:
+        return self.sim.max_incoming_per_second
 
-    def _count_incoming(self) -> bool:
-        """Record one incoming frame; close the connection and return False when over the limit."""
-        now = time.monotonic()
-        window = self._incoming
-        window.append(now)
-        while window[0] <= now - 1.0:
-            window.popleft()
-        count = len(window)
-        if count > self.max_incoming_in_window:
-            self.max_incoming_in_window = count
-            self.sim.max_incoming_in_window = max(self.sim.max_incoming_in_window, count)
-        limit = self.sim.max_incoming_per_second
-        if count <= limit:
-            return True
-        violation = f"connection {self.id} ({self.path}): {count} frames within 1 s, limit {limit}"
-        log.warning("rate limit: %s", violation)
-        self.sim.violations.append(violation)
+    def _over_limit(self) -> bool:
         self.close(WSCloseCode.POLICY_VIOLATION.value, "Too many requests")
-        return False
+        return True
 
     def _on_request(self, text: bytes) -> None:
         try:
@@ -335,15 +243,15 @@ class BinanceConnection(WSListener, _Counters):
             self.sim._rejection = None
             raise _RequestError(*rejection)
         streams = _stream_params(params)
-        added = [s for s in streams if s not in self._streams]
+        added = [s for s in streams if s not in self._subscriptions]
         limit = self.sim.max_streams_per_connection
-        if len(self._streams) + len(added) > limit:
+        if len(self._subscriptions) + len(added) > limit:
             raise _RequestError(2, f"Invalid request: too many streams, at most {limit} streams per connection")
-        self._streams.update(dict.fromkeys(added))
+        self._subscriptions.update(dict.fromkeys(added))
 
     def _unsubscribe(self, params: Any) -> None:
         for stream in _stream_params(params):
-            self._streams.pop(stream, None)
+            self._subscriptions.pop(stream, None)
 
     def _list_subscriptions(self, params: Any) -> list[str]:
         return self.streams
@@ -388,6 +296,9 @@ class BinanceConnection(WSListener, _Counters):
         for key in [k for k in self._outstanding if int(k) < number]:
             self._outstanding.pop(key).cancel()
         handle.cancel()
+
+    def _on_mute(self) -> None:
+        self._forget_pings()
 
     def _forget_pings(self) -> None:
         """Stop waiting for the pongs of the pings sent so far."""
@@ -486,7 +397,7 @@ def _kline_body(k: Kline, symbol: str, interval: str) -> dict[str, Any]:
             "Q": k.taker_buy_quote_volume, "B": "0"}
 
 
-class BinanceSimulator(_Counters):
+class BinanceSimulator(Simulator[BinanceConnection], _Counters):
     """A loopback Binance spot market-stream server on 127.0.0.1.
 
     Use ``async with BinanceSimulator() as sim:`` (or ``start()``/``stop()``).
@@ -513,35 +424,23 @@ class BinanceSimulator(_Counters):
         sent_counts: Data frames sent per stream, over all connections.
     """
 
+    log = log
+    _server_name = "binance-sim"
+
     def __init__(self, *, rate: float = 10.0, ping_interval: float = 20.0, pong_timeout: float = 60.0,
                  max_connection_age: Optional[float] = None, max_incoming_per_second: int = 5,
                  max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION, seed: int = 1,
                  depth_levels: int = 20) -> None:
-        super().__init__()
-        self.rate = rate
+        Simulator.__init__(self, rate=rate, max_connection_age=max_connection_age, seed=seed,
+                           depth_levels=depth_levels)
+        _Counters.__init__(self)
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
-        self.max_connection_age = max_connection_age
         self.max_incoming_per_second = max_incoming_per_second
         self.max_streams_per_connection = max_streams_per_connection
-        self.market = SyntheticMarket(seed=seed, depth_levels=depth_levels)
-        self.connection_count = 0
-        self.violations: list[str] = []
-        self._connections: list[BinanceConnection] = []
         self._rejection: Optional[tuple[int, str]] = None
-        self._skip: dict[str, int] = {}
-        self._server: Optional[asyncio.AbstractServer] = None
-        self._publisher: Optional[asyncio.TimerHandle] = None
-        self._publish_due = 0.0
-        self._timers: set[asyncio.TimerHandle] = set()
-        self.port = 0
 
     # ------------------------------------------------------------------ addresses
-
-    @property
-    def url(self) -> str:
-        """``ws://127.0.0.1:<port>`` (no path)."""
-        return f"ws://127.0.0.1:{self.port}"
 
     def combined_url(self, streams: Iterable[str] = ()) -> str:
         """The combined-stream URL, with ``?streams=a/b`` when ``streams`` is not empty."""
@@ -553,48 +452,6 @@ class BinanceSimulator(_Counters):
         return f"{self.url}/ws/{stream}" if stream else f"{self.url}/ws"
 
     # ------------------------------------------------------------------ life cycle
-
-    async def start(self) -> None:
-        """Listen on an ephemeral port of 127.0.0.1; start the publisher if ``rate`` > 0."""
-        self._server = await ws_create_server(self._accept, "127.0.0.1", 0, enable_auto_pong=False,
-                                              logger_name="binance-sim")
-        self.port = self._server.sockets[0].getsockname()[1]
-        if self.rate > 0:
-            self._publish_due = asyncio.get_running_loop().time()
-            self._publish()
-        log.debug("listening on %s", self.url)
-
-    async def stop(self) -> None:
-        """Close every connection; cancel the publisher and every timer; close the socket."""
-        if self._publisher is not None:
-            self._publisher.cancel()
-            self._publisher = None
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
-        transports = []
-        for connection in list(self._connections):
-            connection._cancel_timers()
-            if connection.transport is not None:
-                transports.append(connection.transport)
-                connection.transport.disconnect(graceful=False)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        if transports:
-            try:
-                await asyncio.wait_for(asyncio.gather(*(t.wait_disconnected() for t in transports),
-                                                      return_exceptions=True), 1.0)
-            except asyncio.TimeoutError:
-                log.warning("%d connection(s) still open after stop()", len(self._connections))
-
-    async def __aenter__(self) -> "BinanceSimulator":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     def _accept(self, request: WSUpgradeRequest) -> Optional[BinanceConnection]:
         """Route an upgrade request: a listener for the stream paths, None (404) for the rest."""
@@ -616,137 +473,23 @@ class BinanceSimulator(_Counters):
             return None
         return BinanceConnection(self, request.path.decode("latin-1"), streams, combined)
 
-    # ------------------------------------------------------------------ observation
-
-    @property
-    def connections(self) -> list[BinanceConnection]:
-        """Open connections, oldest first."""
-        return list(self._connections)
-
-    def subscribed(self) -> set[str]:
-        """Streams subscribed on any open connection."""
-        return {s for c in self._connections for s in c._streams}
-
-    async def _poll(self, done: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{what()} after {timeout} s")
-            await asyncio.sleep(0.002)
-
-    async def wait_subscribed(self, streams: Iterable[str], timeout: float = 5.0) -> None:
-        """Wait until every stream of ``streams`` is subscribed on an open connection."""
-        wanted = set(streams)
-        await self._poll(lambda: wanted <= self.subscribed(), timeout,
-                         lambda: f"not subscribed: {sorted(wanted - self.subscribed())}")
-
-    async def wait_connections(self, count: int, timeout: float = 5.0) -> None:
-        """Wait until ``connection_count`` (accepted so far) reaches ``count``."""
-        await self._poll(lambda: self.connection_count >= count, timeout,
-                         lambda: f"{self.connection_count} connection(s), wanted {count},")
-
     # ------------------------------------------------------------------ market data
 
-    def step(self, n: int = 1) -> int:
-        """Advance the market ``n`` times and publish each step; return the frames sent.
+    def _symbol_of(self, name: str) -> Optional[str]:
+        stream = _parse_stream(name)
+        return None if stream is None else stream.symbol
 
-        Every symbol that an open connection subscribes to advances, muted
-        connections included (they miss the updates).
-        """
+    def _publish_step(self, results: list[StepResult], skipped: set[str],
+                      subscribers: dict[str, list[BinanceConnection]]) -> int:
+        events = _StepEvents(self.market, results, skipped)
         sent = 0
-        for _ in range(n):
-            subscribers: dict[str, list[BinanceConnection]] = {}
-            for connection in self._connections:
-                for name in connection._streams:
-                    subscribers.setdefault(name, []).append(connection)
-            streams = [_parse_stream(name) for name in subscribers]
-            symbols = list(dict.fromkeys(s.symbol for s in streams if s is not None and s.symbol))
-            if not symbols:
-                break
-            events = _StepEvents(self.market, self.market.step(symbols), self._take_skips(symbols))
-            for stream in streams:
-                if stream is not None:
-                    sent += self._deliver(stream.name, events.payloads(stream), subscribers[stream.name])
+        for name, connections in subscribers.items():
+            stream = _parse_stream(name)
+            if stream is not None:
+                sent += self._deliver(name, events.payloads(stream), connections)
         return sent
-
-    def _take_skips(self, symbols: list[str]) -> set[str]:
-        skipped = set()
-        for symbol in symbols:
-            left = self._skip.get(symbol, 0)
-            if left > 0:
-                self._skip[symbol] = left - 1
-                skipped.add(symbol)
-        return skipped
-
-    def _deliver(self, name: str, payloads: list[bytes], connections: list[BinanceConnection]) -> int:
-        if not payloads:
-            return 0
-        sent = 0
-        combined: Optional[list[bytes]] = None
-        for connection in connections:
-            if connection.muted or not connection.is_open:
-                continue
-            if connection.combined:
-                if combined is None:
-                    combined = [_wrap(name, p) for p in payloads]
-                frames = combined
-            else:
-                frames = payloads
-            send = connection.transport.send  # type: ignore[union-attr]
-            for frame in frames:
-                send(WSMsgType.TEXT, frame)
-            connection.sent_counts[name] = connection.sent_counts.get(name, 0) + len(frames)
-            sent += len(frames)
-        if sent:
-            self.sent_counts[name] = self.sent_counts.get(name, 0) + sent
-        return sent
-
-    def _publish(self) -> None:
-        """The paced publisher: one step now, the next one a period after this one was due."""
-        loop = asyncio.get_running_loop()
-        self._publish_due = max(self._publish_due + 1.0 / self.rate, loop.time())    # behind: no burst
-        self._publisher = loop.call_at(self._publish_due, self._publish)
-        self.step(1)
 
     # ------------------------------------------------------------------ faults
-
-    def _targets(self, connection: Optional[BinanceConnection]) -> list[BinanceConnection]:
-        return list(self._connections) if connection is None else [connection]
-
-    def close_with(self, code: int, reason: str = "", connection: Optional[BinanceConnection] = None) -> None:
-        """Close (all or one) connection(s) with a close handshake of ``code`` and ``reason``."""
-        for target in self._targets(connection):
-            target.close(code, reason)
-
-    def drop(self, code: int = 1001, reason: str = "", connection: Optional[BinanceConnection] = None) -> None:
-        """Close with a close handshake (default 1001 going away)."""
-        self.close_with(code, reason, connection)
-
-    def reset(self, connection: Optional[BinanceConnection] = None) -> None:
-        """Drop the TCP connection(s) without a close handshake."""
-        for target in self._targets(connection):
-            target.reset()
-
-    def mute(self, connection: Optional[BinanceConnection] = None) -> None:
-        """Stop sending data, pings and replies on the open connection(s); the sockets stay open.
-
-        A muted connection is not closed for missing pongs either. Connections
-        opened later are not muted.
-        """
-        for target in self._targets(connection):
-            target.muted = True
-            target._forget_pings()
-
-    def unmute(self, connection: Optional[BinanceConnection] = None) -> None:
-        """Undo ``mute``."""
-        for target in self._targets(connection):
-            target.muted = False
-
-    def send_raw(self, payload: bytes, binary: bool = False,
-                 connection: Optional[BinanceConnection] = None) -> None:
-        """Send ``payload`` unchanged as one TEXT (or BINARY) frame."""
-        for target in self._targets(connection):
-            target.send(payload, binary)
 
     def send_malformed(self, payload: bytes = b'{"stream":"btcusdt@depth","data":{"e":',
                        connection: Optional[BinanceConnection] = None) -> None:
@@ -761,20 +504,6 @@ class BinanceSimulator(_Counters):
     def reject_next_subscription(self, code: int = 2, msg: str = "Invalid request: rejected by test") -> None:
         """Answer the next SUBSCRIBE (on any connection) with this error; nothing is subscribed."""
         self._rejection = (code, msg)
-
-    def skip_sequence(self, count: int = 1) -> None:
-        """Send nobody the next ``count`` depthUpdate events of every subscribed symbol.
-
-        The market still advances, so the next event's ``U`` jumps past the
-        previous ``u`` + 1.
-        """
-        symbols = set(self.market.symbols)
-        for name in self.subscribed():
-            stream = _parse_stream(name)
-            if stream is not None and stream.symbol is not None:
-                symbols.add(stream.symbol)
-        for symbol in symbols:
-            self._skip[symbol] = count
 
     def server_shutdown(self, delay: float = 0.5, connection: Optional[BinanceConnection] = None) -> None:
         """Send a ``serverShutdown`` event, then close with 1001 after ``delay`` seconds."""

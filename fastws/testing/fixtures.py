@@ -8,6 +8,8 @@ Installing fastws registers this module as a pytest plugin (entry point
 - ``binance_simulator_factory``: an async factory taking the
   ``BinanceSimulator`` keyword arguments (``rate`` defaults to 0 here too);
   every simulator it started is stopped after the test.
+- ``mexc_simulator``, ``mexc_simulator_factory``: the same for ``MexcSimulator``
+  (connect to ``sim.ws_url()``).
 
 Example::
 
@@ -19,24 +21,31 @@ Example::
     async def test_keepalive(binance_simulator_factory):
         sim = await binance_simulator_factory(ping_interval=0.1, pong_timeout=0.3)
 
+    async def test_idle_close(mexc_simulator_factory):
+        sim = await mexc_simulator_factory(idle_timeout=0.2)
+
 The fixtures are ``pytest_asyncio`` fixtures, so they work with pytest-asyncio
 in strict mode as well as in auto mode (the tests themselves still need
 ``@pytest.mark.asyncio`` in strict mode).
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import pytest
 
+from fastws.testing._simbase import Simulator
 from fastws.testing.binance_sim import BinanceSimulator
+from fastws.testing.mexc_sim import MexcSimulator
 
 try:
     from pytest_asyncio import fixture as _async_fixture
 except ImportError:     # pytest-asyncio missing: the fixtures fail only when used
     _async_fixture = pytest.fixture  # type: ignore[assignment]
 
-__all__ = ["binance_simulator", "binance_simulator_factory"]
+__all__ = ["binance_simulator", "binance_simulator_factory", "mexc_simulator", "mexc_simulator_factory"]
+
+S = TypeVar("S", bound=Simulator[Any])
 
 
 @_async_fixture
@@ -46,14 +55,13 @@ async def binance_simulator() -> AsyncIterator[BinanceSimulator]:
         yield sim
 
 
-@_async_fixture
-async def binance_simulator_factory() -> AsyncIterator[Callable[..., Awaitable[BinanceSimulator]]]:
-    """An async factory of started simulators: ``await factory(**kwargs)``; all stopped after the test."""
-    started: list[BinanceSimulator] = []
+async def _factory(cls: type[S]) -> AsyncIterator[Callable[..., Awaitable[S]]]:
+    """An async factory of started ``cls`` simulators (``rate`` 0 by default); all stopped at the end."""
+    started: list[S] = []
 
-    async def start(**kwargs: Any) -> BinanceSimulator:
+    async def start(**kwargs: Any) -> S:
         kwargs.setdefault("rate", 0.0)
-        sim = BinanceSimulator(**kwargs)
+        sim = cls(**kwargs)
         await sim.start()
         started.append(sim)
         return sim
@@ -63,3 +71,24 @@ async def binance_simulator_factory() -> AsyncIterator[Callable[..., Awaitable[B
     finally:
         for sim in reversed(started):
             await sim.stop()
+
+
+@_async_fixture
+async def binance_simulator_factory() -> AsyncIterator[Callable[..., Awaitable[BinanceSimulator]]]:
+    """An async factory of started simulators: ``await factory(**kwargs)``; all stopped after the test."""
+    async for start in _factory(BinanceSimulator):
+        yield start
+
+
+@_async_fixture
+async def mexc_simulator() -> AsyncIterator[MexcSimulator]:
+    """A started ``MexcSimulator(rate=0)`` on 127.0.0.1, stopped after the test."""
+    async with MexcSimulator(rate=0) as sim:
+        yield sim
+
+
+@_async_fixture
+async def mexc_simulator_factory() -> AsyncIterator[Callable[..., Awaitable[MexcSimulator]]]:
+    """An async factory of started MEXC simulators: ``await factory(**kwargs)``; all stopped after the test."""
+    async for start in _factory(MexcSimulator):
+        yield start

@@ -1,0 +1,513 @@
+"""A loopback server that behaves like MEXC's spot v3 WebSocket endpoint.
+
+``MexcSimulator`` is a picows server on 127.0.0.1 that follows the MEXC section of
+PROTOCOLS.md: one path ``/ws`` (``/ws?listenKey=<key>`` for private channels), JSON
+control messages in TEXT frames, and market data as BINARY frames, each a serialized
+protobuf ``PushDataV3ApiWrapper``.
+
+Control messages and replies (every reply has ``"code": 0``; tell them apart by ``msg``):
+
+- ``{"method": "SUBSCRIPTION", "params": [...]}``: one ack ``{"id": 0, "code": 0,
+  "msg": "<channel>"}`` per accepted channel, in order, then, if any channel was refused,
+  one ``{"id": 0, "code": 0, "msg": "Not Subscribed successfully! [<a>,<b>].  Reason：
+  Blocked! "}`` naming them. Refused: malformed names, retired channels (mini tickers),
+  private channels on a connection without a listenKey, channels over the
+  30-subscription cap (rejected rather than "silently invalid", and recorded in
+  ``violations``: a client must never ask for more), and everything in the request
+  after ``reject_next_subscription()``.
+- ``{"method": "UNSUBSCRIPTION", "params": [...]}``: an ack echoing each well-formed
+  channel (subscribed or not), the same rejection text for malformed names.
+- ``{"method": "PING"}``: ``{"id": 0, "code": 0, "msg": "PONG"}``.
+- An integer ``"id"`` in a request is echoed; otherwise ``"id"`` is 0.
+- Our choice where MEXC documents nothing: invalid JSON gets ``{"id": 0, "code": 0,
+  "msg": "Invalid JSON"}``; a valid JSON request without a known ``method`` gets
+  ``{"id": 0, "code": 0, "msg": "Unknown method"}``.
+
+Limits: 30 subscriptions per connection; 100 incoming frames (text, binary, ping, pong)
+per second are counted, the busiest 1-s window recorded (``max_incoming_in_window``) and
+each excess frame recorded in ``violations`` (MEXC documents the limit but not what
+follows, so the connection stays open); a connection without a valid subscription is
+closed after ``no_subscription_timeout`` (30 s), one without any client frame for
+``idle_timeout`` (60 s) is closed too (a PING keeps it alive), both with 1000 and a
+reason; ``max_connection_age`` closes with 1001.
+
+Market data comes from one ``SyntheticMarket`` shared by every connection, as in
+``BinanceSimulator``: ``rate=0`` publishes nothing until the test calls ``step(n)``.
+Per step and subscribed symbol: aggregated and legacy depth (the step's changes;
+``fromVersion``..``toVersion`` are the market's ``U``..``u``, so each push's
+``fromVersion`` is the previous ``toVersion`` + 1), depth batch, limit depth (the top
+5/10/20 levels, ``version``), aggregated and legacy deals (one per trade: price,
+quantity, ``tradeType`` 1 buy / 2 sell, ``time`` ms), book tickers (legacy, aggregated,
+batch) and klines (``windowStart``/``windowEnd`` in seconds, OHLC, volume, amount; a
+closed kline before the current one). Every push carries ``channel``, ``symbol`` and
+``sendTime``; all but the aggregated channels also carry ``createTime``. Private
+channels are accepted (with a listenKey) but carry nothing.
+
+The simulator depends on the MEXC schema only (``exchanges.mexc.channels`` for channel
+names, ``exchanges.mexc.reference`` to encode pushes), never on the client, and imports
+it by name in ``start()``: importing ``fastws`` never imports ``exchanges``.
+
+Example::
+
+    async with MexcSimulator(rate=0) as sim:
+        transport, listener = await ws_connect(Listener, sim.ws_url())
+        ...  # send {"method": "SUBSCRIPTION", "params": [channel]}
+        await sim.wait_subscribed([channel])
+        sim.step(100)
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+from picows import WSCloseCode, WSMsgType, WSTransport, WSUpgradeRequest
+
+from fastws.testing._simbase import SimConnection, Simulator
+from fastws.testing.market import StepResult, SymbolMarket, SyntheticMarket
+
+if TYPE_CHECKING:
+    from exchanges.mexc.channels import Channel
+
+__all__ = ["MALFORMED_PUSH", "MexcConnection", "MexcSimulator"]
+
+log = logging.getLogger("fastws.testing.mexc")
+
+# The limits of exchanges.mexc.channels, repeated here because fastws does not import
+# exchanges at import time; a unit test keeps the two equal.
+_MAX_SUBSCRIPTIONS = 30
+_MAX_MESSAGES_PER_SECOND = 100
+_NO_SUBSCRIPTION_TIMEOUT = 30.0
+_IDLE_TIMEOUT = 60.0
+
+MALFORMED_PUSH = b"\n/spot@public.aggre.deals.v3.api.pb@100ms@BTC"
+"""A truncated push: the channel's length says 47 bytes, 43 follow (``DecodeError``)."""
+
+INVALID_JSON_MSG = "Invalid JSON"
+UNKNOWN_METHOD_MSG = "Unknown method"
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _schema(name: str) -> ModuleType:
+    """``exchanges.mexc.<name>``, imported by name (see the module docstring)."""
+    return importlib.import_module(f"exchanges.mexc.{name}")
+
+
+class _Counters:
+    """Counts kept both per connection and for the whole server."""
+
+    def __init__(self) -> None:
+        self.pings_received = 0
+        self.idle_closes = 0
+        self.no_subscription_closes = 0
+
+
+class MexcConnection(SimConnection, _Counters):
+    """The server side of one client connection.
+
+    Attributes:
+        id: 1 for the first connection accepted, then 2, ...
+        path: The request path with its query (``/ws?listenKey=...``).
+        listen_key: The ``listenKey`` of the URL; None without one (no private channels).
+        requests: Every decoded request received, in order.
+        rejected: Every channel refused, in order.
+        pings_received: ``{"method": "PING"}`` requests received.
+        idle_closes, no_subscription_closes: 1 if the connection was closed for that.
+        max_incoming_in_window: Most frames received within any 1-s window.
+        sent_counts: Pushes sent per channel.
+        connected_at, last_message_at: ``time.monotonic()`` at the upgrade and at the
+            last frame from the client.
+        muted: While set nothing is sent (pushes, replies) and requests are recorded
+            (PINGs counted) but not acted on.
+        close_code: The code of the CLOSE the client sent, if any.
+    """
+
+    sim: "MexcSimulator"
+
+    def __init__(self, sim: "MexcSimulator", path: str, listen_key: Optional[str]) -> None:
+        SimConnection.__init__(self, sim, path)
+        _Counters.__init__(self)
+        self.listen_key = listen_key
+        self.rejected: list[str] = []
+        self._no_subscription: Optional[asyncio.TimerHandle] = None
+
+    @property
+    def channels(self) -> list[str]:
+        """Subscribed channels in subscription order."""
+        return list(self._subscriptions)
+
+    # ------------------------------------------------------------------ life cycle
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        super().on_ws_connected(transport)
+        self._arm_no_subscription()
+        if self.sim.idle_timeout is not None:
+            self._later(self.sim.idle_timeout, self._check_idle)
+
+    def _arm_no_subscription(self) -> None:
+        timeout = self.sim.no_subscription_timeout
+        if timeout is not None and self._no_subscription is None:
+            self._no_subscription = self._later(timeout, self._no_subscription_expired)
+
+    def _disarm_no_subscription(self) -> None:
+        handle, self._no_subscription = self._no_subscription, None
+        if handle is not None:
+            handle.cancel()
+            self._timers.discard(handle)
+
+    def _no_subscription_expired(self) -> None:
+        self._no_subscription = None
+        if self._subscriptions:
+            return
+        self.no_subscription_closes += 1
+        self.sim.no_subscription_closes += 1
+        log.info("connection %d: no valid subscription within %s s", self.id, self.sim.no_subscription_timeout)
+        self.close(WSCloseCode.OK.value, "No valid subscription")
+
+    def _check_idle(self) -> None:
+        timeout = self.sim.idle_timeout
+        assert timeout is not None
+        left = self.last_message_at + timeout - time.monotonic()
+        if left > 0.001:
+            self._later(left, self._check_idle)
+            return
+        self.idle_closes += 1
+        self.sim.idle_closes += 1
+        log.info("connection %d: no message within %s s", self.id, timeout)
+        self.close(WSCloseCode.OK.value, "Idle timeout")
+
+    # ------------------------------------------------------------------ incoming
+
+    def _incoming_limit(self) -> int:
+        return self.sim.max_messages_per_second
+
+    def _reply(self, msg: str, request_id: int = 0) -> None:
+        if self.transport is not None and not self.muted:
+            self.transport.send(WSMsgType.TEXT, _encode({"id": request_id, "code": 0, "msg": msg}))
+
+    def _on_request(self, text: bytes) -> None:
+        try:
+            request = _decode(text)
+        except msgspec.DecodeError:
+            self._reply(INVALID_JSON_MSG)
+            return
+        self.requests.append(request)
+        method = request.get("method") if isinstance(request, dict) else None
+        request_id = request.get("id") if isinstance(request, dict) else None
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            request_id = 0
+        if method == "PING":
+            self.pings_received += 1
+            self.sim.pings_received += 1
+        if self.muted:
+            return
+        if method == "PING":
+            self._reply(self.sim._channels.PONG_MSG, request_id)
+        elif method in ("SUBSCRIPTION", "UNSUBSCRIPTION"):
+            params = request.get("params")
+            names = [p if isinstance(p, str) else _encode(p).decode() for p in
+                     (params if isinstance(params, list) else [params])]
+            if method == "SUBSCRIPTION":
+                self._subscribe(names, request_id)
+            else:
+                self._unsubscribe(names, request_id)
+        else:
+            self._reply(UNKNOWN_METHOD_MSG, request_id)
+
+    def _refusal(self, channel: Optional["Channel"]) -> Optional[str]:
+        """Why a channel is refused, None if it is not."""
+        if channel is None:
+            return "invalid channel"
+        if channel.retired:
+            return "retired channel"
+        if channel.private and self.listen_key is None:
+            return "private channel without a listenKey"
+        return None
+
+    def _subscribe(self, names: list[str], request_id: int) -> None:
+        sim = self.sim
+        reject_all, sim._reject_next = sim._reject_next, False
+        rejected = []
+        for name in dict.fromkeys(names):
+            refusal = "rejected by test" if reject_all else self._refusal(sim._channels.parse_channel(name))
+            if refusal is not None:
+                log.info("connection %d: refused %s: %s", self.id, name, refusal)
+                rejected.append(name)
+                continue
+            if name not in self._subscriptions:
+                limit = sim.max_subscriptions_per_connection
+                if len(self._subscriptions) >= limit:
+                    violation = (f"connection {self.id} ({self.path}): subscription {name} over the cap of "
+                                 f"{limit} per connection")
+                    log.warning("subscription cap: %s", violation)
+                    sim.violations.append(violation)
+                    rejected.append(name)
+                    continue
+                self._subscriptions[name] = None
+            self._reply(name, request_id)
+        if self._subscriptions:
+            self._disarm_no_subscription()
+        self._reject(rejected, request_id)
+
+    def _unsubscribe(self, names: list[str], request_id: int) -> None:
+        rejected = []
+        for name in dict.fromkeys(names):
+            if self.sim._channels.parse_channel(name) is None:
+                rejected.append(name)
+                continue
+            self._subscriptions.pop(name, None)
+            self._reply(name, request_id)
+        if not self._subscriptions:
+            self._arm_no_subscription()
+        self._reject(rejected, request_id)
+
+    def _reject(self, names: list[str], request_id: int) -> None:
+        if names:
+            self.rejected.extend(names)
+            self._reply(self.sim._channels.rejection_msg(names), request_id)
+
+
+# Channel kind (its value) -> the _StepPushes method building its bodies.
+_BUILDERS = {
+    "aggre_depth": "_aggre_depth", "increase_depth": "_increase_depth",
+    "increase_depth_batch": "_increase_depth_batch", "limit_depth": "_limit_depth",
+    "aggre_deals": "_aggre_deals", "deals": "_deals", "aggre_book_ticker": "_aggre_book_ticker",
+    "book_ticker": "_book_ticker", "book_ticker_batch": "_book_ticker_batch", "kline": "_kline",
+}
+_AGGREGATED = frozenset({"aggre_depth", "aggre_deals", "aggre_book_ticker"})
+
+
+def _levels(levels: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"price": price, "quantity": qty} for price, qty in levels]
+
+
+class _StepPushes:
+    """The pushes of one publishing step, encoded once per channel and shared by every connection."""
+
+    def __init__(self, market: SyntheticMarket, results: list[StepResult], skipped: set[str],
+                 encode: Callable[..., bytes], kline_seconds: dict[str, int]) -> None:
+        self.market = market
+        self.results = {r.symbol: r for r in results}
+        self.skipped = skipped
+        self.encode = encode
+        self.kline_seconds = kline_seconds
+        self.send_time = int(time.time() * 1000)
+
+    def payloads(self, channel: "Channel") -> list[bytes]:
+        """The serialized pushes of ``channel`` for this step."""
+        result = self.results.get(channel.symbol) if channel.symbol is not None else None
+        builder = _BUILDERS.get(channel.kind.value)
+        if result is None or builder is None:
+            return []
+        bodies = getattr(self, builder)(result, self.market.symbol(result.symbol), channel)
+        create_time = None if channel.kind.value in _AGGREGATED else result.time_ms
+        return [self.encode(channel.name, channel.body_field, body, symbol=result.symbol,
+                            create_time=create_time, send_time=self.send_time) for body in bodies]
+
+    def _changes(self, r: StepResult, c: "Channel") -> dict[str, Any]:
+        return {"asks": _levels(r.asks), "bids": _levels(r.bids), "eventType": c.event_type}
+
+    def _aggre_depth(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        if r.symbol in self.skipped:
+            return []
+        return [{**self._changes(r, c), "fromVersion": str(r.first_update_id), "toVersion": str(r.last_update_id)}]
+
+    def _increase_depth(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        if r.symbol in self.skipped:
+            return []
+        return [{**self._changes(r, c), "version": str(r.last_update_id)}]
+
+    def _increase_depth_batch(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        if r.symbol in self.skipped:
+            return []
+        item = {"asks": _levels(r.asks), "bids": _levels(r.bids), "version": str(r.last_update_id)}
+        return [{"items": [item], "eventType": c.event_type}]
+
+    def _limit_depth(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        book = m.book(c.levels)
+        return [{"asks": _levels(book.asks), "bids": _levels(book.bids), "eventType": c.event_type,
+                 "version": str(book.last_update_id)}]
+
+    def _deals_of(self, r: StepResult, trade_ids: bool) -> list[dict[str, Any]]:
+        deals = []
+        for t in r.trades:
+            deal: dict[str, Any] = {"price": t.price, "quantity": t.qty, "tradeType": 2 if t.buyer_is_maker else 1,
+                                    "time": t.time_ms}
+            if trade_ids:
+                deal["tradeId"] = str(t.trade_id)
+            deals.append(deal)
+        return deals
+
+    def _aggre_deals(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        return [{"deals": self._deals_of(r, True), "eventType": c.event_type}] if r.trades else []
+
+    def _deals(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        return [{"deals": self._deals_of(r, False), "eventType": c.event_type}] if r.trades else []
+
+    def _ticker(self, m: SymbolMarket) -> dict[str, Any]:
+        best = m.best()
+        return {"bidPrice": best.bid, "bidQuantity": best.bid_qty, "askPrice": best.ask,
+                "askQuantity": best.ask_qty}
+
+    def _aggre_book_ticker(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        return [{**self._ticker(m), "version": str(m.last_update_id)}]
+
+    def _book_ticker(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        return [self._ticker(m)]
+
+    def _book_ticker_batch(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        return [{"items": [self._ticker(m)], "version": str(m.last_update_id)}]
+
+    def _kline(self, r: StepResult, m: SymbolMarket, c: "Channel") -> list[dict[str, Any]]:
+        assert c.interval is not None
+        seconds = self.kline_seconds[c.interval]
+        interval_ms = seconds * 1000
+        klines = [k for k in r.closed_klines if k.interval_ms == interval_ms]
+        klines.append(m.kline(interval_ms))
+        return [{"interval": c.interval, "windowStart": k.open_time // 1000, "openingPrice": k.open,
+                 "closingPrice": k.close, "highestPrice": k.high, "lowestPrice": k.low, "volume": k.volume,
+                 "amount": k.quote_volume, "windowEnd": k.open_time // 1000 + seconds} for k in klines]
+
+
+class MexcSimulator(Simulator[MexcConnection], _Counters):
+    """A loopback MEXC spot v3 WebSocket server on 127.0.0.1.
+
+    Use ``async with MexcSimulator() as sim:`` (or ``start()``/``stop()``); connect to
+    ``sim.ws_url()`` (``sim.ws_url("key")`` for private channels).
+
+    Args:
+        rate: Market steps per second of the paced publisher; 0: no publisher,
+            the test calls ``step(n)``.
+        max_connection_age: Seconds after which the server closes a connection
+            with 1001 (MEXC: 24 h); None: never.
+        max_messages_per_second: Frames a client may send within any 1-s window;
+            each one more is recorded in ``violations``.
+        max_subscriptions_per_connection: Channels one connection may subscribe to.
+        no_subscription_timeout: Seconds after which a connection without a valid
+            subscription is closed; None: never.
+        idle_timeout: Seconds without a frame from the client after which the
+            connection is closed; None: never.
+        seed: Seed of the synthetic market.
+        depth_levels: Book levels per side.
+
+    Attributes:
+        market: The ``SyntheticMarket`` shared by every connection.
+        connection_count: Connections accepted so far.
+        violations: One line per rate-limit or subscription-cap violation.
+        max_incoming_in_window: Most frames any connection sent within 1 s.
+        pings_received, idle_closes, no_subscription_closes: Over all connections.
+        sent_counts: Pushes sent per channel, over all connections.
+    """
+
+    log = log
+    _server_name = "mexc-sim"
+    _data_binary = True
+
+    def __init__(self, *, rate: float = 10.0, max_connection_age: Optional[float] = None,
+                 max_messages_per_second: int = _MAX_MESSAGES_PER_SECOND,
+                 max_subscriptions_per_connection: int = _MAX_SUBSCRIPTIONS,
+                 no_subscription_timeout: Optional[float] = _NO_SUBSCRIPTION_TIMEOUT,
+                 idle_timeout: Optional[float] = _IDLE_TIMEOUT, seed: int = 1, depth_levels: int = 20) -> None:
+        Simulator.__init__(self, rate=rate, max_connection_age=max_connection_age, seed=seed,
+                           depth_levels=depth_levels)
+        _Counters.__init__(self)
+        self.max_messages_per_second = max_messages_per_second
+        self.max_subscriptions_per_connection = max_subscriptions_per_connection
+        self.no_subscription_timeout = no_subscription_timeout
+        self.idle_timeout = idle_timeout
+        self._reject_next = False
+        self._channels: Any = None
+        self._reference: Any = None
+        self._pb: Any = None
+
+    def ws_url(self, listen_key: Optional[str] = None) -> str:
+        """The endpoint ``ws://127.0.0.1:<port>/ws``, with ``?listenKey=`` when given."""
+        return f"{self.url}/ws?listenKey={listen_key}" if listen_key else f"{self.url}/ws"
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Import the MEXC schema, then listen (see ``Simulator.start``)."""
+        self._channels = _schema("channels")
+        self._reference = _schema("reference")
+        self._pb = _schema("pb")
+        await super().start()
+
+    def _accept(self, request: WSUpgradeRequest) -> Optional[MexcConnection]:
+        """A listener for ``/ws`` (with an optional ``listenKey``), None (404) for other paths."""
+        path = request.path.decode("latin-1")
+        target = urlsplit(path)
+        if target.path != "/ws":
+            log.info("refused path %r", target.path)
+            return None
+        listen_key = parse_qs(target.query).get("listenKey", [""])[0] or None
+        return MexcConnection(self, path, listen_key)
+
+    # ------------------------------------------------------------------ market data
+
+    def _symbol_of(self, name: str) -> Optional[str]:
+        channel = self._channels.parse_channel(name)
+        return None if channel is None else channel.symbol
+
+    def _publish_step(self, results: list[StepResult], skipped: set[str],
+                      subscribers: dict[str, list[MexcConnection]]) -> int:
+        pushes = _StepPushes(self.market, results, skipped, self._reference.encode_push,
+                             self._channels.KLINE_INTERVALS)
+        sent = 0
+        for name, connections in subscribers.items():
+            sent += self._deliver(name, pushes.payloads(self._channels.parse_channel(name)), connections)
+        return sent
+
+    # ------------------------------------------------------------------ faults
+
+    def send_raw(self, payload: bytes, binary: bool = True, connection: Optional[MexcConnection] = None) -> None:
+        """Send ``payload`` unchanged as one BINARY (or TEXT) frame."""
+        super().send_raw(payload, binary, connection)
+
+    def send_malformed(self, payload: bytes = MALFORMED_PUSH, connection: Optional[MexcConnection] = None) -> None:
+        """Send a BINARY frame that is not a valid ``PushDataV3ApiWrapper`` (default: a truncated one)."""
+        self.send_raw(payload, connection=connection)
+
+    def send_oversized(self, size: int, connection: Optional[MexcConnection] = None) -> None:
+        """Send one BINARY frame of exactly ``size`` bytes.
+
+        From about 60 bytes on it is a valid aggregated-deals push of BTCUSDT whose
+        ``eventType`` is padded; below that, ``size`` zero bytes (not a valid push).
+        """
+        self.send_raw(self.oversized_push(size), connection=connection)
+
+    def oversized_push(self, size: int) -> bytes:
+        """The payload ``send_oversized(size)`` sends."""
+        wrapper = self._pb.PushDataV3ApiWrapper
+        channel = "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"
+
+        def push(pad: int, send_time: Optional[int]) -> bytes:
+            msg = wrapper(channel=channel, symbol="BTCUSDT")
+            if send_time is not None:
+                msg.sendTime = send_time
+            msg.publicAggreDeals.eventType = "x" * pad
+            return msg.SerializeToString()    # type: ignore[no-any-return]
+        # The length prefixes grow with the padding: find the longest padding that
+        # leaves room for a sendTime field (2 to 11 bytes), then fill the gap with it.
+        pad = max(0, size - len(push(0, None)) - 2)
+        while pad > 0 and len(push(pad, None)) > size - 2:
+            pad -= 1
+        gap = size - len(push(pad, None))
+        if not 2 <= gap <= 11:
+            return bytes(size)
+        # A sendTime of 1 << 7k takes k + 1 bytes; -1 takes 10.
+        data = push(pad, -1 if gap == 11 else 1 << 7 * (gap - 2))
+        assert len(data) == size
+        return data
+
+    def reject_next_subscription(self) -> None:
+        """Refuse every channel of the next SUBSCRIPTION (on any connection) with "Blocked!"."""
+        self._reject_next = True
+
