@@ -6,14 +6,35 @@ and control-message texts; ``exchanges.mexc.reference`` is the reference codec
 (protobuf + ``json_format``) that defines the standard dict of a push;
 ``MexcWebSocket`` is the adapter, decoding pushes with the compiled
 ``exchanges.mexc._fastpb.PushDecoder``.
+
+The adapter is imported on first use (``MexcWebSocket``, ``mexc_config``): the schema
+modules load without it, so ``fastws.testing.MexcSimulator``, which imports them, does
+not depend on the client or on its compiled decoder.
 """
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from exchanges.mexc.channels import (IDLE_TIMEOUT, MAX_CONNECTION_AGE, MAX_MESSAGES_PER_SECOND,
                                      MAX_SUBSCRIPTIONS_PER_CONNECTION, NO_SUBSCRIPTION_TIMEOUT, WS_URL,
                                      Channel, ChannelKind, body_field, channel_kind, event_type,
                                      is_valid_channel, parse_channel, stream_type, symbol_of)
-from exchanges.mexc.client import MexcWebSocket, mexc_config
 from exchanges.mexc.pb import PushDataV3ApiWrapper
 from exchanges.mexc.reference import decode_reference, encode_push
+
+if TYPE_CHECKING:
+    from exchanges.mexc.client import MexcWebSocket, mexc_config
+
+_LAZY = {"MexcWebSocket": "exchanges.mexc.client", "mexc_config": "exchanges.mexc.client"}
+
+
+def __getattr__(name: str) -> Any:
+    """The adapter's names, imported on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Channel",

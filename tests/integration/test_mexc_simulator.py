@@ -437,3 +437,13 @@ def test_fastws_does_not_import_exchanges() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'exchanges'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_simulator_loads_the_schema_without_the_client() -> None:
+    code = ("import sys; from fastws.testing import mexc_sim; "
+            "[mexc_sim._schema(n) for n in ('channels', 'reference', 'pb')]; "
+            "print(sorted(m for m in sys.modules if m.startswith('exchanges.mexc.') and 'pb' not in m)); "
+            "from exchanges.mexc import MexcWebSocket; print(MexcWebSocket.__module__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    assert result.stdout.split("\n")[:2] == ["['exchanges.mexc.channels', 'exchanges.mexc.reference']",
+                                             "exchanges.mexc.client"]
