@@ -12,16 +12,19 @@ from typing import Any, Optional, Sequence
 
 import uvloop
 
-from fastws.config import create_websocket_config
 from fastws.errors import ExchangeAPIError
 from fastws.testing.binance_sim import BinanceSimulator
+from fastws.testing.mexc_sim import MexcSimulator
 from fastws.types import ExchangeName
 
 __all__ = ["main"]
 
-DEMO_STREAMS = ["btcusdt@depth@100ms", "ethusdt@depth@100ms", "btcusdt@trade", "ethusdt@trade"]
+BINANCE_STREAMS = ["btcusdt@depth@100ms", "ethusdt@depth@100ms", "btcusdt@trade", "ethusdt@trade"]
+MEXC_CHANNELS = ["spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT", "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT",
+                 "spot@public.aggre.depth.v3.api.pb@100ms@ETHUSDT", "spot@public.aggre.deals.v3.api.pb@100ms@ETHUSDT"]
 # The command line finds adapters by name: fastws never imports one directly.
 BINANCE_ADAPTER = "exchanges.binance"
+MEXC_ADAPTER = "exchanges.mexc"
 
 
 def _load_adapter(module: str) -> Any:
@@ -31,10 +34,26 @@ def _load_adapter(module: str) -> Any:
         raise SystemExit(f"fastws: cannot import the adapter {module!r}: {exc}") from None
 
 
-async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[str, Any]:
-    """Stream Binance depth and trades from the embedded simulator; print live figures.
+class _Feed:
+    """One exchange of the demo: its simulator, adapter and message count."""
 
-    Halfway through, the simulator drops the connection, so the recovery shows.
+    def __init__(self, name: str, sim: Any, ws: Any, streams: list[str]) -> None:
+        self.name = name
+        self.sim = sim
+        self.ws = ws
+        self.streams = streams
+        self.received = 0
+        self.last_count = 0
+
+    def on_message(self, message: Any) -> None:
+        self.received += 1
+
+
+async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[str, dict[str, Any]]:
+    """Stream Binance (JSON) and MEXC (protobuf) from the embedded simulators.
+
+    Prints a live view each second; halfway through, both simulators drop
+    their connections, so the recovery shows; ends with a summary per exchange.
 
     Args:
         duration: Seconds to run.
@@ -42,51 +61,57 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
             stream and 0-3 trades per trade stream).
 
     Returns:
-        The final health check.
+        The final health check of each exchange, by name.
     """
     binance = _load_adapter(BINANCE_ADAPTER)
-    received = 0
-
-    def on_message(message: dict[str, Any]) -> None:
-        nonlocal received
-        received += 1
-
+    mexc = _load_adapter(MEXC_ADAPTER)
     errors: list[ExchangeAPIError] = []
-    async with BinanceSimulator(rate=rate) as sim:
-        config = binance.binance_config(sim.url, stale_timeout=5.0, reconnect_delay=0.1)
-        async with binance.BinanceWebSocket(ExchangeName("binance"), config, on_message, errors.append) as ws:
-            await ws.subscribe(DEMO_STREAMS)
-            print(f"fastws demo: Binance simulator at {sim.url}, {len(DEMO_STREAMS)} streams "
-                  f"({', '.join(DEMO_STREAMS)}), {rate:.0f} market steps/s, {duration:.0f} s", file=out)
-            print(f"{'t (s)':>6} {'msg/s':>8} {'core p50 us':>11} {'core p99 us':>11} "
+    async with BinanceSimulator(rate=rate) as binance_sim, MexcSimulator(rate=rate) as mexc_sim:
+        feeds = [_Feed("binance", binance_sim, None, BINANCE_STREAMS), _Feed("mexc", mexc_sim, None, MEXC_CHANNELS)]
+        feeds[0].ws = binance.BinanceWebSocket(
+            ExchangeName("binance"), binance.binance_config(binance_sim.url, stale_timeout=5.0, reconnect_delay=0.1),
+            feeds[0].on_message, errors.append)
+        feeds[1].ws = mexc.MexcWebSocket(
+            ExchangeName("mexc"), mexc.mexc_config(mexc_sim.ws_url(), stale_timeout=5.0, reconnect_delay=0.1),
+            feeds[1].on_message, errors.append)
+        async with feeds[0].ws, feeds[1].ws:
+            await asyncio.gather(*(feed.ws.subscribe(feed.streams) for feed in feeds))
+            print(f"fastws demo: {rate:.0f} market steps/s for {duration:.0f} s, no network", file=out)
+            for feed in feeds:
+                print(f"  {feed.name:<8} simulator at {feed.sim.url}: {', '.join(feed.streams)}", file=out)
+            print(f"{'t (s)':>6} {'exchange':>8} {'msg/s':>8} {'core p50 us':>11} {'core p99 us':>11} "
                   f"{'event p50 ms':>12} {'state':>12} {'reconnects':>10} {'seq gaps':>8}", file=out)
             start = time.monotonic()
-            last_count, last_time = 0, start
+            last_time = start
             ticks = max(1, math.ceil(duration))
             for tick in range(1, ticks + 1):
                 await asyncio.sleep(max(0.0, start + min(tick, duration) - time.monotonic()))
                 if tick == ticks // 2 + (ticks == 1):
-                    print("  -> injecting a server-side drop (close 1001)", file=out)
-                    sim.drop(1001)
+                    print("  -> injecting a server-side drop on both exchanges (close 1001)", file=out)
+                    for feed in feeds:
+                        feed.sim.drop(1001)
                 now = time.monotonic()
-                health = await ws.health_check()
-                metrics = health["metrics"]
-                latency = metrics["latency_us"]
-                event_p50 = [s["event_latency_ms"]["p50"] for s in health["streams"].values()
-                             if "event_latency_ms" in s]
-                rate_now = (received - last_count) / max(1e-9, now - last_time)
-                last_count, last_time = received, now
-                print(f"{now - start:6.1f} {rate_now:8.0f} {_fmt(latency['p50'], 11)} {_fmt(latency['p99'], 11)} "
-                      f"{_fmt(max(event_p50) if event_p50 else None, 12)} {ws.state.value:>12} "
-                      f"{metrics['reconnections']:>10} {metrics['sequence_gaps']:>8}", file=out)
-            final: dict[str, Any] = await ws.health_check()
-    _print_summary(final, out)
+                for feed in feeds:
+                    health = await feed.ws.health_check()
+                    metrics = health["metrics"]
+                    event_p50 = [s["event_latency_ms"]["p50"] for s in health["streams"].values()
+                                 if s.get("event_latency_ms")]
+                    rate_now = (feed.received - feed.last_count) / max(1e-9, now - last_time)
+                    feed.last_count = feed.received
+                    print(f"{now - start:6.1f} {feed.name:>8} {rate_now:8.0f} "
+                          f"{_fmt(metrics['latency_us']['p50'], 11)} {_fmt(metrics['latency_us']['p99'], 11)} "
+                          f"{_fmt(max(event_p50) if event_p50 else None, 12)} {health['state']:>12} "
+                          f"{metrics['reconnections']:>10} {metrics['sequence_gaps']:>8}", file=out)
+                last_time = now
+            final: dict[str, dict[str, Any]] = {feed.name: await feed.ws.health_check() for feed in feeds}
+    for name, health in final.items():
+        _print_summary(name, health, out)
     return final
 
 
-def _print_summary(health: dict[str, Any], out: Any) -> None:
+def _print_summary(name: str, health: dict[str, Any], out: Any) -> None:
     metrics = health["metrics"]
-    print("\nsummary", file=out)
+    print(f"\nsummary: {name}", file=out)
     print(f"  messages delivered : {metrics['messages_delivered']}", file=out)
     print(f"  latency p50/p99/p99.9 (us, receive to handler done): "
           f"{metrics['latency_us']['p50']} / {metrics['latency_us']['p99']} / {metrics['latency_us']['p99.9']}",
@@ -99,9 +124,9 @@ def _print_summary(health: dict[str, Any], out: Any) -> None:
           file=out)
     print(f"  errors             : {metrics['errors']}", file=out)
     print("  per stream (since the reconnection):", file=out)
-    for name, stream in health["streams"].items():
+    for stream_name, stream in health["streams"].items():
         event = stream.get("event_latency_ms") or {}
-        print(f"    {name:<22} {stream['type']:<10} {stream['messages']:>7} msgs "
+        print(f"    {stream_name:<48} {stream['type']:<10} {stream['messages']:>7} msgs "
               f"{stream['messages_per_second'] or 0:8.0f} msg/s  event->receive p50 {_fmt(event.get('p50'), 6)} ms "
               f"p99 {_fmt(event.get('p99'), 6)} ms", file=out)
 
@@ -114,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``fastws`` and ``python -m fastws``."""
     parser = argparse.ArgumentParser(prog="fastws", description=__doc__)
     commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser("demo", help="stream Binance from the embedded simulator (no network)")
+    demo = commands.add_parser("demo", help="stream Binance and MEXC from the embedded simulators (no network)")
     demo.add_argument("--duration", type=float, default=6.0, help="seconds to run (default 6)")
     demo.add_argument("--rate", type=float, default=500.0, help="market steps per second (default 500)")
     demo.add_argument("--verbose", action="store_true", help="log state changes")
@@ -122,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = args.command or "demo"
     if command == "demo":
         logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.ERROR)
-        health = uvloop.run(run_demo(getattr(args, "duration", 6.0), getattr(args, "rate", 500.0)))
-        return 0 if health["metrics"]["messages_delivered"] > 0 else 1
+        healths = uvloop.run(run_demo(getattr(args, "duration", 6.0), getattr(args, "rate", 500.0)))
+        return 0 if all(h["metrics"]["messages_delivered"] > 0 for h in healths.values()) else 1
     parser.print_help()
     return 2
