@@ -142,6 +142,21 @@ cdef MessageSpec _build(object descriptor, dict built):
     return spec
 
 
+cdef inline const uint8_t* _next_varint(const uint8_t* p, const uint8_t* end, uint64_t* out) noexcept:
+    """Read a varint at ``p``; the position after it, or NULL when malformed.
+
+    Returns the new position rather than updating one through a pointer, so
+    the caller's position stays in a register; one-byte varints (most tags
+    and lengths) take the first branch.
+    """
+    if p < end and p[0] < 0x80:
+        out[0] = p[0]
+        return p + 1
+    if _varint(&p, end, out) < 0:
+        return NULL
+    return p
+
+
 cdef inline int _varint(const uint8_t** pp, const uint8_t* end, uint64_t* out) noexcept:
     """Read a varint; 0 on success, -1 when truncated or longer than 10 bytes."""
     cdef const uint8_t* p = pp[0]
@@ -383,12 +398,14 @@ cdef class PushDecoder:
         # field come in a row on the wire, so the dict lookup is skipped.
         cdef FieldSpec list_field = None
         cdef object list_items = None
+        cdef const uint8_t* p = pp[0]
         for i in range(spec.oneof_count):
             oneof_set[i] = NULL
         if depth >= MAX_DEPTH:
             return -1
-        while pp[0] < end:
-            if _varint(pp, end, &tag) < 0 or (tag >> 32) != 0:
+        while p < end:
+            p = _next_varint(p, end, &tag)
+            if p == NULL or (tag >> 32) != 0:
                 return -1
             number = <uint32_t>(tag >> 3)
             wire_type = <uint32_t>(tag & 7)
@@ -404,7 +421,7 @@ cdef class PushDecoder:
                 # keeps it as an unknown field, which MessageToDict ignores.
                 if wire_type == WT_END_GROUP:
                     return -1
-                if _skip_field(pp, end, wire_type, number, depth) < 0:
+                if _skip_field(&p, end, wire_type, number, depth) < 0:
                     return -1
                 continue
             if field.oneof >= 0:
@@ -414,7 +431,8 @@ cdef class PushDecoder:
                 if depth == 0 and field.oneof == self._body_oneof:
                     self._body_seen = True
             if wire_type == WT_VARINT:
-                if _varint(pp, end, &value) < 0:
+                p = _next_varint(p, end, &value)
+                if p == NULL:
                     return -1
                 if field.kind == K_INT64:
                     if field.capture >= 0:
@@ -435,10 +453,11 @@ cdef class PushDecoder:
                         PyDict_SetItem(out, field.name, PyBool_FromLong(value != 0))
                 continue
             # Length-delimited: a string or a message.
-            if _varint(pp, end, &length) < 0 or length > <uint64_t>(end - pp[0]):
+            p = _next_varint(p, end, &length)
+            if p == NULL or length > <uint64_t>(end - p):
                 return -1
-            start = pp[0]
-            pp[0] += length
+            start = p
+            p += length
             if field.kind == K_STRING:
                 if field.capture >= 0:
                     self._captured[field.capture] = _parse_decimal(start, <Py_ssize_t>length)
@@ -449,7 +468,7 @@ cdef class PushDecoder:
                 continue
             if field.repeated:
                 item = _PyDict_NewPresized(field.sub.field_count)
-                if self._message(field.sub, &start, pp[0], <dict>item, depth + 1) < 0:
+                if self._message(field.sub, &start, p, <dict>item, depth + 1) < 0:
                     return -1
                 if field is not list_field:
                     list_field = field
@@ -468,9 +487,10 @@ cdef class PushDecoder:
                 PyDict_SetItem(out, field.name, current)
             else:
                 current = <object>found
-            if self._message(field.sub, &start, pp[0], <dict>current, depth + 1) < 0:
+            if self._message(field.sub, &start, p, <dict>current, depth + 1) < 0:
                 return -1
-        return 0 if pp[0] == end else -1
+        pp[0] = p
+        return 0 if p == end else -1
 
     cdef inline int _clear(self, dict out, FieldSpec field) except -1:
         # A later default value makes an implicit-presence field absent again.
