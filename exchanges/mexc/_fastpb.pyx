@@ -29,7 +29,6 @@ from cpython.long cimport PyLong_FromLong
 from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
 from fastws._core cimport FrameHandler
 
@@ -63,6 +62,8 @@ cdef enum:
     MAX_DEPTH = 64
     # Oneofs per message the decoder tracks (the schema has one).
     MAX_ONEOFS = 8
+    # Longest string a field remembers (channel names are ~50 bytes).
+    CACHED_TEXT_SIZE = 64
     # Captured integer slots.
     CAPTURE_NONE = -1
     CAPTURE_SEND_TIME = 0
@@ -89,10 +90,12 @@ cdef class FieldSpec:
     cdef int oneof
     cdef int capture
     cdef MessageSpec sub
-    # The last string decoded for this field: channels, symbols and event
-    # types repeat push after push, so an equal one is shared, not rebuilt.
+    # The last string decoded for this field and its bytes: channels,
+    # symbols and event types repeat push after push, so an equal one is
+    # shared, not rebuilt.
     cdef object last_text
-    cdef bytes last_raw
+    cdef Py_ssize_t last_size
+    cdef char last_raw[CACHED_TEXT_SIZE]
 
 
 cdef class MessageSpec:
@@ -238,12 +241,12 @@ cdef inline object _ascii_or_utf8(const uint8_t* p, Py_ssize_t size):
 
 cdef inline object _field_text(FieldSpec field, const uint8_t* p, Py_ssize_t size):
     """The field's string, shared with its previous value when the bytes are equal."""
-    cdef bytes raw = field.last_raw
-    if raw is not None and PyBytes_GET_SIZE(raw) == size and memcmp(PyBytes_AS_STRING(raw), p, size) == 0:
+    if field.last_text is not None and field.last_size == size and memcmp(field.last_raw, p, size) == 0:
         return field.last_text
     text = _ascii_or_utf8(p, size)
-    if size <= 64:
-        field.last_raw = PyBytes_FromStringAndSize(<const char*>p, size)
+    if size <= CACHED_TEXT_SIZE:
+        memcpy(field.last_raw, p, size)
+        field.last_size = size
         field.last_text = text
     return text
 
