@@ -147,9 +147,13 @@ cdef class FrameHandler(WSListener):
         readonly uint64_t sequence_gaps
         readonly uint64_t missing_sequences
 
+        # The opcode of the message being parsed: 1 text, 2 binary.
+        readonly int frame_type
+
         # Fragment reassembly.
         bytearray _fragments
         bint _assembling
+        int _fragment_type
         readonly Py_ssize_t max_message_size
 
         # Order keeping while an async parser or handler is suspended.
@@ -167,8 +171,9 @@ cdef class FrameHandler(WSListener):
         readonly int close_code
         readonly str close_reason
 
-    cdef inline void _deliver(self, char* ptr, Py_ssize_t size, int64_t recv_ns)
-    cdef bint _receive(self, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns)
+    cdef inline void _deliver(self, char* ptr, Py_ssize_t size, int64_t recv_ns, int frame_type)
+    cdef bint _receive(self, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns,
+                       int frame_type)
     cdef void _scan_fields(self, const char* ptr, Py_ssize_t size, bint sequenced) noexcept
     cdef bint _route(self, Route route, const char* ptr, Py_ssize_t size, int64_t recv_ns)
     cdef bint _process(self, object payload, int64_t recv_ns)

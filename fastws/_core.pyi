@@ -107,6 +107,9 @@ class FrameHandler(WSListener):
     @property
     def routes(self) -> Optional[RouteTable]: ...
     @property
+    def frame_type(self) -> int:
+        """The opcode of the message being parsed: 1 text, 2 binary."""
+    @property
     def sequence_gaps(self) -> int: ...
     @property
     def missing_sequences(self) -> int: ...

@@ -466,7 +466,7 @@ cdef class FrameHandler(WSListener):
         if (msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY) and frame.fin and not self._assembling:
             self.messages_received += 1
             self.bytes_received += <uint64_t>frame.payload_size
-            self._deliver(frame.payload_ptr, frame.payload_size, now)
+            self._deliver(frame.payload_ptr, frame.payload_size, now, <int>msg_type)
         elif msg_type == WSMsgType.CLOSE:
             self._on_close(transport, frame)
         elif msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY or msg_type == WSMsgType.CONTINUATION:
@@ -479,25 +479,29 @@ cdef class FrameHandler(WSListener):
             self._on_disconnect(self)
 
     # ---------------------------------------------------------------- receive
-    cdef inline void _deliver(self, char* ptr, Py_ssize_t size, int64_t recv_ns):
+    cdef inline void _deliver(self, char* ptr, Py_ssize_t size, int64_t recv_ns, int frame_type):
         if self.pending_task is not None:
             # An earlier message is still being handled: keep order, so this
             # one waits as a copy (the read buffer will be reused).
-            self._backlog.append((PyBytes_FromStringAndSize(ptr, size), recv_ns))
+            self._backlog.append((PyBytes_FromStringAndSize(ptr, size), recv_ns, frame_type))
             return
-        if self._receive(ptr, size, None, recv_ns):
+        if self._receive(ptr, size, None, recv_ns, frame_type):
             self._start_resume_task()
 
-    cdef bint _receive(self, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns):
+    cdef bint _receive(self, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns,
+                       int frame_type):
         """Route or parse one whole message. True when a coroutine suspended.
 
         ``owner`` is a ``bytes`` holding the payload (a reassembled or
         backlogged message), or None when ``ptr`` points into picows's buffer.
+        ``frame_type`` is the message's opcode (1 text, 2 binary), readable
+        by the parser as ``frame_type``.
         """
         cdef Route route
         cdef Py_ssize_t data_start = 0, data_size = 0
         cdef object view
         cdef bint suspended
+        self.frame_type = frame_type
         # Wall-clock receive time without a second clock read per frame: the
         # monotonic stamp plus an offset refreshed every 65536 frames (and on
         # connect), which follows a stepped wall clock.
@@ -792,6 +796,8 @@ cdef class FrameHandler(WSListener):
         elif self._assembling:
             self._error(ERROR_PARSE, ValueError("new data frame inside a fragmented message"), None)
             self._fragments.clear()
+        if msg_type != WSMsgType.CONTINUATION:
+            self._fragment_type = <int>msg_type
         self._assembling = True
         if len(self._fragments) + frame.payload_size > self.max_message_size:
             self._assembling = False
@@ -809,8 +815,9 @@ cdef class FrameHandler(WSListener):
             payload = bytes(self._fragments)
             self._fragments.clear()
             if self.pending_task is not None:
-                self._backlog.append((payload, recv_ns))
-            elif self._receive(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), payload, recv_ns):
+                self._backlog.append((payload, recv_ns, self._fragment_type))
+            elif self._receive(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), payload, recv_ns,
+                               self._fragment_type):
                 self._start_resume_task()
 
     cdef void _on_close(self, WSTransport transport, WSFrame frame):
@@ -865,9 +872,9 @@ cdef class FrameHandler(WSListener):
                         self.messages_delivered += 1
                         self._record_latency(recv_ns)
                 while not suspended and self._backlog:
-                    payload, recv_ns = self._backlog.popleft()
+                    payload, recv_ns, frame_type = self._backlog.popleft()
                     suspended = self._receive(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
-                                              payload, recv_ns)
+                                              payload, recv_ns, frame_type)
                 if not suspended:
                     return
         finally:

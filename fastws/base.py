@@ -673,7 +673,10 @@ class BaseWebSocketInterface(ABC):
                     f"{self.config.subscription_timeout} s: {batch[:5]}") from None
             except SubscriptionRejectedError as exc:
                 if action is SubscriptionAction.SUBSCRIBE:
-                    for stream in batch:
+                    # Exchanges that ack channel by channel say which ones
+                    # they refused; the others of the batch are subscribed.
+                    refused = batch if exc.rejected_streams is None else exc.rejected_streams
+                    for stream in refused:
                         self._subscriptions.pop(stream, None)
                 rejected.append(exc)
             else:

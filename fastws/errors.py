@@ -49,14 +49,18 @@ class InvalidMessageError(ExchangeAPIError):
 class SubscriptionRejectedError(ExchangeAPIError):
     """The exchange rejected a subscription (code 403).
 
-    ``exchange_code`` and ``exchange_message`` carry the exchange's own words.
+    ``exchange_code`` and ``exchange_message`` carry the exchange's own words;
+    ``rejected_streams`` names the refused streams when the exchange refuses
+    only part of a request (``None``: the whole request).
     """
 
     def __init__(self, message: str, exchange_code: int | None = None,
-                 exchange_message: str | None = None) -> None:
+                 exchange_message: str | None = None,
+                 rejected_streams: list[str] | None = None) -> None:
         super().__init__(403, message)
         self.exchange_code = exchange_code
         self.exchange_message = exchange_message
+        self.rejected_streams = rejected_streams
 
 
 class ExchangeTimeoutError(ExchangeAPIError):

@@ -58,8 +58,8 @@ cdef enum:
     WT_START_GROUP = 3
     WT_END_GROUP = 4
     WT_FIXED32 = 5
-    # Nesting bound: the schema is 3 levels deep; unknown groups nest deeper.
-    MAX_DEPTH = 64
+    # Nesting bound of messages and unknown groups together: upb's (100).
+    MAX_DEPTH = 100
     # Oneofs per message the decoder tracks (the schema has one).
     MAX_ONEOFS = 8
     # Longest string a field remembers (channel names are ~50 bytes).
@@ -160,6 +160,27 @@ cdef inline const uint8_t* _next_varint(const uint8_t* p, const uint8_t* end, ui
     return p
 
 
+cdef inline const uint8_t* _next_varint32(const uint8_t* p, const uint8_t* end, uint64_t* out) noexcept:
+    """Read a tag or a length: at most 5 bytes and below 2^32, as upb requires; NULL otherwise."""
+    cdef uint64_t value = 0
+    cdef int shift = 0
+    cdef uint8_t byte
+    if p < end and p[0] < 0x80:
+        out[0] = p[0]
+        return p + 1
+    while p < end and shift < 35:
+        byte = p[0]
+        p += 1
+        value |= <uint64_t>(byte & 0x7F) << shift
+        if byte < 0x80:
+            if (value >> 32) != 0:
+                return NULL
+            out[0] = value
+            return p
+        shift += 7
+    return NULL
+
+
 cdef inline int _varint(const uint8_t** pp, const uint8_t* end, uint64_t* out) noexcept:
     """Read a varint; 0 on success, -1 when truncated or longer than 10 bytes."""
     cdef const uint8_t* p = pp[0]
@@ -198,16 +219,20 @@ cdef int _skip_field(const uint8_t** pp, const uint8_t* end, uint32_t wire_type,
         pp[0] += 4
         return 0
     if wire_type == WT_LEN:
-        if _varint(pp, end, &value) < 0 or value > <uint64_t>(end - pp[0]):
+        p = _next_varint32(pp[0], end, &value)
+        if p == NULL or value > <uint64_t>(end - p):
             return -1
-        pp[0] += value
+        pp[0] = p + value
         return 0
     if wire_type == WT_START_GROUP:
         if depth >= MAX_DEPTH:
             return -1
         while True:
-            if _varint(pp, end, &tag) < 0 or (tag >> 32) != 0 or (tag >> 3) == 0:
+            # upb accepts field number 0 inside a group (not at message level).
+            p = _next_varint32(pp[0], end, &tag)
+            if p == NULL:
                 return -1
+            pp[0] = p
             if (tag & 7) == WT_END_GROUP:
                 return 0 if (tag >> 3) == number else -1
             if _skip_field(pp, end, <uint32_t>(tag & 7), <uint32_t>(tag >> 3), depth + 1) < 0:
@@ -407,8 +432,8 @@ cdef class PushDecoder:
         if depth >= MAX_DEPTH:
             return -1
         while p < end:
-            p = _next_varint(p, end, &tag)
-            if p == NULL or (tag >> 32) != 0:
+            p = _next_varint32(p, end, &tag)
+            if p == NULL:
                 return -1
             number = <uint32_t>(tag >> 3)
             wire_type = <uint32_t>(tag & 7)
@@ -430,6 +455,10 @@ cdef class PushDecoder:
             if field.oneof >= 0:
                 if oneof_set[field.oneof] != NULL and oneof_set[field.oneof] != <PyObject*>field:
                     self._clear(out, <FieldSpec>oneof_set[field.oneof])
+                    if depth == 0 and field.oneof == self._body_oneof:
+                        # The replaced body's depth versions do not describe this push.
+                        self._captured[CAPTURE_FIRST] = -1
+                        self._captured[CAPTURE_LAST] = -1
                 oneof_set[field.oneof] = <PyObject*>field
                 if depth == 0 and field.oneof == self._body_oneof:
                     self._body_seen = True
@@ -456,7 +485,7 @@ cdef class PushDecoder:
                         PyDict_SetItem(out, field.name, PyBool_FromLong(value != 0))
                 continue
             # Length-delimited: a string or a message.
-            p = _next_varint(p, end, &length)
+            p = _next_varint32(p, end, &length)
             if p == NULL or length > <uint64_t>(end - p):
                 return -1
             start = p

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import deque
 from typing import Any, Awaitable, Iterable, Optional
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -46,6 +47,8 @@ DEFAULT_MAX_CONNECTION_AGE = _channels.MAX_CONNECTION_AGE - 30 * 60.0
 DEFAULT_PING_INTERVAL = 20.0
 """Seconds between our PINGs: a third of the server's 60-s idle close."""
 
+# Opcode of a text frame (control messages; pushes are binary).
+_TEXT = 1
 # The first byte of a JSON control message; a push starts with a protobuf tag
 # (0x7B would be field 15 as a group start, which the schema never sends).
 _JSON_START = 0x7B
@@ -115,10 +118,14 @@ class MexcWebSocket(PooledWebSocketInterface):
         self._decode_json = msgspec.json.Decoder().decode
         self._stream_types: dict[str, StreamType] = {}
         self._requests = 0
-        # Channel -> the request waiting for its ack, and per request the
-        # channels not acknowledged yet (MEXC acks each channel on its own).
-        self._awaiting: dict[str, int] = {}
+        # MEXC acks each channel on its own, with the channel's name for both
+        # SUBSCRIPTION and UNSUBSCRIPTION; a rejection names the refused
+        # channels. Per channel, the requests waiting for it, oldest first;
+        # per request, the channels not answered yet and those refused.
+        self._awaiting: dict[str, deque[int]] = {}
         self._unacked: dict[int, set[str]] = {}
+        self._refused: dict[int, list[str]] = {}
+        self._ping_task: Optional[asyncio.Task[None]] = None
         self.pongs_received = 0
 
     def _new_member(self) -> "MexcWebSocket":
@@ -135,8 +142,12 @@ class MexcWebSocket(PooledWebSocketInterface):
         # Acks awaited on an earlier connection will never come.
         self._awaiting.clear()
         self._unacked.clear()
+        self._refused.clear()
+        if self._ping_task is not None:
+            self._ping_task.cancel()
         await self._open_websocket(url)
         task = asyncio.get_running_loop().create_task(self._keepalive(self._ws), name="fastws-mexc-ping")
+        self._ping_task = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -145,12 +156,16 @@ class MexcWebSocket(PooledWebSocketInterface):
         self._requests += 1
         request = self._requests
         ack = self._expect_ack(request)
-        self._unacked[request] = set(streams)
-        for channel in streams:
-            self._awaiting[channel] = request
+        # However the wait ends (ack, rejection, timeout, lost connection),
+        # the request stops waiting for its channels.
+        ack.add_done_callback(lambda _: self._forget_request(request))
+        channels = list(dict.fromkeys(streams))
+        self._unacked[request] = set(channels)
+        for channel in channels:
+            self._awaiting.setdefault(channel, deque()).append(request)
         method = "SUBSCRIPTION" if action is SubscriptionAction.SUBSCRIBE else "UNSUBSCRIPTION"
         try:
-            await self.send_message({"method": method, "params": streams})
+            await self.send_message({"method": method, "params": channels})
         except BaseException:
             self._forget_request(request)
             raise
@@ -159,10 +174,13 @@ class MexcWebSocket(PooledWebSocketInterface):
     # A plain ``def``: the core calls it directly, without a coroutine per
     # push (the base class accepts both).
     def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:  # type: ignore[override]
-        if len(raw_message) and raw_message[0] == _JSON_START:
+        core = self._core
+        # The frame's opcode says text (control) or binary (push); before the
+        # core is known (the first frames of a connection) the first byte does.
+        if (core.frame_type == _TEXT) if core is not None else (len(raw_message) and raw_message[0] == _JSON_START):
             self._on_control(self._decode_json(raw_message))
             return None
-        message: Optional[dict[str, Any]] = self._decoder.decode(raw_message, self._core)
+        message: Optional[dict[str, Any]] = self._decoder.decode(raw_message, core)
         if message is None:
             raise InvalidMessageError(f"{self.exchange}: malformed push: {self._decoder.last_error}",
                                       bytes(raw_message[:256]))
@@ -191,37 +209,61 @@ class MexcWebSocket(PooledWebSocketInterface):
         if _channels.is_rejection(msg):
             self._on_rejection(msg, reply.get("code"))
             return
-        request = self._awaiting.pop(msg, None)
-        if request is None:
+        queue = self._awaiting.get(msg)
+        if not queue:
             if reply.get("code") not in (0, None):
                 self._emit_error(ExchangeAPIError(400, f"{self.exchange}: error reply: {reply!r}"[:300]))
             else:
                 self.logger.debug("control message %r", reply, extra={"exchange": self.exchange})
             return
-        waiting = self._unacked.get(request)
-        if waiting is not None:
-            waiting.discard(msg)
-            if not waiting:
-                del self._unacked[request]
-                self._resolve_ack(request)
+        self._answered(queue[0], msg, refused=False)
 
     def _on_rejection(self, msg: str, code: Any) -> None:
-        rejected = _rejected_channels(msg)
-        requests = {self._awaiting[c] for c in rejected if c in self._awaiting}
-        error = SubscriptionRejectedError(f"{self.exchange}: not subscribed: {msg.strip()}",
-                                          exchange_code=code if isinstance(code, int) else None,
-                                          exchange_message=msg)
+        requests: list[int] = []
+        for channel in _rejected_channels(msg):
+            queue = self._awaiting.get(channel)
+            if queue:
+                request = queue[0]
+                self._refused.setdefault(request, []).append(channel)
+                requests.append(request)
+                self._answered(request, channel, refused=True, code=code, text=msg)
         if not requests:
-            self._emit_error(error)
+            self._emit_error(SubscriptionRejectedError(
+                f"{self.exchange}: not subscribed: {msg.strip()}",
+                exchange_code=code if isinstance(code, int) else None, exchange_message=msg))
+
+    def _answered(self, request: int, channel: str, *, refused: bool, code: Any = None,
+                  text: str = "") -> None:
+        """One channel of ``request`` was acked or refused; settle it once all are."""
+        queue = self._awaiting.get(channel)
+        if queue and queue[0] == request:
+            queue.popleft()
+            if not queue:
+                del self._awaiting[channel]
+        waiting = self._unacked.get(request)
+        if waiting is None:
             return
-        for request in requests:
-            self._forget_request(request)
-            self._reject_ack(request, error)
+        waiting.discard(channel)
+        if waiting:
+            return
+        refused_channels = self._refused.pop(request, [])
+        if not refused_channels:
+            self._resolve_ack(request)
+            return
+        # The others of the request were acked: only these are not subscribed.
+        self._reject_ack(request, SubscriptionRejectedError(
+            f"{self.exchange}: not subscribed: {', '.join(refused_channels)}: {text.strip()}",
+            exchange_code=code if isinstance(code, int) else None, exchange_message=text,
+            rejected_streams=refused_channels))
 
     def _forget_request(self, request: int) -> None:
         for channel in self._unacked.pop(request, ()):
-            if self._awaiting.get(channel) == request:
-                del self._awaiting[channel]
+            queue = self._awaiting.get(channel)
+            if queue is not None and request in queue:
+                queue.remove(request)
+                if not queue:
+                    del self._awaiting[channel]
+        self._refused.pop(request, None)
 
     async def _keepalive(self, ws: Any) -> None:
         """PING every ``ping_interval`` s while this connection lives."""

@@ -10,7 +10,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from exchanges.mexc import MexcWebSocket, mexc_config
 from exchanges.mexc.reference import decode_reference
-from fastws import (ConnectionState, ExchangeName, InvalidMessageError, SequenceGapError, StreamType,
+from fastws import (BaseWebSocketInterface, ConnectionState, ExchangeName, InvalidMessageError, SequenceGapError, StreamType,
                     SubscriptionRejectedError)
 from fastws.testing import MexcSimulator
 from tests.conftest import open_fds, other_tasks
@@ -185,3 +185,36 @@ async def test_stop_leaves_nothing_behind(mexc_simulator: MexcSimulator) -> None
     await ws.stop()
     await asyncio.sleep(0.05)
     assert other_tasks() - tasks == set() and open_fds() <= fds
+
+
+async def test_a_partly_refused_request_keeps_the_accepted_channels(mexc_simulator: MexcSimulator) -> None:
+    sim = mexc_simulator
+    sink = Sink()
+    good = [f"spot@public.aggre.deals.v3.api.pb@100ms@G{i:02d}USDT" for i in range(29)]
+    bad = "spot@public.bogus.v3.api.pb@BTCUSDT"
+    async with client(sim, sink) as ws:
+        with pytest.raises(SubscriptionRejectedError) as info:
+            await ws.subscribe(good[:10] + [bad] + good[10:])
+        assert info.value.rejected_streams == [bad]
+        assert ws.subscriptions == good and sim.subscribed() == set(good)
+        # The pool counts the accepted ones: 30 more go to a second connection.
+        more = [f"spot@public.aggre.deals.v3.api.pb@100ms@M{i:02d}USDT" for i in range(30)]
+        await ws.subscribe(more)
+        assert sorted(len(c.channels) for c in sim.connections) == [29, 30]
+        sim.drop(1001)
+        await sim.wait_subscribed(good + more)
+    assert sim.violations == []
+
+
+async def test_an_unsubscribe_overlapping_a_subscribe_of_the_same_channel(mexc_simulator: MexcSimulator) -> None:
+    """Acks echo the channel for both methods: each goes to the oldest request waiting."""
+    sim = mexc_simulator
+    sink = Sink()
+    async with client(sim, sink, subscription_timeout=2.0) as ws:
+        await ws.subscribe([DEALS])
+        # The pool serializes a user's calls; a resubscribe after a reconnect
+        # does not take its lock. The connection's own methods overlap here.
+        await asyncio.gather(BaseWebSocketInterface.unsubscribe(ws, [DEALS]),
+                             BaseWebSocketInterface.subscribe(ws, [DEPTH, DEALS]))
+        assert sim.subscribed() == {DEPTH, DEALS} and ws.subscriptions == [DEPTH, DEALS]
+        assert sink.errors == []

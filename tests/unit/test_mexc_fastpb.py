@@ -76,3 +76,49 @@ def test_captured_event_time_and_versions() -> None:
     deals = encode_push("spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT", "publicAggreDeals", {"deals": []})
     assert fast(deals) is not None
     assert (DECODER.send_time_ms, DECODER.first_version, DECODER.last_version) == (-1, -1, -1)
+
+
+def varint(value: int, pad_to: int = 0) -> bytes:
+    """A varint, padded with continuation bytes to ``pad_to`` bytes (protobuf allows up to 10)."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value or len(out) + 1 < pad_to:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+BODY = encode_push("spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT", "publicAggreDeals",
+                   {"deals": [{"price": "1", "quantity": "2"}]})
+
+
+def group(number: int, depth: int) -> bytes:
+    """``depth`` unknown groups nested in one another."""
+    return varint(number << 3 | 3) * depth + varint(number << 3 | 4) * depth
+
+
+@pytest.mark.parametrize("name, payload", [
+    ("tag padded to 5 bytes", varint(1 << 3 | 2, 5) + b"\x01c" + BODY),
+    ("tag padded to 6 bytes", varint(1 << 3 | 2, 6) + b"\x01c" + BODY),
+    ("length padded to 5 bytes", b"\x0a" + varint(1, 5) + b"c" + BODY),
+    ("length padded to 6 bytes", b"\x0a" + varint(1, 6) + b"c" + BODY),
+    ("value padded to 10 bytes", varint(5 << 3, 1) + varint(7, 10) + BODY),
+    ("100 nested unknown groups", group(100, 100) + BODY),
+    ("101 nested unknown groups", group(100, 101) + BODY),
+    ("field 0 inside a group", varint(100 << 3 | 3) + b"\x00\x01" + varint(100 << 3 | 4) + BODY),
+    ("mismatched end group", varint(100 << 3 | 3) + varint(101 << 3 | 4) + BODY),
+    ("end group at top level", varint(100 << 3 | 4) + BODY),
+])
+def test_wire_format_edges_agree_with_upb(name: str, payload: bytes) -> None:
+    assert fast(payload) == reference(payload), name
+
+
+def test_a_replaced_body_does_not_leave_its_versions_behind() -> None:
+    depth = encode_push("spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT", "publicAggreDepths",
+                        {"fromVersion": "100", "toVersion": "105"})
+    combined = depth + BODY            # a later oneof member replaces the depth body
+    assert fast(combined) == reference(combined)
+    assert (DECODER.first_version, DECODER.last_version) == (-1, -1)
