@@ -246,6 +246,7 @@ class BaseWebSocketInterface(ABC):
                 max_frame_size=self.config.max_frame_size,
                 disconnect_on_exception=False,
                 extra_headers=headers or None,
+                ssl_context=self.config.ssl_context,
                 logger_name=f"{self.exchange}",
                 max_redirects=0,
             )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -43,6 +44,10 @@ class WebSocketConfig:
         subscription_batch_size: Streams per subscription message.
         max_pending_subscriptions: Bound on streams queued while disconnected.
         extra_headers: HTTP headers added to the upgrade request.
+        ssl_context: TLS settings for ``wss://`` (e.g. a private CA); by
+            default ``wss://`` verifies the server's certificate and host name
+            against the system's CAs, and a failure is a connection error,
+            never a fallback to plain text.
     """
 
     url: str
@@ -64,6 +69,7 @@ class WebSocketConfig:
     subscription_batch_size: int = 100
     max_pending_subscriptions: int = 10_000
     extra_headers: Optional[Mapping[str, str]] = field(default=None, hash=False)
+    ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(("ws://", "wss://")):
@@ -94,6 +100,10 @@ class WebSocketConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.ssl_context is not None and not self.url.startswith("wss://"):
+            raise ValueError("ssl_context is given but the url is not wss://: TLS would not be used")
+        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext, got {type(self.ssl_context).__name__}")
         if self.enable_compression:
             raise ValueError("enable_compression=True: permessage-deflate is not implemented yet "
                              "(planned in its own issue); use enable_compression=False")

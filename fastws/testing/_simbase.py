@@ -12,6 +12,7 @@ every exchange has. An exchange's simulator subclasses both and adds its protoco
 from __future__ import annotations
 
 import asyncio
+import ssl
 import logging
 import time
 from collections import deque
@@ -59,7 +60,8 @@ class SimConnection(WSListener):
         return self.transport is not None and not self.transport.is_disconnected and not self._closing
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.id} {self.path} subscriptions={len(self._subscriptions)}>"
+        path = self.path.split("?", 1)[0]      # the query may hold a listen key
+        return f"<{type(self).__name__} {self.id} {path} subscriptions={len(self._subscriptions)}>"
 
     # ------------------------------------------------------------------ life cycle
 
@@ -73,7 +75,8 @@ class SimConnection(WSListener):
         if sim.max_connection_age is not None:
             self._later(sim.max_connection_age, self.close, WSCloseCode.GOING_AWAY.value,
                         "Connection age limit reached")
-        sim.log.debug("connection %d on %s", self.id, self.path)
+        # The query may hold a listen key: never logged.
+        sim.log.debug("connection %d on %s", self.id, self.path.split("?", 1)[0])
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._cancel_timers()
@@ -212,18 +215,21 @@ class Simulator(Generic[C]):
         self._publish_due = 0.0
         self._timers: set[asyncio.TimerHandle] = set()
         self.port = 0
+        # Set before start() to serve TLS (wss://), e.g. with a test CA's certificate.
+        self.ssl_context: Optional[ssl.SSLContext] = None
 
     @property
     def url(self) -> str:
-        """``ws://127.0.0.1:<port>`` (no path)."""
-        return f"ws://127.0.0.1:{self.port}"
+        """``ws://127.0.0.1:<port>`` (``wss://`` with an ``ssl_context``; no path)."""
+        return f"{'wss' if self.ssl_context is not None else 'ws'}://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
         """Listen on an ephemeral port of 127.0.0.1; start the publisher if ``rate`` > 0."""
+        extra: dict[str, Any] = {"ssl": self.ssl_context} if self.ssl_context is not None else {}
         self._server = await ws_create_server(self._accept, "127.0.0.1", 0, enable_auto_pong=False,
-                                              logger_name=self._server_name)
+                                              logger_name=self._server_name, **extra)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.rate > 0:
             self._publish_due = asyncio.get_running_loop().time()
