@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import random
-from typing import Callable
+from typing import Callable, Optional
 
 from picows import WSInvalidURL
 
-__all__ = ["ReconnectPolicy", "is_retryable"]
+__all__ = ["ReconnectPolicy", "handshake_status", "is_retryable"]
 
 
 class ReconnectPolicy:
@@ -55,10 +55,27 @@ class ReconnectPolicy:
         self._attempt = 0
 
 
+# Handshake answers in the 4xx range that another try may change: request
+# timeout, too early, too many requests.
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+def handshake_status(exc: BaseException) -> Optional[int]:
+    """The HTTP status of a refused WebSocket upgrade, or None."""
+    status = getattr(getattr(exc, "response", None), "status", None)
+    return int(status) if status is not None else None
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Say whether a failed connection attempt is worth repeating.
 
-    A malformed URL or a bad argument will fail the same way every time; a
-    refused, reset, timed-out or rejected (HTTP 429/503) attempt may not.
+    A malformed URL, a bad argument, a certificate that does not verify
+    (``ssl.SSLCertVerificationError`` is a ``ValueError``) or an upgrade
+    answered 4xx (404 wrong path, 401/403 refused) fails the same way every
+    time; a refused, reset or timed-out connection, or an upgrade answered
+    408, 425, 429 or 5xx (503 during a deployment), may not.
     """
-    return not isinstance(exc, (WSInvalidURL, ValueError, TypeError))
+    if isinstance(exc, (WSInvalidURL, ValueError, TypeError)):
+        return False
+    status = handshake_status(exc)
+    return status is None or not (400 <= status < 500) or status in _RETRYABLE_4XX
