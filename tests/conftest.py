@@ -11,6 +11,12 @@ import uvloop
 from fastws.testing import FeedServer
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--soak SECONDS`` runs the soak test that long (default: a few seconds)."""
+    parser.addoption("--soak", action="store", type=float, default=None,
+                     help="run the reliability soak for this many seconds")
+
+
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Run every async test on uvloop, as users do."""
     return {"uvloop": uvloop.new_event_loop}
