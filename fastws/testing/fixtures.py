@@ -10,6 +10,8 @@ Installing fastws registers this module as a pytest plugin (entry point
   every simulator it started is stopped after the test.
 - ``mexc_simulator``, ``mexc_simulator_factory``: the same for ``MexcSimulator``
   (connect to ``sim.ws_url()``).
+- ``fault_proxy``: an async factory of started ``FaultProxy``:
+  ``await fault_proxy(host, port)``; every proxy it started is stopped after the test.
 
 Example::
 
@@ -36,6 +38,7 @@ import pytest
 
 from fastws.testing._simbase import Simulator
 from fastws.testing.binance_sim import BinanceSimulator
+from fastws.testing.fault_proxy import FaultProxy
 from fastws.testing.mexc_sim import MexcSimulator
 
 try:
@@ -92,3 +95,32 @@ async def mexc_simulator_factory() -> AsyncIterator[Callable[..., Awaitable[Mexc
     """An async factory of started MEXC simulators: ``await factory(**kwargs)``; all stopped after the test."""
     async for start in _factory(MexcSimulator):
         yield start
+
+
+__all__ += ["fault_proxy"]
+
+
+@_async_fixture
+async def fault_proxy() -> AsyncIterator[Callable[[str, int], Awaitable[FaultProxy]]]:
+    """An async factory of started ``FaultProxy``: ``await fault_proxy(host, port)``; all stopped after the test.
+
+    Example::
+
+        async def test_blackhole(binance_simulator, fault_proxy):
+            proxy = await fault_proxy("127.0.0.1", binance_simulator.port)
+            ...  # connect a client to proxy.url()
+            proxy.blackhole()
+    """
+    started: list[FaultProxy] = []
+
+    async def start(upstream_host: str, upstream_port: int) -> FaultProxy:
+        proxy = FaultProxy(upstream_host, upstream_port)
+        await proxy.start()
+        started.append(proxy)
+        return proxy
+
+    try:
+        yield start
+    finally:
+        for proxy in reversed(started):
+            await proxy.stop()
