@@ -264,6 +264,12 @@ class BaseWebSocketInterface(ABC):
             raise
         finally:
             self._connecting_socket = None
+        if transport.is_disconnected:
+            # picows returns a transport already closed (and never calls the
+            # listener) when the peer goes away before the upgrade reply: a
+            # failed attempt, not a connection.
+            raise ConnectionFailedError(f"{self.exchange}: connection lost during the WebSocket handshake "
+                                        f"with {url or self.config.url}")
         self._core = core
         self._ws = transport
         self._disconnected = asyncio.get_running_loop().create_future()
