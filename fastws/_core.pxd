@@ -146,6 +146,8 @@ cdef class FrameHandler(WSListener):
         int64_t _frame_last_seq
         readonly uint64_t sequence_gaps
         readonly uint64_t missing_sequences
+        readonly Py_ssize_t max_streams
+        readonly uint64_t untracked_messages
 
         # The opcode of the message being parsed: 1 text, 2 binary.
         readonly int frame_type

@@ -12,7 +12,7 @@ from inspect import iscoroutinefunction
 
 from cpython.buffer cimport PyBUF_READ, PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Size
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.object cimport PyObject
 from cpython.list cimport PyList_GET_ITEM
@@ -389,13 +389,23 @@ cdef class FrameHandler(WSListener):
         last_sequences: ``{stream_id: last sequence number}`` from an earlier
             connection: the first message of such a stream here is checked
             against it, so updates lost while reconnecting are reported too.
+        max_streams: Streams the core keeps counters for; messages of further
+            streams are delivered but not counted per stream
+            (``untracked_messages``), so a server that sends ever new names
+            cannot grow memory without bound.
     """
 
     def __init__(self, parse, extract, handler, report_error, on_disconnect=None,
                  Py_ssize_t max_message_size=10 * 1024 * 1024, RouteTable routes=None,
                  bytes event_time_key=None, int64_t event_time_unit_ns=1000000,
                  bytes first_sequence_key=None, bytes last_sequence_key=None,
-                 Py_ssize_t scan_window=256, on_sequence_gap=None, dict last_sequences=None):
+                 Py_ssize_t scan_window=256, on_sequence_gap=None, dict last_sequences=None,
+                 Py_ssize_t max_streams=100000):
+        if scan_window < 0:
+            raise ValueError(f"scan_window must be >= 0, got {scan_window}")
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be >= 1, got {max_streams}")
+        self.max_streams = max_streams
         if (first_sequence_key is None) != (last_sequence_key is None):
             raise ValueError("first_sequence_key and last_sequence_key go together")
         for key in (event_time_key, first_sequence_key, last_sequence_key):
@@ -617,9 +627,10 @@ cdef class FrameHandler(WSListener):
             stats.last_receive_ns = recv_ns
         else:
             stats = self._stats_for(route.stream_id, route.stream_type, recv_ns)
-            route.stats = stats
-            route.stats_serial = self._serial
-        if self._frame_event_ns > 0 or self._frame_first_seq >= 0:
+            if stats is not None:
+                route.stats = stats
+                route.stats_serial = self._serial
+        if stats is not None and (self._frame_event_ns > 0 or self._frame_first_seq >= 0):
             self._apply_fields(route.stream_id, stats)
         return self._call_handler(route.handler, route.handler_async,
                                   route.stream_id if route.pass_stream else None, message, recv_ns)
@@ -669,7 +680,7 @@ cdef class FrameHandler(WSListener):
             if info is not None:
                 stream_id = (<tuple?>info)[0]
                 stats = self._stats_for(stream_id, (<tuple>info)[1], recv_ns)
-                if self._frame_event_ns > 0 or self._frame_first_seq >= 0:
+                if stats is not None and (self._frame_event_ns > 0 or self._frame_first_seq >= 0):
                     self._apply_fields(stream_id, stats)
         except Exception as exc:
             self._error(ERROR_CLASSIFY, exc, None)
@@ -686,6 +697,9 @@ cdef class FrameHandler(WSListener):
         else:
             found = PyDict_GetItem(self._streams, stream_id)
             if found is NULL:
+                if PyDict_Size(self._streams) >= self.max_streams:
+                    self.untracked_messages += 1
+                    return None
                 stats = StreamStats(stream_type)
                 stats.first_receive_ns = recv_ns
                 if self._seed_sequences is not None:
@@ -916,6 +930,7 @@ cdef class FrameHandler(WSListener):
             "bytes_sent": self.bytes_sent,
             "suspensions": self.suspensions,
             "sequence_gaps": self.sequence_gaps,
+            "untracked_messages": self.untracked_messages,
             "missing_sequences": self.missing_sequences,
             "backlog": len(self._backlog),
         }

@@ -12,7 +12,7 @@ __all__ = ["ConnectionMetrics", "latency_percentiles"]
 # connection starts from zero).
 _SUMMED = ("messages_received", "bytes_received", "messages_delivered", "control_messages",
            "parse_errors", "classify_errors", "handler_errors", "messages_sent", "bytes_sent",
-           "suspensions", "sequence_gaps", "missing_sequences")
+           "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages")
 
 
 def latency_percentiles(histogram: Sequence[int],

@@ -129,6 +129,21 @@ def attempt_limiter(url: str) -> ConnectionAttemptLimiter:
     return limiter
 
 
+# Stream names whose type is remembered per client (more are classified afresh).
+_MAX_CACHED_STREAM_TYPES = 4096
+
+
+class _OffRoute:
+    """Typed mode: a frame that missed the fast route, with its stream, payload and handler."""
+
+    __slots__ = ("stream", "payload", "handler")
+
+    def __init__(self, stream: str, payload: Any, handler: Any) -> None:
+        self.stream = stream
+        self.payload = payload
+        self.handler = handler
+
+
 _DECODERS: dict[Any, Callable[[Any], Any]] = {}
 
 
@@ -254,7 +269,7 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     # A plain ``def``: the core calls it directly, without the ~70 ns of a
     # coroutine per message (the base class accepts both).
-    def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:  # type: ignore[override]
+    def _parse_message(self, raw_message: Any) -> Any:
         message = self._decode(raw_message)
         if type(message) is not dict:
             raise InvalidMessageError(f"{self.exchange}: expected a JSON object, got {type(message).__name__}",
@@ -264,7 +279,7 @@ class BinanceWebSocket(PooledWebSocketInterface):
             if stream == _SHUTDOWN_STREAM:
                 self._request_reconnect("server shutdown announced")
                 return None
-            return message
+            return self._off_route(message, stream, raw_message) if self.typed else message
         if "id" in message and ("result" in message or "error" in message):
             self._on_reply(message)
             return None
@@ -275,19 +290,49 @@ class BinanceWebSocket(PooledWebSocketInterface):
         if message.get("e") == _SHUTDOWN_EVENT:
             self._request_reconnect("server shutdown announced")
             return None
-        return message     # a raw-stream payload
+        # A raw-stream payload.
+        return _OffRoute("", message, self._typed_handler) if self.typed else message
 
-    def _extract_stream_info(self, message: dict[str, Any]) -> Optional[tuple[str, StreamType]]:
+    def _off_route(self, message: dict[str, Any], stream: Any, raw_message: Any) -> "_OffRoute":
+        """Typed mode: a frame that missed the fast route, converted to its stream's type here,
+        in the parse step, so that a payload that does not fit is a bad message (400)."""
+        if not isinstance(stream, str):
+            raise InvalidMessageError(f"{self.exchange}: stream name is not a string: {stream!r}"[:300],
+                                      bytes(raw_message[:256]))
+        typed = self._typed_streams.get(stream)
+        if typed is None:
+            return _OffRoute(stream, message, self._typed_handler)
+        payload_type, handler = typed
+        data = message.get("data")
+        try:
+            payload = data if payload_type is None else msgspec.convert(data, payload_type, from_attributes=False)
+        except msgspec.ValidationError as exc:
+            raise InvalidMessageError(f"{self.exchange}: {stream}: payload does not fit "
+                                      f"{getattr(payload_type, '__name__', payload_type)}: {exc}",
+                                      bytes(raw_message[:256])) from exc
+        return _OffRoute(stream, payload, handler)
+
+    def _extract_stream_info(self, message: Any) -> Optional[tuple[str, StreamType]]:
+        if type(message) is _OffRoute:
+            if message.stream:
+                return message.stream, self._stream_type_of(message.stream)
+            message = message.payload
         stream = message.get("stream")
         if stream is None:
             kind = _streams.payload_kind(message)
             symbol = message.get("s")
             return (f"{symbol.lower()}@{kind.value}" if isinstance(symbol, str) else kind.value,
                     _streams.stream_type_of_kind(kind))
+        return stream, self._stream_type_of(stream)
+
+    def _stream_type_of(self, stream: str) -> StreamType:
         stream_type = self._stream_types.get(stream)
         if stream_type is None:
-            stream_type = self._stream_types[stream] = _streams.stream_type(stream)
-        return stream, stream_type
+            stream_type = _streams.stream_type(stream)
+            # Bounded: a server sending ever new names must not grow it forever.
+            if len(self._stream_types) < _MAX_CACHED_STREAM_TYPES:
+                self._stream_types[stream] = stream_type
+        return stream_type
 
     # ----------------------------------------------------------- for the base
     async def _before_connect(self) -> None:
@@ -377,21 +422,13 @@ class BinanceWebSocket(PooledWebSocketInterface):
                 self._routes.add(name, _decoder(None), handler if handler is not None else self._message_handler,
                                  stream_type, sequenced=sequenced, whole_frame=True, pass_stream=False)
 
-    async def _deliver_untyped(self, message: dict[str, Any]) -> None:
-        """Typed mode, dict route: hand the payload to its stream's handler, as its type.
+    async def _deliver_untyped(self, item: "_OffRoute") -> None:
+        """Typed mode, generic route: hand a converted payload to its stream's handler.
 
         Rare (frames that miss the fast route), so plain Python; ``async``
         so that an ``async`` handler is awaited (the core runs this without a
         Task unless the handler suspends).
         """
-        stream = message.get("stream", "")
-        payload: Any = message
-        handler = self._typed_handler
-        typed = self._typed_streams.get(stream)
-        if typed is not None:
-            payload_type, handler = typed
-            data = message.get("data")
-            payload = data if payload_type is None else msgspec.convert(data, payload_type, from_attributes=False)
-        result = cast(TypedHandler, handler)(stream, payload)
+        result = cast(TypedHandler, item.handler)(item.stream, item.payload)
         if inspect.isawaitable(result):
             await result

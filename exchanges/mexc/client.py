@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import deque
-from typing import Any, Awaitable, Iterable, Optional
+from typing import Any, Awaitable, Optional
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -192,7 +192,10 @@ class MexcWebSocket(PooledWebSocketInterface):
             return None
         stream_type = self._stream_types.get(channel)
         if stream_type is None:
-            stream_type = self._stream_types[channel] = _channels.stream_type(channel)
+            stream_type = _channels.stream_type(channel)
+            # Bounded: a server sending ever new names must not grow it forever.
+            if len(self._stream_types) < 4096:
+                self._stream_types[channel] = stream_type
         return channel, stream_type
 
     # ---------------------------------------------------------- control path

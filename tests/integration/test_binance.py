@@ -103,8 +103,7 @@ async def test_every_stream_type_is_classified(binance_simulator: BinanceSimulat
     async with client(sim, sink, typed=typed) as ws:
         await ws.subscribe(list(TYPES))
         sim.step(30)
-        await sink.wait(lambda: set((await_stats := ws._core.stream_stats())) >= set(TYPES)  # type: ignore[union-attr]
-                        if ws._core else False)
+        await sink.wait(lambda: ws._core is not None and set(ws._core.stream_stats()) >= set(TYPES))
         stats = ws._core.stream_stats()  # type: ignore[union-attr]
         for name, (stream_type, struct) in TYPES.items():
             assert stats[name].stream_type is stream_type, name

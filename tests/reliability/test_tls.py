@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import trustme
