@@ -1,9 +1,11 @@
 """The soak: many connections across both simulators, a random fault every second or two.
 
 ``run_soak(duration)`` streams depth and trades through 10 ``BinanceWebSocket``
-and 10 ``MexcWebSocket`` clients (one connection each), injects a random
-server-side fault (drop, reset, close 1011, mute, malformed frame) on a random
-connection every 1-2 s, and checks at the end that:
+and 10 ``MexcWebSocket`` clients (one connection each), half of each through a
+``FaultProxy``, and every 1-2 s injects a random fault: a server-side one on a
+random connection (drop, reset, close 1011, mute, malformed frame) or a
+network one on every connection of a proxy (cut, reset, a 1-s blackhole). At
+the end it checks that:
 
 - every client is CONNECTED again with all its streams subscribed;
 - every drop left a closed ``ConnectionGap``;
@@ -28,11 +30,11 @@ from typing import Any, Callable
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.mexc import MexcWebSocket, mexc_config
 from fastws import ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError
-from fastws.testing import BinanceSimulator, MexcSimulator
+from fastws.testing import BinanceSimulator, FaultProxy, MexcSimulator
 
 CLIENTS_PER_EXCHANGE = 10
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]
-FAULTS = ("drop", "reset", "close 1011", "mute", "malformed")
+FAULTS = ("drop", "reset", "close 1011", "mute", "malformed", "proxy cut", "proxy reset", "proxy blackhole")
 # Faults after which the connection is replaced (mute: once the client sees it stale).
 DROPPING = {"drop", "reset", "close 1011", "mute"}
 
@@ -140,7 +142,10 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
     rng = random.Random(seed)
     faults = dict.fromkeys(FAULTS, 0)
     async with BinanceSimulator(rate=rate, seed=seed) as binance_sim, \
-            MexcSimulator(rate=rate, seed=seed) as mexc_sim:
+            MexcSimulator(rate=rate, seed=seed) as mexc_sim, \
+            FaultProxy("127.0.0.1", binance_sim.port) as binance_proxy, \
+            FaultProxy("127.0.0.1", mexc_sim.port) as mexc_proxy:
+        proxies = [binance_proxy, mexc_proxy]
         clients: list[Client] = []
         settings = dict(reconnect_delay=0.05, max_reconnect_delay=0.5, healthy_after=0.2, stale_timeout=0.5,
                         max_reconnect_attempts=0)
@@ -148,11 +153,15 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
             symbol = SYMBOLS[index % len(SYMBOLS)]
             binance = Client(f"binance-{index}", depth_stream=f"{symbol.lower()}@depth@100ms",
                              trade_stream=f"{symbol.lower()}@trade")
-            binance.ws = BinanceWebSocket(ExchangeName(binance.name), binance_config(binance_sim.url, **settings),
+            # Half the clients go through the proxies, half straight to the simulators.
+            via_proxy = index % 2 == 1
+            binance_url = binance_proxy.url() if via_proxy else binance_sim.url
+            mexc_url = mexc_proxy.url("/ws") if via_proxy else mexc_sim.ws_url()
+            binance.ws = BinanceWebSocket(ExchangeName(binance.name), binance_config(binance_url, **settings),
                                           binance.on_binance, binance.errors.append)
             mexc = Client(f"mexc-{index}", depth_stream=f"spot@public.aggre.depth.v3.api.pb@100ms@{symbol}",
                           trade_stream=f"spot@public.aggre.deals.v3.api.pb@100ms@{symbol}")
-            mexc.ws = MexcWebSocket(ExchangeName(mexc.name), mexc_config(mexc_sim.ws_url(), **settings),
+            mexc.ws = MexcWebSocket(ExchangeName(mexc.name), mexc_config(mexc_url, **settings),
                                     mexc.on_mexc, mexc.errors.append)
             clients += [binance, mexc]
         await asyncio.gather(*(c.ws.start() for c in clients))
@@ -165,12 +174,24 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
         started = time.monotonic()
         while time.monotonic() - started < duration:
             await asyncio.sleep(rng.uniform(1.0, 2.0))
+            for proxy in proxies:
+                proxy.restore()            # a blackhole lasts until the next fault
+            fault = rng.choice(FAULTS)
+            if fault.startswith("proxy"):
+                faults[fault] += 1
+                proxy = rng.choice(proxies)
+                if fault == "proxy cut":
+                    proxy.cut()
+                elif fault == "proxy reset":
+                    proxy.reset()
+                else:
+                    proxy.blackhole()      # the clients find it stale and replace it
+                continue
             sim = rng.choice([binance_sim, mexc_sim])
             open_connections = [c for c in sim.connections if c.is_open]
             if not open_connections:
                 continue
             target = rng.choice(open_connections)
-            fault = rng.choice(FAULTS)
             faults[fault] += 1
             if fault == "drop":
                 sim.drop(1001, connection=target)
@@ -182,6 +203,8 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
                 sim.mute(connection=target)     # the client finds it stale and replaces it
             else:
                 sim.send_malformed(connection=target)
+        for proxy in proxies:
+            proxy.restore()
         # Let the last faults heal, then check every client.
         await _wait(lambda: all(c.ws.state is ConnectionState.CONNECTED and
                                 all(g.end is not None for g in c.ws.gaps) for c in clients), 10.0)
