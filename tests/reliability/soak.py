@@ -205,7 +205,9 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
                 sim.send_malformed(connection=target)
         for proxy in proxies:
             proxy.restore()
-        # Let the last faults heal, then check every client.
+        # Let the last fault take effect (a drop's close frame in flight, a mute
+        # not yet stale: 0.5 s) before waiting for every client to heal.
+        await asyncio.sleep(1.5)
         await _wait(lambda: all(c.ws.state is ConnectionState.CONNECTED and
                                 all(g.end is not None for g in c.ws.gaps) for c in clients), 10.0)
         await _wait(lambda: binance_sim.subscribed() >= {s for c in clients if c.name.startswith("binance")
@@ -216,7 +218,9 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
         stop.set()
         await lag_task
         rss1, fds1 = _rss_kb(), _fds()
-        unrecovered = [c.name for c in clients if c.ws.state is not ConnectionState.CONNECTED
+        unrecovered = [f"{c.name} ({c.ws.state.value}, gaps {[(g.reason, g.end) for g in c.ws.gaps]}, "
+                       f"errors {[str(e) for e in c.errors[-3:]]})"
+                       for c in clients if c.ws.state is not ConnectionState.CONNECTED
                        or any(g.end is None for g in c.ws.gaps)]
         recovery = [g.end - g.start for c in clients for g in c.ws.gaps if g.end is not None]
         sequence_errors = [e for c in clients for e in c.errors if isinstance(e, SequenceGapError)]
