@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-__all__ = ["WebSocketConfig", "create_websocket_config"]
+__all__ = ["WebSocketConfig", "create_websocket_config", "limit_changes"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,26 @@ def create_websocket_config(url: str, **overrides: Any) -> WebSocketConfig:
     if unknown:
         raise TypeError(f"unknown WebSocketConfig field(s): {', '.join(unknown)}")
     return WebSocketConfig(url=url, **overrides)
+
+
+def limit_changes(config: WebSocketConfig, *, max_messages_per_second: float, connection_lifetime: float,
+                  rotate_after: float) -> dict[str, Any]:
+    """The changes that bring ``config`` within an exchange's limits (for an adapter).
+
+    Args:
+        config: The user's settings.
+        max_messages_per_second: The fastest the adapter may send.
+        connection_lifetime: Seconds after which the exchange cuts a connection.
+        rotate_after: The ``max_connection_age`` to use when the user's is
+            missing or not below ``connection_lifetime``.
+
+    Returns:
+        Field -> value for ``dataclasses.replace``; empty when ``config`` is
+        already within the limits.
+    """
+    changes: dict[str, Any] = {}
+    if config.max_messages_per_second > max_messages_per_second:
+        changes["max_messages_per_second"] = max_messages_per_second
+    if config.max_connection_age is None or config.max_connection_age >= connection_lifetime:
+        changes["max_connection_age"] = rotate_after
+    return changes

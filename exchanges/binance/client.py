@@ -46,7 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from fastws._core import RouteTable
-from fastws.config import WebSocketConfig, create_websocket_config
+from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.errors import InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
 from fastws.types import ExchangeName, StreamType, SubscriptionAction
@@ -173,11 +173,9 @@ def binance_config(url: str = _streams.SPOT_URL, **overrides: Any) -> WebSocketC
 
 def _within_limits(config: WebSocketConfig) -> WebSocketConfig:
     """``config`` with the settings Binance's limits forbid brought within them."""
-    changes: dict[str, Any] = {}
-    if config.max_messages_per_second > CONTROL_MESSAGES_PER_SECOND:
-        changes["max_messages_per_second"] = CONTROL_MESSAGES_PER_SECOND
-    if config.max_connection_age is None or config.max_connection_age >= _streams.MAX_CONNECTION_AGE:
-        changes["max_connection_age"] = DEFAULT_MAX_CONNECTION_AGE
+    changes = limit_changes(config, max_messages_per_second=CONTROL_MESSAGES_PER_SECOND,
+                            connection_lifetime=_streams.MAX_CONNECTION_AGE,
+                            rotate_after=DEFAULT_MAX_CONNECTION_AGE)
     return dataclasses.replace(config, **changes) if changes else config
 
 

@@ -31,7 +31,7 @@ import msgspec
 from exchanges.mexc import channels as _channels
 from exchanges.mexc._fastpb import PushDecoder
 from exchanges.mexc.pb import PushDataV3ApiWrapper
-from fastws.config import WebSocketConfig, create_websocket_config
+from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.errors import ExchangeAPIError, InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
 from fastws.types import ExchangeName, StreamType, SubscriptionAction
@@ -70,11 +70,9 @@ def mexc_config(url: str = _channels.WS_URL, **overrides: Any) -> WebSocketConfi
 
 def _within_limits(config: WebSocketConfig) -> WebSocketConfig:
     """``config`` with the settings MEXC's limits forbid brought within them."""
-    changes: dict[str, Any] = {}
-    if config.max_messages_per_second > CONTROL_MESSAGES_PER_SECOND:
-        changes["max_messages_per_second"] = CONTROL_MESSAGES_PER_SECOND
-    if config.max_connection_age is None or config.max_connection_age >= _channels.MAX_CONNECTION_AGE:
-        changes["max_connection_age"] = DEFAULT_MAX_CONNECTION_AGE
+    changes = limit_changes(config, max_messages_per_second=CONTROL_MESSAGES_PER_SECOND,
+                            connection_lifetime=_channels.MAX_CONNECTION_AGE,
+                            rotate_after=DEFAULT_MAX_CONNECTION_AGE)
     if config.subscription_batch_size > _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION:
         changes["subscription_batch_size"] = _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION
     if config.ping_interval >= _channels.IDLE_TIMEOUT:
