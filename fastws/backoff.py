@@ -71,11 +71,12 @@ def is_retryable(exc: BaseException) -> bool:
 
     A malformed URL, a bad argument, a certificate that does not verify
     (``ssl.SSLCertVerificationError`` is a ``ValueError``) or an upgrade
-    answered 4xx (404 wrong path, 401/403 refused) fails the same way every
-    time; a refused, reset or timed-out connection, or an upgrade answered
+    answered 3xx (redirects are not followed) or 4xx (404 wrong path, 401/403
+    refused) fails the same way every time; a refused, reset or timed-out connection, or an upgrade answered
     408, 425, 429 or 5xx (503 during a deployment), may not.
     """
     if isinstance(exc, (WSInvalidURL, ValueError, TypeError)):
         return False
     status = handshake_status(exc)
-    return status is None or not (400 <= status < 500) or status in _RETRYABLE_4XX
+    # 3xx too: redirects are not followed, so one fails the same way every time.
+    return status is None or not (300 <= status < 500) or status in _RETRYABLE_4XX

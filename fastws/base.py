@@ -264,7 +264,7 @@ class BaseWebSocketInterface(ABC):
             raise
         finally:
             self._connecting_socket = None
-        if transport.is_disconnected:
+        if transport.is_disconnected and core.transport is None:
             # picows returns a transport already closed (and never calls the
             # listener) when the peer goes away before the upgrade reply: a
             # failed attempt, not a connection.
@@ -273,6 +273,11 @@ class BaseWebSocketInterface(ABC):
         self._core = core
         self._ws = transport
         self._disconnected = asyncio.get_running_loop().create_future()
+        if transport.is_disconnected:
+            # The upgrade succeeded and the peer closed at once (frames and
+            # the close came with the 101): a connection that already ended,
+            # so its counters and close reason are reported as for any other.
+            self._disconnected.set_result(None)
         # Exchanges count control messages per connection: a new connection
         # starts with a fresh bucket, so a resubscribe goes out at once.
         self._rate_limiter = TokenBucket(self.config.max_messages_per_second)

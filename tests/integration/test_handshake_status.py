@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import time
 from typing import Any, AsyncIterator, Optional
 
@@ -65,3 +67,38 @@ async def test_429_and_5xx_are_retried_with_backoff(refuser: Refuser) -> None:
     await ws.stop()
     assert refuser.attempts == 4          # the first try and three retries
     assert ws.state is ConnectionState.CLOSED
+
+
+async def test_a_peer_that_closes_right_after_the_upgrade_is_a_connection_that_ended() -> None:
+    """The 101, a data frame and a close (1008) in one write: the upgrade succeeded, so
+    the close reason and the frame are reported as for any connection (not as a lost
+    handshake), and the client reconnects."""
+    message = b'{"stream":"btcusdt@depth","data":{"u":1}}'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + bytes([0x81, len(message)]) + message
+                     + bytes([0x88, 2]) + (1008).to_bytes(2, "big"))
+        await asyncio.sleep(0.2)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    errors: list[Any] = []
+    received: list[Any] = []
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/stream"
+    config = create_websocket_config(url, reconnect_delay=0.02, max_reconnect_delay=0.05, max_reconnect_attempts=2)
+    ws = LoopbackFeedClient(ExchangeName("loopback"), config, received.append, errors.append)
+    try:
+        await asyncio.wait_for(ws.start(), 5.0)
+        await ws.wait_for_state(ConnectionState.FAILED, timeout=5.0)
+    finally:
+        await ws.stop()
+        server.close()
+    assert received and received[0] == {"stream": "btcusdt@depth", "data": {"u": 1}}
+    assert ws.gaps and "peer closed (1008)" in ws.gaps[0].reason
+    assert ws.metrics["connections"] >= 1 and ws.metrics["messages_received"] >= 1
+    assert not any("handshake" in str(e) for e in errors)
