@@ -6,13 +6,22 @@ from typing import Any, Iterable, Optional, Sequence
 
 from fastws._core import FrameHandler, latency_bucket_bounds
 
-__all__ = ["ConnectionMetrics", "latency_percentiles"]
+__all__ = ["ConnectionMetrics", "add_histograms", "latency_percentiles"]
 
 # Counters summed across the connections of one client (a new FrameHandler per
 # connection starts from zero).
 _SUMMED = ("messages_received", "bytes_received", "messages_delivered", "control_messages",
            "parse_errors", "classify_errors", "handler_errors", "messages_sent", "bytes_sent",
            "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages")
+
+
+def add_histograms(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    """Two latency histograms added bucket by bucket (either may be empty)."""
+    if not a:
+        return list(b)
+    if not b:
+        return list(a)
+    return [x + y for x, y in zip(a, b)]
 
 
 def latency_percentiles(histogram: Sequence[int],
@@ -56,26 +65,20 @@ class ConnectionMetrics:
         self.connection_attempts = 0
         self.connected_since: Optional[float] = None
         self._totals: dict[str, int] = dict.fromkeys(_SUMMED, 0)
-        self._histogram: Optional[list[int]] = None
+        self._histogram: list[int] = []
 
     def fold(self, core: FrameHandler) -> None:
         """Add a finished connection's counters to the totals."""
         counters = core.counters()
         for name in _SUMMED:
             self._totals[name] += counters[name]
-        histogram = core.latency_histogram()
-        if self._histogram is None:
-            self._histogram = histogram
-        else:
-            self._histogram = [a + b for a, b in zip(self._histogram, histogram)]
+        self._histogram = add_histograms(self._histogram, core.latency_histogram())
 
     def histogram(self, core: Optional[FrameHandler]) -> list[int]:
         """The latency histogram over every connection, the live one included."""
-        histogram = self._histogram
-        if core is not None:
-            live = core.latency_histogram()
-            histogram = live if histogram is None else [a + b for a, b in zip(histogram, live)]
-        return list(histogram or ())
+        if core is None:
+            return list(self._histogram)
+        return add_histograms(self._histogram, core.latency_histogram())
 
     def snapshot(self, core: Optional[FrameHandler]) -> dict[str, Any]:
         """Return every metric as a new dict, including the live connection's."""

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Iterable, Optional
 
 from fastws.base import BaseWebSocketInterface, ConnectionGap, SequenceGap
 from fastws.errors import ConnectionFailedError
-from fastws.metrics import latency_percentiles
+from fastws.metrics import add_histograms, latency_percentiles
 from fastws.types import ConnectionState
 
 __all__ = ["PooledWebSocketInterface"]
@@ -23,17 +23,11 @@ __all__ = ["PooledWebSocketInterface"]
 _NOT_SUMMED = frozenset({"latency_us", "connection_uptime", "pool_connections"})
 
 
-def _summable(key: str, value: Any) -> bool:
-    return key not in _NOT_SUMMED and isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _add(a: list[int], b: list[int]) -> list[int]:
-    """Two latency histograms added bucket by bucket (either may be empty)."""
-    if not a:
-        return list(b)
-    if not b:
-        return list(a)
-    return [x + y for x, y in zip(a, b)]
+def _add_counts(total: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Add a connection's numeric metrics (those that sum) into ``total``."""
+    for key, value in metrics.items():
+        if key not in _NOT_SUMMED and isinstance(value, (int, float)) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
 
 
 class PooledWebSocketInterface(BaseWebSocketInterface):
@@ -87,11 +81,8 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         if member in self._members:
             self._members.remove(member)
         await member.stop()
-        for key, value in member.metrics.items():
-            if _summable(key, value):
-                self._retired[key] = self._retired.get(key, 0) + value
-        histogram = member._metrics.histogram(None)
-        self._retired_histogram = _add(self._retired_histogram, histogram)
+        _add_counts(self._retired, member.metrics)
+        self._retired_histogram = add_histograms(self._retired_histogram, member._metrics.histogram(None))
         self._gaps.extend(member._gaps)
         self._sequence_gaps.extend(member._sequence_gaps)
 
@@ -205,14 +196,11 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         if self._is_member:
             return own
         total = dict(own)
-        for key, value in self._retired.items():
-            total[key] = total.get(key, 0) + value
-        histogram = _add(self._metrics.histogram(self._core), self._retired_histogram)
+        _add_counts(total, self._retired)
+        histogram = add_histograms(self._metrics.histogram(self._core), self._retired_histogram)
         for member in self._members:
-            for key, value in member.metrics.items():
-                if _summable(key, value):
-                    total[key] = total.get(key, 0) + value
-            histogram = _add(histogram, member._metrics.histogram(member._core))
+            _add_counts(total, member.metrics)
+            histogram = add_histograms(histogram, member._metrics.histogram(member._core))
         total["latency_us"] = latency_percentiles(histogram)
         total["pool_connections"] = len(self.connections)
         return total
