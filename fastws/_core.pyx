@@ -571,9 +571,7 @@ cdef class FrameHandler(WSListener):
         cdef bint want_first = fkl != 0 and sequenced
         cdef bint want_last = lkl != 0 and sequenced
         cdef int64_t value
-        self._frame_event_ns = 0
-        self._frame_first_seq = -1
-        self._frame_last_seq = -1
+        # The frame's fields were reset by _receive, the only caller.
         while want_event or want_first or want_last:
             hit = <const char*>memchr(ptr + i, self._scan_last, n - i)
             if hit == NULL:
