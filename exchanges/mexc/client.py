@@ -217,7 +217,7 @@ class MexcWebSocket(PooledWebSocketInterface):
             else:
                 self.logger.debug("control message %r", reply, extra={"exchange": self.exchange})
             return
-        self._answered(queue[0], msg, refused=False)
+        self._answered(queue[0], msg)
 
     def _on_rejection(self, msg: str, code: Any) -> None:
         requests: list[int] = []
@@ -227,15 +227,15 @@ class MexcWebSocket(PooledWebSocketInterface):
                 request = queue[0]
                 self._refused.setdefault(request, []).append(channel)
                 requests.append(request)
-                self._answered(request, channel, refused=True, code=code, text=msg)
+                self._answered(request, channel, code=code, text=msg)
         if not requests:
             self._emit_error(SubscriptionRejectedError(
                 f"{self.exchange}: not subscribed: {msg.strip()}",
                 exchange_code=code if isinstance(code, int) else None, exchange_message=msg))
 
-    def _answered(self, request: int, channel: str, *, refused: bool, code: Any = None,
-                  text: str = "") -> None:
-        """One channel of ``request`` was acked or refused; settle it once all are."""
+    def _answered(self, request: int, channel: str, *, code: Any = None, text: str = "") -> None:
+        """One channel of ``request`` was acked or refused (``_refused`` says which);
+        settle the request once all its channels are answered."""
         queue = self._awaiting.get(channel)
         if queue and queue[0] == request:
             queue.popleft()
