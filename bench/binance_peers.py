@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
@@ -31,7 +28,7 @@ from picows.picows import _make_test_ws_frame
 
 from bench.binance_payloads import stream_names
 from bench.detached import DETACHED_URL, open_detached_core
-from bench.peers import HERE, Counter
+from bench.peers import Counter, server_process
 from exchanges.binance import BinanceWebSocket, binance_config, stream_type
 from fastws import ExchangeName
 
@@ -121,12 +118,8 @@ def feed_all(feed: Callable[[Any, WSFrame], Any], frames: list[WSFrame]) -> None
 @contextmanager
 def binance_server(per_stream: int) -> Iterator[str]:
     """Start ``bench/binance_server.py`` in its own process; yield its base URL."""
-    command = [sys.executable, os.path.join(HERE, "binance_server.py"), str(per_stream)]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
-        try:
-            yield f"ws://127.0.0.1:{int(process.stdout.readline())}"  # type: ignore[union-attr]
-        finally:
-            process.kill()
+    with server_process("binance_server.py", str(per_stream)) as port:
+        yield f"ws://127.0.0.1:{port}"
 
 
 class FastwsPeer:

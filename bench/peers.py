@@ -28,17 +28,23 @@ ORDERBOOK = StreamType.ORDERBOOK
 
 
 @contextmanager
-def bench_server() -> Iterator[str]:
-    """Start ``bench/server.py`` in its own process; yield its URL."""
-    process = subprocess.Popen([sys.executable, os.path.join(HERE, "server.py")],
+def server_process(script: str, *args: str) -> Iterator[int]:
+    """Run ``bench/<script>`` in its own process; yield the port it prints first."""
+    process = subprocess.Popen([sys.executable, os.path.join(HERE, script), *args],
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        port = int(process.stdout.readline())
-        yield f"ws://127.0.0.1:{port}/stream"
+        yield int(process.stdout.readline())
     finally:
         process.kill()
         process.wait()
+
+
+@contextmanager
+def bench_server() -> Iterator[str]:
+    """Start ``bench/server.py`` in its own process; yield its URL."""
+    with server_process("server.py") as port:
+        yield f"ws://127.0.0.1:{port}/stream"
 
 
 class Counter:
