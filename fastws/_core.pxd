@@ -15,6 +15,8 @@ cdef enum:
     # Exchange-event-to-receive histogram, per stream: microseconds, same
     # bucketing as the latency histogram (up to ~2^32 us).
     EVENT_LATENCY_BUCKETS = 128
+    # Messages remembered per stream while two connections overlap.
+    HANDOVER_RING = 128
 
 
 cdef int64_t monotonic_ns() noexcept nogil
@@ -78,6 +80,34 @@ cdef class RouteTable:
     cdef void _rebuild(self, Py_ssize_t capacity)
 
 
+cdef class HandoverCell:
+    cdef:
+        # Digests of the stream's last HANDOVER_RING delivered messages.
+        uint64_t ring[HANDOVER_RING]
+        Py_ssize_t ring_count
+        Py_ssize_t ring_next
+        # The newest message the new connection has seen.
+        uint64_t shadow_last
+        bint shadow_seen
+        bint aligned
+        # Messages the old connection delivered (at mark_subscribed()).
+        uint64_t old_delivered
+        uint64_t old_at_mark
+
+    cdef bint contains(self, uint64_t digest) noexcept
+    cdef void push(self, uint64_t digest) noexcept
+
+
+cdef class Handover:
+    cdef:
+        dict _cells
+        readonly bint finished
+        readonly uint64_t aligned_streams
+        bint _marked
+
+    cdef bint admit(self, object stream_id, bint shadow, uint64_t digest)
+
+
 cdef class FrameHandler(WSListener):
     cdef:
         # Callables, bound once at construction; the *_async flags say whether
@@ -91,6 +121,8 @@ cdef class FrameHandler(WSListener):
         dict _seed_sequences
         bint _parse_async
         bint _handler_async
+        # parse(view, self) rather than parse(view).
+        bint _parse_with_handler
 
         readonly WSTransport transport
         object _loop
@@ -148,6 +180,15 @@ cdef class FrameHandler(WSListener):
         readonly uint64_t missing_sequences
         readonly Py_ssize_t max_streams
         readonly uint64_t untracked_messages
+
+        # Make-before-break: while a replacement connection overlaps this
+        # one, both cores share a Handover that lets each message through
+        # once (None otherwise: one pointer test per frame).
+        Handover _handover
+        bint _shadow
+        uint64_t _frame_digest
+        uint64_t _suspended_digest
+        readonly uint64_t overlap_dropped
 
         # The opcode of the message being parsed: 1 text, 2 binary.
         readonly int frame_type

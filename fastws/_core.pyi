@@ -85,6 +85,24 @@ class RouteTable:
     def __contains__(self, stream_id: object) -> bool: ...
     def __iter__(self) -> Iterator[str]: ...
 
+class Handover:
+    """Lets each message through once while a new connection overlaps the old (make before break)."""
+    def __init__(self) -> None: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def aligned_streams(self) -> int:
+        """Streams on which the new connection has caught up."""
+    @property
+    def stream_count(self) -> int:
+        """Streams seen by either connection so far."""
+    def mark_subscribed(self) -> None:
+        """The new connection's subscriptions are acknowledged."""
+    def unaligned_streams(self) -> list[str]:
+        """Streams the new connection has not caught up on yet."""
+    def finish(self) -> list[str]:
+        """End the overlap: the old connection delivers nothing more. Returns the unaligned streams."""
+
 class FrameHandler(WSListener):
     """The picows listener that parses and dispatches every frame of a connection."""
     def __init__(
@@ -104,6 +122,7 @@ class FrameHandler(WSListener):
         on_sequence_gap: Optional[Callable[[str, int, int, int], None]] = None,
         last_sequences: Optional[dict[str, int]] = None,
         max_streams: int = 100000,
+        parse_with_handler: bool = False,
     ) -> None: ...
     @property
     def max_streams(self) -> int: ...
@@ -169,5 +188,15 @@ class FrameHandler(WSListener):
         """Receive-to-handler-done latency counts per bucket."""
     def stream_stats(self) -> dict[str, StreamStats]:
         """Per-stream counters keyed by stream id (a new dict)."""
+    @property
+    def overlap_dropped(self) -> int:
+        """Messages not delivered because the other connection of a handover delivers them."""
+    @property
+    def handover(self) -> Optional[Handover]:
+        """The ``Handover`` shared with an overlapping connection, or None."""
+    def begin_handover(self, handover: Handover, shadow: bool) -> None:
+        """Share ``handover`` with the other connection (``shadow``: this is the new one)."""
+    def end_handover(self) -> None:
+        """Deliver every message again, without de-duplication."""
     def forget_stream(self, stream_id: str) -> None:
         """Drop a stream's counters and sequence state (after an unsubscribe)."""

@@ -122,6 +122,22 @@ cdef inline uint64_t _fnv1a(const char* ptr, Py_ssize_t size) noexcept nogil:
     return h
 
 
+cdef inline uint64_t _digest(const char* ptr, Py_ssize_t size) noexcept nogil:
+    """A 64-bit digest of a payload: FNV-1a over 8-byte words (8x fewer steps than per byte)."""
+    cdef uint64_t h = 14695981039346656037ULL ^ <uint64_t>size
+    cdef uint64_t word
+    cdef Py_ssize_t i = 0
+    while i + 8 <= size:
+        memcpy(&word, ptr + i, 8)
+        h = (h ^ word) * 1099511628211ULL
+        h ^= h >> 29
+        i += 8
+    while i < size:
+        h = (h ^ <unsigned char>ptr[i]) * 1099511628211ULL
+        i += 1
+    return h
+
+
 cdef inline int64_t _parse_uint(const char* ptr, Py_ssize_t size) noexcept nogil:
     """The non-negative decimal integer at ``ptr``, or -1 (none, or over 18 digits)."""
     cdef Py_ssize_t i = 0
@@ -336,6 +352,118 @@ cdef class RouteTable:
             index = (index + 1) & self._mask
 
 
+cdef class HandoverCell:
+    """One stream's state while two connections overlap (see ``Handover``)."""
+
+    cdef bint contains(self, uint64_t digest) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self.ring_count):
+            if self.ring[i] == digest:
+                return True
+        return False
+
+    cdef void push(self, uint64_t digest) noexcept:
+        self.ring[self.ring_next] = digest
+        self.ring_next = (self.ring_next + 1) % HANDOVER_RING
+        if self.ring_count < HANDOVER_RING:
+            self.ring_count += 1
+
+
+cdef class Handover:
+    """Lets each message through once while a new connection overlaps the old.
+
+    Make before break: the replacement connection (the *shadow*) subscribes
+    while the old one still delivers. Both carry the same messages of a
+    stream in the same order, and an exchange sends the same bytes to every
+    subscriber, so a message is known by a 64-bit digest of its payload; it
+    needs no sequence number, and works for any format.
+
+    Per stream, the digests of the last ``HANDOVER_RING`` delivered messages
+    are kept. The old connection delivers what was not delivered yet. The
+    shadow drops everything until it is *aligned*: until it receives a
+    message already delivered (it is then behind or level with the old one),
+    or the old one delivers the newest message the shadow has seen (level).
+    From then on either connection delivers a message the first time it
+    arrives, so nothing is lost, repeated or reordered. Once every stream the
+    shadow has seen is aligned, the old connection can close (``finish``).
+    """
+
+    def __init__(self):
+        self._cells = {}
+
+    cdef bint admit(self, object stream_id, bint shadow, uint64_t digest):
+        """True when this connection is to deliver this message."""
+        cdef PyObject* found = PyDict_GetItem(self._cells, stream_id)
+        cdef HandoverCell cell
+        if found is NULL:
+            if self.finished:
+                # Nothing of the stream was delivered while both were open.
+                return shadow
+            cell = HandoverCell()
+            PyDict_SetItem(self._cells, stream_id, cell)
+        else:
+            cell = <HandoverCell>found
+        if shadow:
+            cell.shadow_seen = True
+            cell.shadow_last = digest
+            if cell.contains(digest):
+                if not cell.aligned:
+                    cell.aligned = True
+                    self.aligned_streams += 1
+                return False
+            if not cell.aligned:
+                return False      # the old connection will deliver it
+            cell.push(digest)
+            return True
+        if self.finished or cell.contains(digest):
+            return False
+        cell.push(digest)
+        cell.old_delivered += 1
+        if not cell.aligned and cell.shadow_seen and digest == cell.shadow_last:
+            cell.aligned = True
+            self.aligned_streams += 1
+        return True
+
+    def mark_subscribed(self):
+        """The new connection's subscriptions are acknowledged: from now on a
+        message the old one delivers will reach the new one too."""
+        for cell in self._cells.values():
+            (<HandoverCell>cell).old_at_mark = (<HandoverCell>cell).old_delivered
+        self._marked = True
+
+    def unaligned_streams(self):
+        """Streams the new connection has not caught up on yet.
+
+        Those it has seen without being aligned, and, once subscribed, those
+        the old connection delivered since (their copies are on the way).
+        """
+        cdef HandoverCell cell
+        unaligned = []
+        for stream_id, value in self._cells.items():
+            cell = <HandoverCell>value
+            if not cell.aligned and (cell.shadow_seen or (
+                    self._marked and cell.old_delivered > cell.old_at_mark)):
+                unaligned.append(stream_id)
+        return unaligned
+
+    @property
+    def stream_count(self):
+        """Streams seen by either connection so far."""
+        return len(self._cells)
+
+    def finish(self):
+        """The old connection delivers nothing more; the new one everything new.
+
+        Returns the streams that were not aligned: for those, messages the
+        new connection saw before the old one may be lost.
+        """
+        unaligned = self.unaligned_streams()
+        for cell in self._cells.values():
+            (<HandoverCell>cell).aligned = True
+        self.finished = True
+        return unaligned
+
+
 cdef class FrameHandler(WSListener):
     """The picows listener that carries every frame of one connection.
 
@@ -393,6 +521,9 @@ cdef class FrameHandler(WSListener):
             streams are delivered but not counted per stream
             (``untracked_messages``), so a server that sends ever new names
             cannot grow memory without bound.
+        parse_with_handler: Call ``parse(view, handler)`` with this core as
+            the second argument (for parsers that read ``frame_type`` or set
+            the frame's fields while another connection's core is live).
     """
 
     def __init__(self, parse, extract, handler, report_error, on_disconnect=None,
@@ -400,7 +531,7 @@ cdef class FrameHandler(WSListener):
                  bytes event_time_key=None, int64_t event_time_unit_ns=1000000,
                  bytes first_sequence_key=None, bytes last_sequence_key=None,
                  Py_ssize_t scan_window=256, on_sequence_gap=None, dict last_sequences=None,
-                 Py_ssize_t max_streams=100000):
+                 Py_ssize_t max_streams=100000, bint parse_with_handler=False):
         if scan_window < 0:
             raise ValueError(f"scan_window must be >= 0, got {scan_window}")
         if max_streams < 1:
@@ -451,6 +582,7 @@ cdef class FrameHandler(WSListener):
         self._report_error = report_error
         self._on_disconnect = on_disconnect
         self._parse_async = is_async_callable(parse)
+        self._parse_with_handler = parse_with_handler
         self._handler_async = is_async_callable(handler)
         self.max_message_size = max_message_size
         self._streams = {}
@@ -523,6 +655,8 @@ cdef class FrameHandler(WSListener):
         self._frame_event_ns = 0
         self._frame_first_seq = -1
         self._frame_last_seq = -1
+        if self._handover is not None:
+            self._frame_digest = _digest(ptr, size)
         if self.routes is not None:
             route = self.routes.match(ptr, size, &data_start, &data_size)
             if route is not None:
@@ -630,6 +764,10 @@ cdef class FrameHandler(WSListener):
                 route.stats_serial = self._serial
         if stats is not None and (self._frame_event_ns > 0 or self._frame_first_seq >= 0):
             self._apply_fields(route.stream_id, stats)
+        if self._handover is not None and not self._handover.admit(route.stream_id, self._shadow,
+                                                                    self._frame_digest):
+            self.overlap_dropped += 1
+            return False
         return self._call_handler(route.handler, route.handler_async,
                                   route.stream_id if route.pass_stream else None, message, recv_ns)
 
@@ -640,7 +778,7 @@ cdef class FrameHandler(WSListener):
         cdef object message
         try:
             if self._parse_async:
-                coro = self._parse(payload)
+                coro = self._parse(payload, self) if self._parse_with_handler else self._parse(payload)
                 status = PyIter_Send(coro, None, &result)
                 if status == PYGEN_RETURN:
                     message = <object>result
@@ -657,9 +795,12 @@ cdef class FrameHandler(WSListener):
                     self._suspended_wall_ns = self._frame_wall_ns
                     self._suspended_first_seq = self._frame_first_seq
                     self._suspended_last_seq = self._frame_last_seq
+                    self._suspended_digest = self._frame_digest
                     return True
                 else:
                     fastws_raise_pending()
+            elif self._parse_with_handler:
+                message = self._parse(payload, self)
             else:
                 message = self._parse(payload)
         except Exception as exc:
@@ -673,6 +814,7 @@ cdef class FrameHandler(WSListener):
     cdef bint _dispatch(self, object message, int64_t recv_ns):
         """Classify and hand a parsed message on. True when the handler suspended."""
         cdef StreamStats stats
+        cdef object stream_id = None
         try:
             info = self._extract(message)
             if info is not None:
@@ -682,6 +824,10 @@ cdef class FrameHandler(WSListener):
                     self._apply_fields(stream_id, stats)
         except Exception as exc:
             self._error(ERROR_CLASSIFY, exc, None)
+        if self._handover is not None and stream_id is not None and \
+                not self._handover.admit(stream_id, self._shadow, self._frame_digest):
+            self.overlap_dropped += 1
+            return False
         return self._call_handler(self._handler, self._handler_async, None, message, recv_ns)
 
     cdef StreamStats _stats_for(self, object stream_id, object stream_type, int64_t recv_ns):
@@ -879,6 +1025,7 @@ cdef class FrameHandler(WSListener):
                             self._frame_wall_ns = self._suspended_wall_ns
                             self._frame_first_seq = self._suspended_first_seq
                             self._frame_last_seq = self._suspended_last_seq
+                            self._frame_digest = self._suspended_digest
                             suspended = self._dispatch(result, recv_ns)
                     else:
                         self.messages_delivered += 1
@@ -931,6 +1078,7 @@ cdef class FrameHandler(WSListener):
             "untracked_messages": self.untracked_messages,
             "missing_sequences": self.missing_sequences,
             "backlog": len(self._backlog),
+            "overlap_dropped": self.overlap_dropped,
         }
 
     cpdef list latency_histogram(self):
@@ -943,6 +1091,25 @@ cdef class FrameHandler(WSListener):
     def stream_stats(self):
         """Return the per-stream counters, keyed by stream id (a new dict)."""
         return dict(self._streams)
+
+    def begin_handover(self, Handover handover, bint shadow):
+        """Share ``handover`` with the other connection of a make-before-break.
+
+        ``shadow`` is True for the new connection, False for the old one.
+        Costs a payload digest and a lookup per message until ``end_handover``.
+        """
+        self._handover = handover
+        self._shadow = shadow
+
+    def end_handover(self):
+        """Deliver every message again, without de-duplication."""
+        self._handover = None
+        self._shadow = False
+
+    @property
+    def handover(self):
+        """The ``Handover`` shared with an overlapping connection, or None."""
+        return self._handover
 
     def forget_stream(self, stream_id):
         """Drop a stream's counters and sequence state (after an unsubscribe)."""

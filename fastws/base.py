@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Hashable, Iterable, Mapping, Option
 import msgspec
 from picows import WSCloseCode, WSParsedURL, ws_connect
 
-from fastws._core import FrameHandler, RouteTable, is_async_callable, monotonic_time_ns
+from fastws._core import FrameHandler, Handover, RouteTable, is_async_callable, monotonic_time_ns
 from fastws.backoff import ReconnectPolicy, is_retryable
 from fastws.config import WebSocketConfig
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
@@ -43,6 +43,14 @@ _ERROR_LOG_INTERVAL = 1.0
 _CLOSE_TIMEOUT = 2.0
 # How many past gaps health_check() lists.
 _GAPS_KEPT = 100
+# Seconds the new connection keeps de-duplicating after a make-before-break,
+# for the old connection's last messages still in flight on the new one.
+_HANDOVER_GRACE = 1.0
+# Seconds the two connections overlap at least once the new one is
+# subscribed: messages sent on the old one just before the new subscription
+# took effect may still be in flight (two TCP connections, possibly two
+# servers, do not keep each other's order).
+_MIN_OVERLAP = 0.1
 
 
 @dataclass
@@ -153,6 +161,13 @@ class BaseWebSocketInterface(ABC):
         self._last_error_log: dict[str, float] = {}
         self._suppressed_errors: dict[str, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Make before break: the Handover the next connection opened joins as
+        # the new side; a wake-up for the watch loop when an adapter asks for
+        # a rotation; the timer that ends de-duplication after one.
+        self._handover_next: Optional[Handover] = None
+        self._rotation_wanted: Optional[asyncio.Future[str]] = None
+        self._rotating = False
+        self._handover_end: Optional[asyncio.TimerHandle] = None
 
     # ------------------------------------------------------------------ the four
     @abstractmethod
@@ -205,12 +220,21 @@ class BaseWebSocketInterface(ABC):
         """
 
     def _request_reconnect(self, reason: str) -> None:
-        """Close the live connection so that the supervisor reconnects.
+        """Replace the live connection: the exchange announced it will close it.
 
-        For adapters that learn from a message that the exchange will close
-        (a shutdown notice); safe to call from ``_parse_message``.
+        With ``make_before_break`` the supervisor opens and subscribes the
+        replacement before closing this one (no gap); otherwise it closes the
+        connection and reconnects. Safe to call from ``_parse_message``;
+        ignored while a replacement is already under way.
         """
-        if self._ws is None or self._ws.is_disconnected or self._stopping:
+        if self._ws is None or self._ws.is_disconnected or self._stopping or self._rotating:
+            return
+        if self.config.make_before_break:
+            wanted = self._rotation_wanted
+            if wanted is not None and not wanted.done():
+                self.logger.info("replacing the connection: %s", reason,
+                                 extra={"exchange": self.exchange, "reason": reason})
+                wanted.set_result(reason)
             return
         self.logger.warning("reconnecting: %s", reason, extra={"exchange": self.exchange, "reason": reason})
         task = asyncio.get_running_loop().create_task(self._close_transport(WSCloseCode.GOING_AWAY, reason))
@@ -225,13 +249,18 @@ class BaseWebSocketInterface(ABC):
         auto-pong are on; ``max_frame_size`` is enforced by picows and, for
         fragmented messages, by the core.
         """
+        handover = self._handover_next
+        # A replacement connection checks its sequences against its own first
+        # message: the old connection is still delivering up to there.
         core = FrameHandler(self._parse_message, self._extract_stream_info,
                             self._message_handler, self._on_core_error,
                             self._on_core_disconnected,
                             max_message_size=self.config.max_frame_size,
                             routes=self._routes, on_sequence_gap=self._on_sequence_gap,
-                            last_sequences=self._last_sequences,
+                            last_sequences=self._last_sequences if handover is None else None,
                             **self._frame_handler_options())
+        if handover is not None:
+            core.begin_handover(handover, True)
         headers = dict(self.config.extra_headers or {})
         headers.update(extra_headers or {})
         try:
@@ -396,6 +425,7 @@ class BaseWebSocketInterface(ABC):
         self._stopping = False
         self._supervisor = asyncio.get_running_loop().create_task(
             self._supervise(), name=f"fastws-{self.exchange}-supervisor")
+        self._supervisor.add_done_callback(self._on_supervisor_done)
         state = await self.wait_for_state(ConnectionState.CONNECTED, ConnectionState.FAILED,
                                           ConnectionState.CLOSED)
         if state is not ConnectionState.CONNECTED:
@@ -426,6 +456,7 @@ class BaseWebSocketInterface(ABC):
                 pass
         await self._close_transport(WSCloseCode.OK, "client stop")
         self._fail_acks(ConnectionFailedError(f"{self.exchange}: stopped before the ack arrived"))
+        self._cancel_handover_end()
         for task in list(self._background):
             task.cancel()
         if self._background:
@@ -636,6 +667,16 @@ class BaseWebSocketInterface(ABC):
                 return
             self._set_state(ConnectionState.RECONNECTING, reason)
 
+    def _on_supervisor_done(self, task: asyncio.Task[None]) -> None:
+        """A supervisor that died of a bug must not leave a silent feed behind."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        self.logger.error("supervisor failed: %r", exc, exc_info=exc, extra={"exchange": self.exchange})
+        if self._ws is not None and not self._ws.is_disconnected:
+            self._ws.disconnect(graceful=False)
+        self._fail(f"internal error in the supervisor: {type(exc).__name__}: {exc}")
+
     async def _on_connected(self) -> None:
         was_reconnect = self._metrics.connections > 0
         self._metrics.connections += 1
@@ -646,8 +687,13 @@ class BaseWebSocketInterface(ABC):
         await self._resubscribe()
         self._close_gap()
 
-    async def _resubscribe(self) -> None:
-        """Send every tracked stream (pending ones included) after connecting."""
+    async def _resubscribe(self, replacing: bool = False) -> None:
+        """Send every tracked stream (pending ones included) after connecting.
+
+        A rejection is reported and the other streams go on. Any other
+        failure is reported too, or raised when ``replacing`` (the new side of
+        a make-before-break, which then gives up and keeps the old one).
+        """
         self._pending.clear()
         streams = list(self._subscriptions)
         if not streams:
@@ -659,6 +705,8 @@ class BaseWebSocketInterface(ABC):
         except SubscriptionRejectedError as exc:
             self._emit_error(exc)
         except ExchangeAPIError as exc:
+            if replacing:
+                raise
             self._metrics.errors += 1
             self._emit_error(exc)
 
@@ -698,26 +746,34 @@ class BaseWebSocketInterface(ABC):
             raise rejected[0]
 
     async def _watch(self) -> str:
-        """Wait while connected; return why the connection ended."""
+        """Wait while connected (replacing the connection when due); return why it ended."""
         cfg = self.config
-        core = self._core
-        disconnected = self._disconnected
-        assert core is not None and disconnected is not None
+        loop = asyncio.get_running_loop()
         connected_at = time.monotonic()
         healthy = False
         while True:
-            now = time.monotonic()
-            deadlines = []
-            if cfg.stale_timeout is not None:
-                last = core.last_receive_ns / 1e9
-                deadlines.append(last + cfg.stale_timeout - monotonic_time_ns() / 1e9)
-            if cfg.max_connection_age is not None:
-                deadlines.append(connected_at + cfg.max_connection_age - now)
-            if not healthy:
-                deadlines.append(connected_at + cfg.healthy_after - now)
-            timeout = max(0.0, min(deadlines)) if deadlines else None
-            done, _ = await asyncio.wait((disconnected,), timeout=timeout)
-            if done:
+            core = self._core
+            disconnected = self._disconnected
+            assert core is not None and disconnected is not None
+            wanted: asyncio.Future[str] = loop.create_future()
+            self._rotation_wanted = wanted
+            try:
+                now = time.monotonic()
+                deadlines = []
+                if cfg.stale_timeout is not None:
+                    last = core.last_receive_ns / 1e9
+                    deadlines.append(last + cfg.stale_timeout - monotonic_time_ns() / 1e9)
+                if cfg.max_connection_age is not None:
+                    deadlines.append(connected_at + cfg.max_connection_age - now)
+                if not healthy:
+                    deadlines.append(connected_at + cfg.healthy_after - now)
+                timeout = max(0.0, min(deadlines)) if deadlines else None
+                await asyncio.wait((disconnected, wanted), timeout=timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._rotation_wanted = None
+                wanted.cancel()
+            if disconnected.done():
                 return self._close_reason()
             now = time.monotonic()
             if not healthy and now - connected_at >= cfg.healthy_after:
@@ -729,10 +785,134 @@ class BaseWebSocketInterface(ABC):
                 reason = f"stale: no message for {cfg.stale_timeout} s"
                 await self._close_transport(WSCloseCode.GOING_AWAY, "stale")
                 return reason
-            if cfg.max_connection_age is not None and now - connected_at >= cfg.max_connection_age:
-                await self._close_transport(WSCloseCode.GOING_AWAY, "max connection age")
-                self._policy.reset()
-                return f"max_connection_age {cfg.max_connection_age} s reached"
+            replace = None
+            if wanted.done() and not wanted.cancelled():
+                replace = wanted.result()
+            elif cfg.max_connection_age is not None and now - connected_at >= cfg.max_connection_age:
+                replace = f"max_connection_age {cfg.max_connection_age} s reached"
+            if replace is None:
+                continue
+            if cfg.make_before_break and await self._rotate(replace):
+                connected_at = time.monotonic()
+                continue
+            if self._ws is None or self._ws.is_disconnected:
+                return self._close_reason()
+            await self._close_transport(WSCloseCode.GOING_AWAY, replace[:100])
+            self._policy.reset()
+            return replace
+
+    async def _rotate(self, reason: str) -> bool:
+        """Make before break: replace the live connection without a gap.
+
+        Opens the new connection and subscribes it while the old one still
+        delivers; both cores share a ``Handover`` that lets each message
+        through once. When the new connection has caught up on every stream
+        (or after ``overlap_timeout``), the old one is closed. Returns False
+        when the new connection could not be opened or subscribed: the old one
+        is then still live and the caller falls back to close-and-reconnect.
+        """
+        cfg = self.config
+        old_ws, old_core, old_disconnected = self._ws, self._core, self._disconnected
+        old_limiter = self._rate_limiter
+        assert old_core is not None and old_disconnected is not None
+        started = time.time()
+        handover = Handover()
+        old_core.begin_handover(handover, False)
+        self._rotating = True
+        self.logger.info("replacing the connection (make before break): %s", reason,
+                         extra={"exchange": self.exchange, "reason": reason})
+        finished = False
+        try:
+            await self._before_connect()
+            self._metrics.connection_attempts += 1
+            self._handover_next = handover
+            try:
+                await asyncio.wait_for(self._connect(), cfg.timeout)
+            finally:
+                self._handover_next = None
+            if self._ws is old_ws or self._ws is None or self._ws.is_disconnected:
+                raise ConnectionFailedError(f"{self.exchange}: the replacement connection did not open")
+            await self._resubscribe(replacing=True)
+            handover.mark_subscribed()
+            unaligned = await self._wait_aligned(handover, old_ws)
+            finished = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:   # the new connection failed: the old one is still live
+            error = self._as_connection_error(exc)
+            self._metrics.errors += 1
+            self._emit_error(error)
+            self.logger.warning("replacement connection failed, closing and reconnecting instead: %s", error,
+                                extra={"exchange": self.exchange})
+            return False
+        finally:
+            self._rotating = False
+            if not finished:
+                if self._ws is not old_ws:
+                    await self._close_transport(WSCloseCode.GOING_AWAY, "replacement failed")
+                    if self._core is not None:
+                        self._metrics.fold(self._core)
+                    self._ws, self._core, self._disconnected = old_ws, old_core, old_disconnected
+                    self._rate_limiter = old_limiter
+                old_core.end_handover()
+        # The new connection carries everything from here: the old one closes.
+        self._close_replaced(old_ws, old_core)
+        self._metrics.connections += 1
+        self._metrics.reconnections += 1
+        self._metrics.rotations += 1
+        self._metrics.connected_since = time.monotonic()
+        new_core = self._core
+        assert new_core is not None
+        self._cancel_handover_end()
+        self._handover_end = asyncio.get_running_loop().call_later(_HANDOVER_GRACE, new_core.end_handover)
+        if unaligned:
+            # Messages of these streams seen first on the new connection
+            # before it caught up may be missing: a gap, reported as one.
+            gap = ConnectionGap(start=started, end=time.time(),
+                                reason=f"make before break: {len(unaligned)} stream(s) not caught up "
+                                       f"within {cfg.overlap_timeout} s: {', '.join(unaligned[:10])}")
+            self._gaps.append(gap)
+            self._emit_error(ConnectionFailedError(f"{self.exchange}: {gap.reason}"))
+            self.logger.warning("%s", gap.reason, extra={"exchange": self.exchange})
+        self.logger.info("connection replaced in %.3f s (%s)", time.time() - started, reason,
+                         extra={"exchange": self.exchange, "reason": reason})
+        return True
+
+    async def _wait_aligned(self, handover: Handover, old_ws: Any) -> list[str]:
+        """Wait until the new connection has caught up on every stream it has seen.
+
+        Returns the streams not caught up when the overlap ends (timeout, or
+        the old connection gone): the handover is finished either way.
+        """
+        now = time.monotonic()
+        earliest = now + min(_MIN_OVERLAP, self.config.overlap_timeout)
+        deadline = now + self.config.overlap_timeout
+        while True:
+            if self._ws is None or self._ws.is_disconnected:
+                raise ConnectionFailedError(f"{self.exchange}: the replacement connection closed while "
+                                            "catching up")
+            now = time.monotonic()
+            if (now >= earliest and not handover.unaligned_streams()) or old_ws.is_disconnected or \
+                    now >= deadline:
+                return list(handover.finish())
+            await asyncio.sleep(0.005)
+
+    def _close_replaced(self, ws: Any, core: FrameHandler) -> None:
+        """Close a replaced connection in the background; its counters still count."""
+        async def close() -> None:
+            try:
+                await self._close_connection(ws, core, WSCloseCode.OK, "replaced")
+            finally:
+                ws.disconnect(graceful=False)
+                self._metrics.fold(core)
+        task = asyncio.get_running_loop().create_task(close(), name=f"fastws-{self.exchange}-retire")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _cancel_handover_end(self) -> None:
+        if self._handover_end is not None:
+            self._handover_end.cancel()
+            self._handover_end = None
 
     def _close_reason(self) -> str:
         """Say why the live connection ended, from the close handshake."""
@@ -749,6 +929,7 @@ class BaseWebSocketInterface(ABC):
         return "connection lost (no close frame)"
 
     def _on_disconnected(self, reason: str) -> None:
+        self._cancel_handover_end()
         core = self._core
         if core is not None:
             self._metrics.fold(core)
@@ -783,7 +964,14 @@ class BaseWebSocketInterface(ABC):
 
     async def _close_transport(self, code: WSCloseCode, reason: str) -> None:
         """Close the live connection: closing handshake, then abort if it hangs."""
-        ws, core = self._ws, self._core
+        ws = self._ws
+        await self._close_connection(ws, self._core, code, reason)
+        if ws is not None and self._disconnected is not None and not self._disconnected.done():
+            self._disconnected.set_result(None)
+
+    async def _close_connection(self, ws: Any, core: Optional[FrameHandler], code: WSCloseCode,
+                                reason: str) -> None:
+        """Close one connection: closing handshake, abort if it hangs, end its pending task."""
         if ws is not None and not ws.is_disconnected:
             ws.send_close(code, reason.encode())
             ws.disconnect()
@@ -798,8 +986,6 @@ class BaseWebSocketInterface(ABC):
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        if ws is not None and self._disconnected is not None and not self._disconnected.done():
-            self._disconnected.set_result(None)
 
     def _fail(self, reason: str) -> None:
         error = ConnectionFailedError(f"{self.exchange}: {reason}")

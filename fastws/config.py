@@ -34,8 +34,16 @@ class WebSocketConfig:
             declared dead; at most ``ping_interval``.
         stale_timeout: Seconds without any message before reconnecting;
             ``None`` disables the check.
-        max_connection_age: Reconnect before the connection is this old
+        max_connection_age: Replace the connection when it is this old
             (seconds); ``None`` never rotates.
+        make_before_break: Replace a connection that reached
+            ``max_connection_age`` or was announced to close (a shutdown
+            notice) by opening and subscribing the new one first, delivering
+            from both without repeating a message, then closing the old one:
+            no gap. ``False``: close, then reconnect.
+        overlap_timeout: Seconds the two connections may overlap before the
+            old one is closed even if the new one has not caught up on every
+            stream (such streams are reported as a gap).
         healthy_after: Seconds a connection must stay up before the attempt
             counter resets.
         max_messages_per_second: Outgoing control message rate (token bucket).
@@ -62,6 +70,8 @@ class WebSocketConfig:
     pong_timeout: float = 10.0
     stale_timeout: Optional[float] = 60.0
     max_connection_age: Optional[float] = None
+    make_before_break: bool = True
+    overlap_timeout: float = 5.0
     healthy_after: float = 30.0
     max_messages_per_second: float = 5.0
     max_frame_size: int = 10 * 1024 * 1024
@@ -76,7 +86,7 @@ class WebSocketConfig:
             raise ValueError(f"url must start with ws:// or wss://, got {self.url!r}")
         for name in ("timeout", "ping_interval", "reconnect_delay", "max_reconnect_delay",
                      "pong_timeout", "healthy_after", "max_messages_per_second",
-                     "subscription_timeout"):
+                     "subscription_timeout", "overlap_timeout"):
             _require_positive(name, getattr(self, name))
         for name in ("stale_timeout", "max_connection_age"):
             value = getattr(self, name)

@@ -12,7 +12,7 @@ __all__ = ["ConnectionMetrics", "add_histograms", "latency_percentiles"]
 # connection starts from zero).
 _SUMMED = ("messages_received", "bytes_received", "messages_delivered", "control_messages",
            "parse_errors", "classify_errors", "handler_errors", "messages_sent", "bytes_sent",
-           "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages")
+           "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages", "overlap_dropped")
 
 
 def add_histograms(a: Sequence[int], b: Sequence[int]) -> list[int]:
@@ -63,6 +63,7 @@ class ConnectionMetrics:
         self.reconnections = 0
         self.errors = 0
         self.connection_attempts = 0
+        self.rotations = 0
         self.connected_since: Optional[float] = None
         self._totals: dict[str, int] = dict.fromkeys(_SUMMED, 0)
         self._histogram: list[int] = []
@@ -94,6 +95,7 @@ class ConnectionMetrics:
             "connections": self.connections,
             "reconnections": self.reconnections,
             "connection_attempts": self.connection_attempts,
+            "rotations": self.rotations,
             "errors": self.errors,
             "connection_uptime": uptime,
             "latency_us": latency_percentiles(histogram),

@@ -31,6 +31,7 @@ import msgspec
 from exchanges.mexc import channels as _channels
 from exchanges.mexc._fastpb import PushDecoder
 from exchanges.mexc.pb import PushDataV3ApiWrapper
+from fastws._core import FrameHandler
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.errors import ExchangeAPIError, InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
@@ -169,12 +170,18 @@ class MexcWebSocket(PooledWebSocketInterface):
             raise
         return ack
 
+    def _frame_handler_options(self) -> dict[str, Any]:
+        # The core passes itself to _parse_message: while a replacement
+        # connection overlaps this one, self._core is not always the core of
+        # the frame being parsed.
+        return {"parse_with_handler": True}
+
     # A plain ``def``: the core calls it directly, without a coroutine per
     # push (the base class accepts both).
-    def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:  # type: ignore[override]
-        core = self._core
-        # The frame's opcode says text (control) or binary (push); before the
-        # core is known (the first frames of a connection) the first byte does.
+    def _parse_message(self, raw_message: Any,  # type: ignore[override]
+                       core: Optional[FrameHandler] = None) -> Optional[dict[str, Any]]:
+        # The frame's opcode says text (control) or binary (push); called
+        # without its core, the first byte does.
         if (core.frame_type == _TEXT) if core is not None else (len(raw_message) and raw_message[0] == _JSON_START):
             self._on_control(self._decode_json(raw_message))
             return None

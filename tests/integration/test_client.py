@@ -316,12 +316,21 @@ async def test_answered_pings_keep_the_connection(feed_server: FeedServer) -> No
         assert feed_server.connection_count == 1 and ws.state is ConnectionState.CONNECTED
 
 
-async def test_max_connection_age_rotates(feed_server: FeedServer) -> None:
-    async with client(feed_server, Collector(), max_connection_age=0.3) as ws:
+async def test_max_connection_age_rotates_after_a_break(feed_server: FeedServer) -> None:
+    async with client(feed_server, Collector(), max_connection_age=0.3, make_before_break=False) as ws:
         await ws.subscribe(STREAMS[:1])
         await feed_server.wait_connections(2, timeout=3)
         await feed_server.wait_subscribed(STREAMS[:1])
         assert "max_connection_age" in ws.gaps[0].reason
+
+
+async def test_max_connection_age_rotates_before_the_break(feed_server: FeedServer) -> None:
+    async with client(feed_server, Collector(), max_connection_age=0.3) as ws:
+        await ws.subscribe(STREAMS[:1])
+        await feed_server.wait_connections(3, timeout=3)
+        await feed_server.wait_subscribed(STREAMS[:1])
+        assert ws.metrics["rotations"] >= 1 and ws.is_connected
+        assert ws.gaps == []
 
 
 async def test_reconnect_attempts_exhausted_means_failed(feed_server: FeedServer) -> None:
