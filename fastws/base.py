@@ -816,6 +816,9 @@ class BaseWebSocketInterface(ABC):
         old_limiter = self._rate_limiter
         assert old_core is not None and old_disconnected is not None
         started = time.time()
+        # The grace period of a previous replacement ends here: its timer must
+        # not take this overlap's de-duplication away from the old core.
+        self._cancel_handover_end()
         handover = Handover()
         old_core.begin_handover(handover, False)
         self._rotating = True
@@ -863,7 +866,6 @@ class BaseWebSocketInterface(ABC):
         self._metrics.connected_since = time.monotonic()
         new_core = self._core
         assert new_core is not None
-        self._cancel_handover_end()
         self._handover_end = asyncio.get_running_loop().call_later(_HANDOVER_GRACE, new_core.end_handover)
         if unaligned:
             # Messages of these streams seen first on the new connection

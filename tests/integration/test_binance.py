@@ -273,7 +273,8 @@ async def test_max_connection_age_rotates_before_the_server_cuts(binance_simulat
         await ws.subscribe(DEPTH)
         await sim.wait_connections(3, timeout=5)
         await sim.wait_subscribed(DEPTH)
-        assert ws.metrics["rotations"] >= 2 and ws.gaps == []
+        await sink.wait(lambda: ws.metrics["rotations"] >= 2)
+        assert ws.gaps == [] and ws.is_connected
 
 
 async def test_stop_leaves_nothing_behind(binance_simulator: BinanceSimulator) -> None:

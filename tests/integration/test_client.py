@@ -494,3 +494,28 @@ async def test_connect_failing_after_the_socket_opened_closes_it(feed_server: Fe
     await asyncio.sleep(0.05)
     assert feed_server.connections == []          # the server saw every socket close
     assert open_fds() <= fds_before
+
+
+class BrokenReconnectClient(LoopbackFeedClient):
+    """An adapter with a bug: its hook raises on every attempt after the first."""
+
+    attempts = 0
+
+    async def _before_connect(self) -> None:
+        self.attempts += 1
+        if self.attempts > 1:
+            raise RuntimeError("adapter bug")
+
+
+async def test_a_supervisor_that_dies_of_a_bug_is_not_a_silent_feed(feed_server: FeedServer) -> None:
+    got = Collector()
+    tasks_before = other_tasks()
+    ws = client(feed_server, got, cls=BrokenReconnectClient, reconnect_delay=0.05)
+    await ws.start()
+    feed_server.drop_all(1001)
+    state = await ws.wait_for_state(ConnectionState.FAILED, timeout=3)
+    assert state is ConnectionState.FAILED
+    assert any("internal error in the supervisor: RuntimeError: adapter bug" in e.message for e in got.errors)
+    await ws.stop()
+    await asyncio.sleep(0.05)
+    assert other_tasks() - tasks_before == set()

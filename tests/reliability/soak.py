@@ -34,7 +34,10 @@ from fastws.testing import BinanceSimulator, FaultProxy, MexcSimulator
 
 CLIENTS_PER_EXCHANGE = 10
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]
-FAULTS = ("drop", "reset", "close 1011", "mute", "malformed", "proxy cut", "proxy reset", "proxy blackhole")
+FAULTS = ("drop", "reset", "close 1011", "mute", "malformed", "server shutdown", "proxy cut", "proxy reset",
+          "proxy blackhole")
+# Each client also replaces its connection (make before break) every few seconds.
+MAX_CONNECTION_AGE = (3.0, 6.0)
 # Faults after which the connection is replaced (mute: once the client sees it stale).
 DROPPING = {"drop", "reset", "close 1011", "mute"}
 
@@ -63,6 +66,10 @@ class Client:
         if body is not None and message["channel"] == self.depth_stream:
             self.updates.append((int(body["fromVersion"]), int(body["toVersion"])))
 
+    def repeated(self) -> int:
+        """Depth updates delivered twice (a message whose ids do not come after the previous one's)."""
+        return sum(1 for (_, last), (first, _) in zip(self.updates, self.updates[1:]) if first <= last)
+
     def lost_outside_gaps(self) -> int:
         """Update ids neither seen nor reported missing, between the first and last seen."""
         seen_missing = 0
@@ -84,6 +91,8 @@ class SoakReport:
     recovery_times: list[float]
     messages: int
     lost_outside_gaps: int
+    repeated: int
+    rotations: int
     sequence_gaps: int
     missing_reported: int
     rss_growth_kb: int
@@ -104,7 +113,9 @@ class SoakReport:
             f"p99 {p99 * 1e3:.1f} ms, max {times[-1] * 1e3:.1f} ms",
             f"messages delivered: {self.messages}",
             f"sequence gaps reported: {self.sequence_gaps} ({self.missing_reported} updates missing)",
-            f"depth updates lost outside reported gaps: {self.lost_outside_gaps}",
+            f"depth updates lost outside reported gaps: {self.lost_outside_gaps}; delivered twice: "
+            f"{self.repeated}",
+            f"planned replacements (make before break, no gap): {self.rotations}",
             f"RSS growth: {self.rss_growth_kb} KB; open fds growth: {self.fd_growth}",
             f"event loop lag: p50 {self.loop_lag_ms['p50']:.2f} ms, p99 {self.loop_lag_ms['p99']:.2f} ms, "
             f"max {self.loop_lag_ms['max']:.2f} ms",
@@ -151,6 +162,7 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
                         max_reconnect_attempts=0)
         for index in range(CLIENTS_PER_EXCHANGE):
             symbol = SYMBOLS[index % len(SYMBOLS)]
+            settings["max_connection_age"] = rng.uniform(*MAX_CONNECTION_AGE)
             binance = Client(f"binance-{index}", depth_stream=f"{symbol.lower()}@depth@100ms",
                              trade_stream=f"{symbol.lower()}@trade")
             # Half the clients go through the proxies, half straight to the simulators.
@@ -201,7 +213,11 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
                 sim.close_with(1011, "internal error", connection=target)
             elif fault == "mute":
                 sim.mute(connection=target)     # the client finds it stale and replaces it
-            else:
+            elif fault == "server shutdown":
+                if sim is binance_sim:
+                    binance_sim.server_shutdown(delay=1.0, connection=target)   # replaced without a gap
+                else:
+                    sim.drop(1001, connection=target)     # MEXC sends no notice: a plain drop            else:
                 sim.send_malformed(connection=target)
         for proxy in proxies:
             proxy.restore()
@@ -228,6 +244,8 @@ async def run_soak(duration: float, rate: float = 50.0, seed: int = 7) -> SoakRe
             duration=elapsed, connections=len(clients), faults=faults, recovery_times=recovery,
             messages=sum(c.messages for c in clients),
             lost_outside_gaps=sum(c.lost_outside_gaps() for c in clients),
+            repeated=sum(c.repeated() for c in clients),
+            rotations=sum(c.ws.metrics["rotations"] for c in clients),
             sequence_gaps=len(sequence_errors), missing_reported=sum(e.missing for e in sequence_errors),
             rss_growth_kb=rss1 - rss0, fd_growth=fds1 - fds0,
             loop_lag_ms={"p50": statistics.median(lags) * 1e3 if lags else 0.0,

@@ -82,8 +82,11 @@ def check_binance(recorder: Recorder) -> None:
         # Snapshot streams: one message per step, the same steps as the depth stream.
         assert [m["u"] for m in recorder.data[f"{symbol}@bookTicker"]] == steps
         assert [m["lastUpdateId"] for m in recorder.data[f"{symbol}@depth5"]] == steps
-        for kind in ("ticker", "kline_1m"):
-            assert len(recorder.data[f"{symbol}@{kind}"]) == len(steps), f"{symbol}@{kind}"
+        assert len(recorder.data[f"{symbol}@ticker"]) == len(steps)
+        # Klines: one open kline per step, plus the closed one when a minute ends.
+        klines = [(m["E"], m["k"]["t"]) for m in recorder.data[f"{symbol}@kline_1m"]]
+        assert len(set(klines)) == len(klines), f"{symbol}@kline_1m: repeated"
+        assert sum(not m["k"]["x"] for m in recorder.data[f"{symbol}@kline_1m"]) == len(steps)
         assert_consecutive([m["t"] for m in recorder.data[f"{symbol}@trade"]], f"{symbol}@trade")
         assert_consecutive([m["a"] for m in recorder.data[f"{symbol}@aggTrade"]], f"{symbol}@aggTrade")
 

@@ -16,6 +16,8 @@ async def test_soak_every_fault_recovered_nothing_lost_outside_gaps(request: pyt
     assert report.unrecovered == []
     assert report.recovery_times, "no fault dropped a connection"
     assert report.lost_outside_gaps == 0
+    assert report.repeated == 0
+    assert report.rotations >= 5
     assert report.messages > 1000
     assert report.fd_growth <= 2
     assert report.rss_growth_kb < 64 * 1024
