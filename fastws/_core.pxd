@@ -190,6 +190,9 @@ cdef class FrameHandler(WSListener):
         uint64_t _suspended_digest
         readonly uint64_t overlap_dropped
 
+        # Called with a copy of every whole data message (None: no call).
+        object _tap
+
         # The opcode of the message being parsed: 1 text, 2 binary.
         readonly int frame_type
 
@@ -227,6 +230,7 @@ cdef class FrameHandler(WSListener):
                             object message, int64_t recv_ns)
     cdef inline void _record_latency(self, int64_t recv_ns) noexcept
     cdef void _error(self, int kind, object exc, object payload)
+    cdef void _call_tap(self, const char* ptr, Py_ssize_t size, int frame_type)
     cdef void _start_resume_task(self)
     cdef void _on_fragment(self, WSFrame frame, int64_t recv_ns)
     cdef void _on_close(self, WSTransport transport, WSFrame frame)

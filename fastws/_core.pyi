@@ -189,6 +189,11 @@ class FrameHandler(WSListener):
     def stream_stats(self) -> dict[str, StreamStats]:
         """Per-stream counters keyed by stream id (a new dict)."""
     @property
+    def tap(self) -> Optional[Callable[[bytes, int, int], None]]:
+        """Called with (payload copy, wall-clock receive ns, opcode) for every whole data message."""
+    @tap.setter
+    def tap(self, value: Optional[Callable[[bytes, int, int], None]]) -> None: ...
+    @property
     def overlap_dropped(self) -> int:
         """Messages not delivered because the other connection of a handover delivers them."""
     @property

@@ -650,6 +650,8 @@ cdef class FrameHandler(WSListener):
         if (self.frames_received & 0xFFFF) == 0:
             self._wall_offset_ns = realtime_ns() - monotonic_ns()
         self._frame_wall_ns = recv_ns + self._wall_offset_ns
+        if self._tap is not None:
+            self._call_tap(ptr, size, frame_type)
         # This frame's event time and sequence numbers: read below from the
         # raw bytes, or set by a compiled parser (see the .pxd).
         self._frame_event_ns = 0
@@ -945,6 +947,13 @@ cdef class FrameHandler(WSListener):
             # still goes on.
             pass
 
+    cdef void _call_tap(self, const char* ptr, Py_ssize_t size, int frame_type):
+        """Hand a copy of the message to the tap (a recorder); its errors are reported, not raised."""
+        try:
+            self._tap(PyBytes_FromStringAndSize(ptr, size), self._frame_wall_ns, frame_type)
+        except Exception as exc:
+            self._error(ERROR_HANDLER, exc, None)
+
     cdef void _on_fragment(self, WSFrame frame, int64_t recv_ns):
         cdef WSMsgType msg_type = frame.msg_type
         if msg_type == WSMsgType.CONTINUATION:
@@ -1105,6 +1114,23 @@ cdef class FrameHandler(WSListener):
         """Deliver every message again, without de-duplication."""
         self._handover = None
         self._shadow = False
+
+    @property
+    def tap(self):
+        """``tap(payload: bytes, receive_ns: int, opcode: int)`` or None.
+
+        Called with a copy of every whole data message before it is parsed
+        (control replies included): ``receive_ns`` is the wall-clock receive
+        time in Unix nanoseconds, ``opcode`` 1 text or 2 binary. For recording;
+        it costs a copy per message while set.
+        """
+        return self._tap
+
+    @tap.setter
+    def tap(self, value):
+        if value is not None and not callable(value):
+            raise TypeError("tap must be callable or None")
+        self._tap = value
 
     @property
     def handover(self):

@@ -168,6 +168,7 @@ class BaseWebSocketInterface(ABC):
         self._rotation_wanted: Optional[asyncio.Future[str]] = None
         self._rotating = False
         self._handover_end: Optional[asyncio.TimerHandle] = None
+        self._frame_tap: Optional[Callable[[bytes, int, int], None]] = None
 
     # ------------------------------------------------------------------ the four
     @abstractmethod
@@ -261,6 +262,7 @@ class BaseWebSocketInterface(ABC):
                             **self._frame_handler_options())
         if handover is not None:
             core.begin_handover(handover, True)
+        core.tap = self._frame_tap
         headers = dict(self.config.extra_headers or {})
         headers.update(extra_headers or {})
         try:
@@ -386,6 +388,22 @@ class BaseWebSocketInterface(ABC):
     def sequence_gaps(self) -> list[SequenceGap]:
         """The most recent sequence gaps (messages known missing), oldest first."""
         return list(self._sequence_gaps)
+
+    def set_frame_tap(self, tap: Optional[Callable[[bytes, int, int], None]]) -> None:
+        """Call ``tap(payload, receive_ns, opcode)`` for every whole data message received.
+
+        ``payload`` is a copy of the message (control replies included),
+        ``receive_ns`` its wall-clock receive time in Unix nanoseconds,
+        ``opcode`` 1 (text) or 2 (binary); for recording a feed. It applies to
+        the live connection and every later one; ``None`` removes it. While a
+        make-before-break overlap lasts, both connections' messages reach it
+        (a recorder that wants one copy of each uses ``make_before_break=False``).
+        """
+        if tap is not None and not callable(tap):
+            raise TypeError("tap must be callable or None")
+        self._frame_tap = tap
+        if self._core is not None:
+            self._core.tap = tap
 
     def add_state_listener(self, listener: StateListener) -> None:
         """Call ``listener(old, new, reason)`` on every state change."""

@@ -519,3 +519,24 @@ async def test_a_supervisor_that_dies_of_a_bug_is_not_a_silent_feed(feed_server:
     await ws.stop()
     await asyncio.sleep(0.05)
     assert other_tasks() - tasks_before == set()
+
+
+async def test_the_frame_tap_sees_every_message_as_received(feed_server: FeedServer) -> None:
+    got = Collector()
+    tapped: list[tuple[bytes, int, int]] = []
+    async with client(feed_server, got) as ws:
+        ws.set_frame_tap(lambda payload, receive_ns, opcode: tapped.append((payload, receive_ns, opcode)))
+        await ws.subscribe(STREAMS[:1])
+        feed_server.publish(5)
+        payload = msgspec.json.encode({"stream": "btcusdt@depth", "data": {"big": "x" * 3000}})
+        feed_server.send_fragmented(payload, pieces=3)
+        await got.wait_messages(6)
+        ws.set_frame_tap(None)
+        feed_server.publish(1)
+        await got.wait_messages(7)
+    data = [msgspec.json.decode(p) for p, _, _ in tapped if b'"stream"' in p]
+    assert data == got.messages[:6]                    # the same messages, in order, whole
+    assert any(b'"result"' in p for p, _, _ in tapped)  # the subscription's ack too
+    assert all(opcode == 1 for _, _, opcode in tapped)
+    now = time.time_ns()
+    assert all(now - 5_000_000_000 < receive_ns <= now for _, receive_ns, _ in tapped)
