@@ -26,7 +26,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any
+from typing import Any, Optional
 
 import uvloop
 
@@ -67,9 +67,10 @@ def in_process(payloads: dict[str, list[bytes]], messages: int, rounds: int) -> 
     return _medians(samples), statistics.median(harness)
 
 
-async def loopback(url: str, messages: int, rounds: int) -> Results:
-    """Seconds per message of every peer and kind, over real sockets."""
-    peers = loopback_peers(url)
+async def loopback(url: str, messages: int, rounds: int, peers: Optional[list[Any]] = None) -> Results:
+    """Seconds per message of every peer and kind, over real sockets (``peers``:
+    default ``loopback_peers(url)``)."""
+    peers = loopback_peers(url) if peers is None else peers
     for peer in peers:
         await peer.open()
     try:

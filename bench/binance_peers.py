@@ -9,7 +9,10 @@
   not subscribed go through ``_parse_message`` and ``_extract_stream_info``);
 - ``raw msgspec``: a picows ``WSListener`` written in Python: msgspec to dict,
   stream -> type by a dict lookup, the type's handler;
-- ``raw json``: the same with ``json.loads``.
+- ``raw json``: the same with ``json.loads``;
+- ``websockets json``, ``aiohttp json`` (loopback only): those libraries'
+  clients, a reader task per connection, ``json.loads``, the same lookup and
+  handler.
 
 Every handler counts (``Counter`` of ``bench/peers.py``). In-process peers take
 built frames (``feed(transport, frame)``); loopback peers take real frames from
@@ -18,11 +21,14 @@ built frames (``feed(transport, frame)``); loopback peers take real frames from
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
+import aiohttp
 import msgspec
+import websockets
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from picows.picows import _make_test_ws_frame
 
@@ -125,9 +131,9 @@ def binance_server(per_stream: int) -> Iterator[str]:
 class FastwsPeer:
     """``BinanceWebSocket``, subscribed to every stream through the adapter."""
 
-    def __init__(self, url: str, typed: bool) -> None:
+    def __init__(self, url: str, typed: bool, sink: Optional[StreamCounter] = None) -> None:
         self.name = "fastws typed" if typed else "fastws dict"
-        self.counter = StreamCounter()
+        self.counter = sink if sink is not None else StreamCounter()
         self.ws = binance_client(url, self.counter, typed)
 
     async def open(self) -> None:
@@ -151,11 +157,11 @@ class FastwsPeer:
 class RawPeer:
     """A raw picows listener (``MsgspecListener`` or ``JsonListener``)."""
 
-    def __init__(self, url: str, listener: type[MsgspecListener]) -> None:
+    def __init__(self, url: str, listener: type[MsgspecListener], sink: Optional[StreamCounter] = None) -> None:
         self.name = "raw msgspec" if listener is MsgspecListener else "raw json"
         self.url = url + "/stream"
         self.listener = listener
-        self.counter = StreamCounter()
+        self.counter = sink if sink is not None else StreamCounter()
         self.transport: Optional[WSTransport] = None
 
     async def open(self) -> None:
@@ -173,9 +179,111 @@ class RawPeer:
         await self.transport.wait_disconnected()
 
 
+class _JsonReader:
+    """What ``JsonListener`` does per message, for clients that hand over ``str``."""
+
+    def __init__(self, sink: Counter) -> None:
+        self.stream_types = {name: stream_type(name) for name in stream_names()}
+        self.handlers = dict.fromkeys(set(self.stream_types.values()), sink.on_message)
+
+    def on_text(self, text: Any) -> None:
+        message = json.loads(text)
+        stream = message.get("stream")
+        if stream is not None:
+            self.handlers[self.stream_types[stream]](message)
+
+
+class _ReaderTaskPeer:
+    """A peer whose library reads in a task of its own: closing waits for that task."""
+
+    ws: Any
+    reader: Optional[asyncio.Task[None]]
+
+    def check(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self.reader is not None:
+            await asyncio.wait_for(self.reader, 5.0)
+
+
+class WebsocketsPeer(_ReaderTaskPeer):
+    """The ``websockets`` client: a reader task, ``json.loads``, the stream's handler."""
+
+    name = "websockets json"
+
+    def __init__(self, url: str, sink: Optional[StreamCounter] = None) -> None:
+        self.url = url + "/stream"
+        self.counter = sink if sink is not None else StreamCounter()
+        self.ws: Any = None
+        self.reader: Optional[asyncio.Task[None]] = None
+
+    async def open(self) -> None:
+        self.ws = await websockets.connect(self.url, compression=None, max_size=2**24, max_queue=None)
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        on_text = _JsonReader(self.counter).on_text
+        async for text in self.ws:
+            on_text(text)
+
+    async def blast(self, command: bytes) -> None:
+        await self.ws.send(command.decode())
+
+
+class AiohttpPeer(_ReaderTaskPeer):
+    """The ``aiohttp`` client: a reader task, ``json.loads``, the stream's handler."""
+
+    name = "aiohttp json"
+
+    def __init__(self, url: str, sink: Optional[StreamCounter] = None) -> None:
+        self.url = url + "/stream"
+        self.counter = sink if sink is not None else StreamCounter()
+        self.session: Optional[aiohttp.ClientSession] = None
+        self.ws: Any = None
+        self.reader: Optional[asyncio.Task[None]] = None
+
+    async def open(self) -> None:
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.url, compress=0, max_msg_size=2**24)
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        on_text = _JsonReader(self.counter).on_text
+        text_type = aiohttp.WSMsgType.TEXT
+        async for message in self.ws:
+            if message.type == text_type:
+                on_text(message.data)
+
+    async def blast(self, command: bytes) -> None:
+        await self.ws.send_str(command.decode())
+
+    async def close(self) -> None:
+        await super().close()
+        if self.session is not None:
+            await self.session.close()
+
+
 def loopback_peers(url: str) -> list[Any]:
     """One of each peer, for the server at ``url``; in the order of ``IN_PROCESS_PEERS``."""
     return [FastwsPeer(url, True), FastwsPeer(url, False), RawPeer(url, MsgspecListener), RawPeer(url, JsonListener)]
+
+
+LOOPBACK_PEERS: dict[str, Callable[[str, Optional[StreamCounter]], Any]] = {
+    "fastws typed": lambda url, sink: FastwsPeer(url, True, sink),
+    "fastws dict": lambda url, sink: FastwsPeer(url, False, sink),
+    "raw msgspec": lambda url, sink: RawPeer(url, MsgspecListener, sink),
+    "raw json": lambda url, sink: RawPeer(url, JsonListener, sink),
+    "websockets json": lambda url, sink: WebsocketsPeer(url, sink),
+    "aiohttp json": lambda url, sink: AiohttpPeer(url, sink),
+}
+"""Peer name -> a factory of that loopback peer (``sink``: its handlers' counter, or a new one)."""
+
+
+def all_loopback_peers(url: str) -> list[Any]:
+    """Every loopback peer, ``websockets`` and ``aiohttp`` included, in the order of ``LOOPBACK_PEERS``."""
+    return [make(url, None) for make in LOOPBACK_PEERS.values()]
 
 
 async def run_blast(peer: Any, kind: str, count: int, timeout: float = 30.0) -> None:
@@ -185,7 +293,9 @@ async def run_blast(peer: Any, kind: str, count: int, timeout: float = 30.0) -> 
         # Nothing more than asked for arrived since the last round.
         assert counter.count == counter.target, f"{peer.name}: {counter.count} of {counter.target}"
     done = counter.arm(count)
-    peer.blast(f"BLAST {kind} {count}".encode())
+    sent = peer.blast(f"BLAST {kind} {count}".encode())
+    if inspect.isawaitable(sent):
+        await sent
     await asyncio.wait_for(done, timeout)
     peer.check()
 

@@ -7,6 +7,10 @@ serves until killed. On any path it takes text frames:
   (a ``bench/binance_payloads.py`` kind, or ``mix``), cycling through that
   kind's payloads, in one write: the server costs almost nothing and the
   client is the bottleneck;
+- ``PACE <rate> <n>``: send ``n`` ``btcusdt@trade`` frames at ``rate`` a
+  second, each with its trade id ``t`` set to this machine's
+  ``time.monotonic_ns()`` when it is written (the latency benchmark's ticks:
+  ``CLOCK_MONOTONIC`` is one clock for every process of the machine);
 - ``{"method": ..., "id": N}`` (``SUBSCRIBE``, ``UNSUBSCRIBE``...): acked with
   ``{"result":null,"id":N}``, as Binance does.
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
+from typing import Any
 
 import msgspec
 import uvloop
@@ -26,11 +32,32 @@ from bench.server import server_frame  # noqa: E402
 from fastws.testing.feed import text_request  # noqa: E402
 
 
+_encode = msgspec.json.Encoder().encode
+
+
+async def pace(transport: WSTransport, tick: dict[str, Any], rate: float, count: int) -> None:
+    """Send ``count`` copies of ``tick`` at ``rate`` a second, each stamped when written."""
+    loop = asyncio.get_running_loop()
+    data = tick["data"]
+    start = loop.time()
+    for index in range(count):
+        delay = start + index / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if transport.is_disconnected:
+            return
+        data["t"] = time.monotonic_ns()
+        transport.send(WSMsgType.TEXT, _encode(tick))
+
+
 class BinanceBenchListener(WSListener):
-    def __init__(self, frames: dict[str, list[bytes]], blobs: dict[tuple[str, int], bytes]) -> None:
+    def __init__(self, frames: dict[str, list[bytes]], blobs: dict[tuple[str, int], bytes],
+                 tick: bytes) -> None:
         super().__init__()
         self.frames = frames
         self.blobs = blobs
+        self.tick: dict[str, Any] = msgspec.json.decode(tick)
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def blast(self, kind: str, count: int) -> bytes:
         blob = self.blobs.get((kind, count))
@@ -46,6 +73,11 @@ class BinanceBenchListener(WSListener):
         if text.startswith(b"BLAST "):
             _, kind, count = text.decode().split()
             transport.underlying_transport.write(self.blast(kind, int(count)))
+        elif text.startswith(b"PACE "):
+            _, rate, count = text.decode().split()
+            task = asyncio.get_running_loop().create_task(pace(transport, self.tick, float(rate), int(count)))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         else:
             request = msgspec.json.decode(text)
             transport.send(WSMsgType.TEXT, msgspec.json.encode({"result": None, "id": request.get("id")}))
@@ -53,9 +85,11 @@ class BinanceBenchListener(WSListener):
 
 async def main(per_stream: int) -> None:
     logging.basicConfig(level=logging.ERROR)
-    frames = {kind: [server_frame(p) for p in payloads] for kind, payloads in build_payloads(per_stream).items()}
+    payloads = build_payloads(per_stream)
+    frames = {kind: [server_frame(p) for p in items] for kind, items in payloads.items()}
     blobs: dict[tuple[str, int], bytes] = {}
-    server = await ws_create_server(lambda request: BinanceBenchListener(frames, blobs), "127.0.0.1", 0)
+    tick = payloads["trade"][0]
+    server = await ws_create_server(lambda request: BinanceBenchListener(frames, blobs, tick), "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 

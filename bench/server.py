@@ -6,6 +6,8 @@ benchmark commands sent as text frames:
 - ``BLAST <n>``: write ``n`` pre-built ~250-byte depth frames in one write, so
   that the server costs almost nothing and the client is the bottleneck;
 - ``DROP``: close the connection with 1001 (the client reconnects);
+- ``FEED <rate>``: from now on send this connection ``rate`` depth messages a
+  second, until it closes (the scale benchmark's load);
 - a ``SUBSCRIBE`` is acked and then answered at once with one depth message per
   stream, so "first message after resubscribe" is measurable.
 
@@ -52,12 +54,37 @@ def blast(count: int) -> bytes:
 
 
 class BenchListener(WSListener):
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport: WSTransport | None = None
+        self.sequence = 0
+        self.interval = 0.0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.interval = 0.0           # ends the feed at its next tick
+
+    def feed(self) -> None:
+        """Send one depth message and schedule the next (``FEED``)."""
+        if self.interval <= 0.0 or self.transport is None:
+            return
+        self.sequence += 1
+        self.transport.send(WSMsgType.TEXT, depth_message(STREAM, self.sequence))
+        asyncio.get_running_loop().call_later(self.interval, self.feed)
+
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         text = text_request(transport, frame)
         if text is None:
             return
         if text.startswith(b"BLAST "):
             transport.underlying_transport.write(blast(int(text[6:])))
+        elif text.startswith(b"FEED "):
+            start = self.interval <= 0.0
+            self.interval = 1.0 / float(text[5:])
+            if start:
+                self.feed()
         elif text == b"DROP":
             transport.send_close(WSCloseCode.GOING_AWAY)
             transport.disconnect()
@@ -71,7 +98,8 @@ class BenchListener(WSListener):
 
 async def main() -> None:
     logging.basicConfig(level=logging.ERROR)
-    server = await ws_create_server(lambda request: BenchListener(), "127.0.0.1", 0)
+    server = await ws_create_server(lambda request: BenchListener(), "127.0.0.1", 0,
+                                    backlog=4096)   # the scale benchmark connects 1000 clients at once
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from typing import Any, ClassVar, Iterable, Optional
+from typing import Any, Callable, ClassVar, Iterable, Optional
 
 from fastws.base import BaseWebSocketInterface, ConnectionGap, SequenceGap
 from fastws.errors import ConnectionFailedError
@@ -69,10 +69,17 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
                 return connection
         return None
 
+    def set_frame_tap(self, tap: Optional[Callable[[bytes, int, int], None]]) -> None:
+        """As ``BaseWebSocketInterface.set_frame_tap``, for every connection of the pool."""
+        super().set_frame_tap(tap)
+        for member in self._members:
+            member.set_frame_tap(tap)
+
     def _spawn_member(self) -> "PooledWebSocketInterface":
         member = self._new_member()
         member._is_member = True
         member._routes = self._routes     # one route table for the whole pool
+        member.set_frame_tap(self._frame_tap)
         self._members.append(member)
         return member
 

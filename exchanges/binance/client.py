@@ -50,6 +50,7 @@ from fastws.config import WebSocketConfig, create_websocket_config, limit_change
 from fastws.errors import InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
 from fastws.types import ExchangeName, StreamType, SubscriptionAction
+from fastws.verify import ComplianceProfile, SampleFrame
 
 from exchanges.binance import streams as _streams
 
@@ -214,6 +215,32 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     max_streams_per_connection = _streams.MAX_STREAMS_PER_CONNECTION
 
+    # What ``fastws verify`` sends this adapter, and the simulator it runs against.
+    compliance = ComplianceProfile(
+        exchange="binance",
+        samples=(
+            SampleFrame(b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1700000000000,'
+                        b'"s":"BTCUSDT","U":157,"u":160,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}}',
+                        stream="btcusdt@depth@100ms"),
+            SampleFrame(b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1700000000000,"s":"BTCUSDT",'
+                        b'"t":12345,"p":"0.001","q":"100","T":1700000000000,"m":true,"M":true}}',
+                        stream="btcusdt@trade"),
+            SampleFrame(b'{"e":"trade","E":1700000000000,"s":"BTCUSDT","t":12345,"p":"0.001","q":"100",'
+                        b'"T":1700000000000,"m":true,"M":true}'),
+            SampleFrame(b'{"result":null,"id":1}', control=True),
+            SampleFrame(b'{"error":{"code":2,"msg":"Invalid request"},"id":2}', control=True),
+            SampleFrame(b'{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1700000000000}}',
+                        control=True),
+        ),
+        malformed=(SampleFrame(b'{"code":-1,"msg":"bad request"}'),
+                   SampleFrame(b'{"stream":"btcusdt@depth","data":{"e":')),
+        streams=("btcusdt@depth@100ms",),
+        simulator="fastws.testing:BinanceSimulator",
+        simulator_options={"rate": 0},
+        simulator_url="url",
+        config=binance_config,
+    )
+
     def __init__(self, exchange: ExchangeName, config: WebSocketConfig, message_handler: Any,
                  error_handler: Any = None, *, typed: bool = False) -> None:
         self._typed_handler: Optional[TypedHandler] = message_handler if typed else None
@@ -268,7 +295,10 @@ class BinanceWebSocket(PooledWebSocketInterface):
     # A plain ``def``: the core calls it directly, without the ~70 ns of a
     # coroutine per message (the base class accepts both).
     def _parse_message(self, raw_message: Any) -> Any:
-        message = self._decode(raw_message)
+        try:
+            message = self._decode(raw_message)
+        except msgspec.DecodeError as exc:
+            raise InvalidMessageError(f"{self.exchange}: not JSON: {exc}", bytes(raw_message[:256])) from exc
         if type(message) is not dict:
             raise InvalidMessageError(f"{self.exchange}: expected a JSON object, got {type(message).__name__}",
                                       bytes(raw_message[:256]))

@@ -31,11 +31,13 @@ import msgspec
 from exchanges.mexc import channels as _channels
 from exchanges.mexc._fastpb import PushDecoder
 from exchanges.mexc.pb import PushDataV3ApiWrapper
+from exchanges.mexc.reference import encode_push
 from fastws._core import FrameHandler
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.errors import ExchangeAPIError, InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
 from fastws.types import ExchangeName, StreamType, SubscriptionAction
+from fastws.verify import BINARY, ComplianceProfile, SampleFrame
 
 __all__ = ["MexcWebSocket", "CONTROL_MESSAGES_PER_SECOND", "DEFAULT_MAX_CONNECTION_AGE", "mexc_config"]
 
@@ -108,6 +110,35 @@ class MexcWebSocket(PooledWebSocketInterface):
     """
 
     max_streams_per_connection = _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION
+
+    # What ``fastws verify`` sends this adapter, and the simulator it runs against.
+    compliance = ComplianceProfile(
+        exchange="mexc",
+        samples=(
+            SampleFrame(encode_push(
+                "spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT", "publicAggreDepths",
+                {"asks": [{"price": "93180.18", "quantity": "0.2"}], "bids": [],
+                 "eventType": "spot@public.aggre.depth.v3.api.pb@100ms", "fromVersion": "10", "toVersion": "11"},
+                symbol="BTCUSDT", send_time=1700000000000), BINARY,
+                stream="spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT"),
+            SampleFrame(encode_push(
+                "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT", "publicAggreDeals",
+                {"deals": [{"price": "93220.00", "quantity": "0.04", "tradeType": 2, "time": 1700000000000}],
+                 "eventType": "spot@public.aggre.deals.v3.api.pb@100ms"},
+                symbol="BTCUSDT", send_time=1700000000000), BINARY,
+                stream="spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"),
+            SampleFrame(b'{"id":0,"code":0,"msg":"PONG"}', control=True),
+            SampleFrame(b'{"id":0,"code":0,"msg":"spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"}',
+                        control=True),
+        ),
+        malformed=(SampleFrame(b"\n/spot@public.aggre.deals.v3.api.pb@100ms@BTC", BINARY),
+                   SampleFrame(b'{"id":0,"code":0}'), SampleFrame(b'["PONG"]')),
+        streams=("spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT",),
+        simulator="fastws.testing:MexcSimulator",
+        simulator_options={"rate": 0},
+        simulator_url="ws_url",
+        config=mexc_config,
+    )
 
     def __init__(self, exchange: ExchangeName, config: WebSocketConfig, message_handler: Any,
                  error_handler: Any = None, *, listen_key: Optional[str] = None) -> None:
@@ -183,7 +214,12 @@ class MexcWebSocket(PooledWebSocketInterface):
         # The frame's opcode says text (control) or binary (push); called
         # without its core, the first byte does.
         if (core.frame_type == _TEXT) if core is not None else (len(raw_message) and raw_message[0] == _JSON_START):
-            self._on_control(self._decode_json(raw_message))
+            try:
+                reply = self._decode_json(raw_message)
+            except msgspec.DecodeError as exc:
+                raise InvalidMessageError(f"{self.exchange}: control message not JSON: {exc}",
+                                          bytes(raw_message[:256])) from exc
+            self._on_control(reply)
             return None
         message: Optional[dict[str, Any]] = self._decoder.decode(raw_message, core)
         if message is None:

@@ -12,6 +12,10 @@ Installing fastws registers this module as a pytest plugin (entry point
   (connect to ``sim.ws_url()``).
 - ``fault_proxy``: an async factory of started ``FaultProxy``:
   ``await fault_proxy(host, port)``; every proxy it started is stopped after the test.
+- ``adapter_compliance``: ``await adapter_compliance(MyAdapter)`` runs the
+  compliance checks of ``fastws verify`` on an adapter class (live against
+  the simulator its ``compliance`` profile names) and fails the test with the
+  pass/fail table when a check fails; returns the ``VerificationReport``.
 
 Example::
 
@@ -32,7 +36,7 @@ in strict mode as well as in auto mode (the tests themselves still need
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, TypeVar
 
 import pytest
 
@@ -40,6 +44,7 @@ from fastws.testing._simbase import Simulator
 from fastws.testing.binance_sim import BinanceSimulator
 from fastws.testing.fault_proxy import FaultProxy
 from fastws.testing.mexc_sim import MexcSimulator
+from fastws.verify import ComplianceProfile, VerificationReport, format_report, verify_adapter
 
 try:
     from pytest_asyncio import fixture as _async_fixture
@@ -124,3 +129,28 @@ async def fault_proxy() -> AsyncIterator[Callable[[str, int], Awaitable[FaultPro
     finally:
         for proxy in reversed(started):
             await proxy.stop()
+
+
+__all__ += ["adapter_compliance"]
+
+
+@pytest.fixture
+def adapter_compliance() -> Callable[..., Awaitable[VerificationReport]]:
+    """An async checker: ``await adapter_compliance(cls, live=True, profile=None)``.
+
+    Runs ``fastws.verify.verify_adapter`` and fails the test with the table
+    when any check failed; returns the report (skipped checks do not fail).
+
+    Example::
+
+        async def test_my_adapter(adapter_compliance):
+            report = await adapter_compliance(MyAdapter)
+    """
+    async def check(cls: type, *, live: bool = True, profile: Optional[ComplianceProfile] = None,
+                    timeout: float = 5.0) -> VerificationReport:
+        report = await verify_adapter(cls, profile=profile, live=live, timeout=timeout)
+        if not report.passed:
+            pytest.fail(format_report(report), pytrace=False)
+        return report
+
+    return check

@@ -1,6 +1,7 @@
 """The README's main job: ``python -m fastws demo`` on the embedded Binance and MEXC simulators."""
 import subprocess
 import sys
+from typing import Any
 
 
 def test_demo_streams_both_exchanges_recovers_and_exits_by_itself() -> None:
@@ -17,3 +18,55 @@ def test_demo_streams_both_exchanges_recovers_and_exits_by_itself() -> None:
         assert "gap                :" in summary and "peer closed (1001)" in summary
         assert stream in summary.split("per stream")[1]
         assert "errors             : 0" in summary
+
+
+async def _fastws(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
+    """Run ``python -m fastws ARGS`` without blocking the loop the simulators run on."""
+    import asyncio
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "fastws", *args,
+                                                   stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_stream_prints_messages_as_json(binance_simulator_factory: Any) -> None:
+    import msgspec
+    sim = await binance_simulator_factory(rate=200)
+    code, out, err = await _fastws("stream", "binance", "btcusdt@trade", "btcusdt@depth", "--url", sim.url,
+                                   "--json", "--max-messages", "20")
+    assert code == 0, err
+    messages = [msgspec.json.decode(line) for line in out.splitlines()]
+    assert len(messages) == 20
+    assert {m["stream"] for m in messages} <= {"btcusdt@trade", "btcusdt@depth"}
+    assert all("E" in m["data"] for m in messages)
+    assert "20 message(s)" in err
+
+
+async def test_stream_typed_route_and_live_view(binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=200)
+    code, out, err = await _fastws("stream", "binance", "ethusdt@depth@100ms", "--url", sim.url, "--typed",
+                                   "--json", "--max-messages", "5")
+    assert code == 0, err
+    assert out.count('"stream":"ethusdt@depth@100ms"') == 5 and '"U":' in out
+    code, out, err = await _fastws("stream", "binance", "ethusdt@depth@100ms", "--url", sim.url, "--view",
+                                   "--duration", "2.2")
+    assert code == 0, err
+    assert out.count("ethusdt@depth@100ms") >= 2 and "orderbook" in out and "connected" in out
+
+
+async def test_stream_errors_are_one_line(mexc_simulator_factory: Any) -> None:
+    sim = await mexc_simulator_factory(rate=0)
+    code, out, err = await _fastws("stream", "mexc", "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT",
+                                   "--url", sim.ws_url(), "--typed")
+    assert code == 1
+    assert err.strip().splitlines() == ["fastws stream: error: --typed: mexc has no typed route (only binance has)"]
+    code, out, err = await _fastws("stream", "binance", "btcusdt@trade", "--url", "ws://127.0.0.1:9/",
+                                   "--connect-timeout", "1.5")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("fastws stream: error: could not connect to ws://127.0.0.1:9")

@@ -1,0 +1,88 @@
+"""A live view of clients' health, one row per stream, refreshed in place on a terminal."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, TextIO
+
+__all__ = ["LiveView", "stream_rows", "write_progress"]
+
+_HEADER = (f"{'exchange':<8} {'stream':<48} {'type':<9} {'msg/s':>8} {'event p50':>9} {'event p99':>9} "
+           f"{'core p99':>8} {'state':<12} {'reconn':>6} {'seq gaps':>8}")
+
+
+def _num(value: Optional[float], width: int, digits: int = 1) -> str:
+    return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+
+def stream_rows(exchange: str, health: Mapping[str, Any]) -> list[str]:
+    """The view's rows for one client: one per stream of its live connection.
+
+    Columns: messages per second (since the previous health check), the
+    exchange's event time to local receive p50/p99 in ms, the connection's
+    receive-to-handler-done p99 in us, the state, reconnections and
+    sequence gaps (per stream when the adapter reads sequence numbers).
+    """
+    metrics = health["metrics"]
+    core_p99 = metrics["latency_us"]["p99"]
+    rows = []
+    streams: Mapping[str, Any] = health["streams"]
+    if not streams:
+        rows.append(f"{exchange:<8} {'(no message yet)':<48} {'':<9} {'':>8} {'':>9} {'':>9} "
+                    f"{_num(core_p99, 8, 0)} {health['state']:<12} {metrics['reconnections']:>6} "
+                    f"{metrics['sequence_gaps']:>8}")
+    for name, stream in streams.items():
+        event = stream.get("event_latency_ms") or {}
+        rows.append(f"{exchange:<8} {name[:48]:<48} {stream['type'][:9]:<9} "
+                    f"{_num(stream['messages_per_second'], 8, 0)} {_num(event.get('p50'), 9, 2)} "
+                    f"{_num(event.get('p99'), 9, 2)} {_num(core_p99, 8, 0)} {health['state']:<12} "
+                    f"{metrics['reconnections']:>6} {stream.get('sequence_gaps', 0):>8}")
+    return rows
+
+
+def write_progress(stream: TextIO, line: str, final: bool) -> None:
+    """A progress line: rewritten in place on a terminal, one line per update otherwise.
+
+    ``final`` ends the line on a terminal (the last update stays); elsewhere
+    the final update is left to the command's own summary.
+    """
+    if stream.isatty():
+        stream.write("\r\x1b[K" + line + ("\n" if final else ""))
+    elif not final:
+        stream.write(line + "\n")
+    stream.flush()
+
+
+class LiveView:
+    """Prints health rows; on a terminal each refresh replaces the previous one.
+
+    Args:
+        out: Where to print.
+        in_place: Redraw over the previous refresh (ANSI cursor moves); by
+            default when ``out`` is a terminal. Otherwise each refresh is
+            printed below the last, with the time, as a log would be.
+    """
+
+    def __init__(self, out: TextIO, in_place: Optional[bool] = None) -> None:
+        self.out = out
+        self.in_place = out.isatty() if in_place is None else in_place
+        self._drawn = 0
+
+    def refresh(self, elapsed: float, healths: Mapping[str, Mapping[str, Any]],
+                note: Optional[str] = None) -> None:
+        """Show ``healths`` (client name to ``health_check()``) at ``elapsed`` seconds."""
+        lines = [f"t = {elapsed:6.1f} s" + (f"   {note}" if note else ""), _HEADER]
+        for name, health in healths.items():
+            lines.extend(stream_rows(name, health))
+        if self.in_place and self._drawn:
+            # Up to the first line of the previous refresh, and clear below.
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self._drawn = len(lines)
+
+    def event(self, text: str) -> None:
+        """Print a line that stays (a fault, a recovery) above the next refresh."""
+        if self.in_place and self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+        self.out.write(text + "\n")
+        self.out.flush()
