@@ -7,6 +7,7 @@ each frame from the read buffer to the parser and the handler.
 """
 from fastws._core import FrameHandler
 from fastws.base import BaseWebSocketInterface, ConnectionGap, SequenceGap
+from fastws.compression import CompressionNegotiationError, decompress_message
 from fastws.pool import PooledWebSocketInterface
 from fastws.config import WebSocketConfig, create_websocket_config
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
@@ -16,6 +17,7 @@ from fastws.types import ConnectionState, ExchangeName, StreamType, Subscription
 
 __all__ = [
     "BaseWebSocketInterface",
+    "CompressionNegotiationError",
     "ConnectionFailedError",
     "ConnectionGap",
     "ConnectionState",
@@ -34,6 +36,7 @@ __all__ = [
     "SubscriptionRejectedError",
     "WebSocketConfig",
     "create_websocket_config",
+    "decompress_message",
 ]
 
 __version__ = "0.1.0"

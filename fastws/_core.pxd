@@ -2,7 +2,7 @@
 # `from fastws._core cimport FrameHandler` and subclass it or read its counters
 # without a Python-level call.
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from picows.picows cimport WSFrame, WSListener, WSTransport
+from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 cdef enum:
     # Latency histogram: 4 sub-buckets per power of two of nanoseconds.
@@ -12,6 +12,7 @@ cdef enum:
     ERROR_CLASSIFY = 1
     ERROR_HANDLER = 2
     ERROR_OVERSIZE = 3
+    ERROR_PROTOCOL = 4
     # Exchange-event-to-receive histogram, per stream: microseconds, same
     # bucketing as the latency histogram (up to ~2^32 us).
     EVENT_LATENCY_BUCKETS = 128
@@ -217,6 +218,26 @@ cdef class FrameHandler(WSListener):
         readonly int close_code
         readonly str close_reason
 
+        # permessage-deflate (RFC 7692), set by enable_deflate() before the
+        # first frame. The uncompressed path tests only frame.rsv1.
+        readonly bint deflate_enabled
+        # The inflater kept across messages; None when the server takes no
+        # context over (a new one per message then).
+        object _inflater
+        object _decompress
+        int _inflate_wbits
+        object _deflater
+        int _deflate_flush
+        readonly Py_ssize_t compress_threshold
+        # The message being reassembled began with RSV1 set.
+        bint _fragment_compressed
+        # The connection was failed: later compressed frames are dropped.
+        bint _deflate_failed
+        readonly uint64_t compressed_received
+        readonly uint64_t inflated_bytes
+        readonly uint64_t compressed_sent
+        readonly uint64_t protocol_errors
+
     cdef inline void _deliver(self, char* ptr, Py_ssize_t size, int64_t recv_ns, int frame_type)
     cdef bint _receive(self, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns,
                        int frame_type)
@@ -234,6 +255,11 @@ cdef class FrameHandler(WSListener):
     cdef void _start_resume_task(self)
     cdef void _on_fragment(self, WSFrame frame, int64_t recv_ns)
     cdef void _on_close(self, WSTransport transport, WSFrame frame)
+    cdef void _on_compressed(self, WSFrame frame, int64_t recv_ns)
+    cdef object _inflate(self, object data)
+    cdef void _receive_owned(self, object payload, int64_t recv_ns, int frame_type)
+    cdef void _fail_connection(self, int kind, object exc, WSCloseCode code, bytes reason)
+    cdef void _send_data(self, WSMsgType msg_type, object data)
 
     cpdef send_text(self, object text)
     cpdef send_bytes(self, object data)

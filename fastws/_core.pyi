@@ -3,7 +3,7 @@ from typing import Any, Awaitable, Callable, Iterator, Optional, Union
 
 from picows import WSFrame, WSListener, WSTransport
 
-ERROR_KINDS: tuple[str, str, str, str]
+ERROR_KINDS: tuple[str, str, str, str, str]
 
 def monotonic_time_ns() -> int:
     """The core's receive-time clock (CLOCK_MONOTONIC) in nanoseconds."""
@@ -179,9 +179,36 @@ class FrameHandler(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None: ...
     def on_ws_disconnected(self, transport: WSTransport) -> None: ...
     def send_text(self, text: Union[str, bytes]) -> None:
-        """Send one TEXT frame (a str is encoded as UTF-8; bytes must be UTF-8)."""
+        """Send one TEXT frame (a str is encoded as UTF-8; bytes must be UTF-8).
+
+        Compressed when permessage-deflate is on and the message is at least
+        ``compress_threshold`` bytes long.
+        """
     def send_bytes(self, data: Union[bytes, bytearray, memoryview]) -> None:
-        """Send one BINARY frame."""
+        """Send one BINARY frame (compressed as ``send_text``)."""
+    def enable_deflate(self, server_no_context_takeover: bool = False,
+                       client_no_context_takeover: bool = False,
+                       server_max_window_bits: int = 15, client_max_window_bits: int = 15,
+                       compress_threshold: int = 64) -> None:
+        """Use permessage-deflate with the negotiated parameters (before the first frame)."""
+    @property
+    def deflate_enabled(self) -> bool:
+        """permessage-deflate was negotiated on this connection."""
+    @property
+    def compress_threshold(self) -> int:
+        """Outgoing messages shorter than this are sent uncompressed."""
+    @property
+    def compressed_received(self) -> int:
+        """Compressed messages inflated."""
+    @property
+    def inflated_bytes(self) -> int:
+        """Bytes those messages inflated to."""
+    @property
+    def compressed_sent(self) -> int:
+        """Messages sent compressed."""
+    @property
+    def protocol_errors(self) -> int:
+        """Frames that broke the protocol (RSV1 not negotiated, corrupt deflate data)."""
     def counters(self) -> dict[str, int]:
         """The connection's counters as a new dict."""
     def latency_histogram(self) -> list[int]:

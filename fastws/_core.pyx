@@ -7,6 +7,7 @@ read buffer) and never creates a Task unless an ``async`` parser or handler
 really suspends.
 """
 import asyncio
+import zlib
 from collections import deque
 from inspect import iscoroutinefunction
 
@@ -49,7 +50,17 @@ cdef enum:
     STAGE_HANDLER = 2
 
 
-ERROR_KINDS = ("parse", "classify", "handler", "oversize")
+ERROR_KINDS = ("parse", "classify", "handler", "oversize", "protocol")
+
+# permessage-deflate (RFC 7692): bound once, not looked up per message.
+cdef object _decompressobj = zlib.decompressobj
+cdef object _compressobj = zlib.compressobj
+cdef object _zlib_error = zlib.error
+# The empty stored block a sender strips from each compressed message
+# (section 7.2.1) and the receiver appends again (section 7.2.2).
+cdef bytes _DEFLATE_TAIL = b"\x00\x00\xff\xff"
+cdef int _Z_SYNC_FLUSH = zlib.Z_SYNC_FLUSH
+cdef int _Z_FULL_FLUSH = zlib.Z_FULL_FLUSH
 # How much of a bad payload is copied into an error report.
 cdef Py_ssize_t _ERROR_PREVIEW_BYTES = 256
 
@@ -490,6 +501,14 @@ cdef class FrameHandler(WSListener):
     passed to ``report_error(kind, exc, payload_preview)``; the connection
     keeps running.
 
+    permessage-deflate (RFC 7692), once ``enable_deflate`` set it up: a data
+    frame with RSV1 set is inflated with zlib (bounded by
+    ``max_message_size``: more closes with 1009) and the inflated ``bytes``
+    take the same path as any message; frames without RSV1 pass untouched.
+    RSV1 on a connection that negotiated nothing, on a continuation frame,
+    or data that does not inflate close the connection with 1002 (error
+    kind ``protocol``).
+
     Args:
         parse: ``(memoryview) -> message | None``, sync or async.
         extract: ``(message) -> (stream_id, stream_type) | None``, sync.
@@ -605,14 +624,19 @@ cdef class FrameHandler(WSListener):
         cdef WSMsgType msg_type = frame.msg_type
         self.frames_received += 1
         self.last_receive_ns = now
-        if (msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY) and frame.fin and not self._assembling:
+        # The uncompressed path pays one test for compression: frame.rsv1.
+        if (msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY) and frame.fin \
+                and not self._assembling and not frame.rsv1:
             self.messages_received += 1
             self.bytes_received += <uint64_t>frame.payload_size
             self._deliver(frame.payload_ptr, frame.payload_size, now, <int>msg_type)
         elif msg_type == WSMsgType.CLOSE:
             self._on_close(transport, frame)
         elif msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY or msg_type == WSMsgType.CONTINUATION:
-            self._on_fragment(frame, now)
+            if frame.rsv1 or self._fragment_compressed:
+                self._on_compressed(frame, now)
+            else:
+                self._on_fragment(frame, now)
         # PING is answered by picows's auto-pong; a PONG is consumed by its
         # auto-ping. Neither reaches Python.
 
@@ -968,6 +992,7 @@ cdef class FrameHandler(WSListener):
         self._assembling = True
         if len(self._fragments) + frame.payload_size > self.max_message_size:
             self._assembling = False
+            self._fragment_compressed = False
             self._fragments.clear()
             self._error(ERROR_OVERSIZE, ValueError(
                 f"fragmented message larger than max_message_size ({self.max_message_size})"), None)
@@ -979,13 +1004,146 @@ cdef class FrameHandler(WSListener):
             self._assembling = False
             self.messages_received += 1
             self.bytes_received += <uint64_t>len(self._fragments)
-            payload = bytes(self._fragments)
-            self._fragments.clear()
-            if self.pending_task is not None:
-                self._backlog.append((payload, recv_ns, self._fragment_type))
-            elif self._receive(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), payload, recv_ns,
-                               self._fragment_type):
-                self._start_resume_task()
+            if self._fragment_compressed:
+                self._fragment_compressed = False
+                payload = self._inflate(self._fragments)
+                self._fragments.clear()
+                if payload is None:
+                    return
+            else:
+                payload = bytes(self._fragments)
+                self._fragments.clear()
+            self._receive_owned(payload, recv_ns, self._fragment_type)
+
+    cdef void _receive_owned(self, object payload, int64_t recv_ns, int frame_type):
+        """Receive a whole message held in ``payload`` (a ``bytes``), in order."""
+        if self.pending_task is not None:
+            self._backlog.append((payload, recv_ns, frame_type))
+        elif self._receive(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), payload, recv_ns,
+                           frame_type):
+            self._start_resume_task()
+
+    # ------------------------------------------------------ permessage-deflate
+    cdef void _on_compressed(self, WSFrame frame, int64_t recv_ns):
+        """A data frame with RSV1 set, or a continuation of a compressed message."""
+        cdef WSMsgType msg_type = frame.msg_type
+        if self._deflate_failed:
+            return
+        if not self.deflate_enabled:
+            self._fail_connection(ERROR_PROTOCOL, ValueError(
+                "frame with RSV1 set, but no extension was negotiated"),
+                WSCloseCode.PROTOCOL_ERROR, b"RSV1 set without an extension")
+            return
+        if msg_type == WSMsgType.CONTINUATION:
+            if frame.rsv1:
+                # RFC 7692 section 6.1: only a message's first frame has RSV1.
+                self._fail_connection(ERROR_PROTOCOL, ValueError("continuation frame with RSV1 set"),
+                                      WSCloseCode.PROTOCOL_ERROR, b"RSV1 set on a continuation frame")
+                return
+            self._on_fragment(frame, recv_ns)
+            return
+        if frame.fin and frame.rsv1 and not self._assembling:
+            # A whole compressed message in one frame: inflated straight from
+            # picows's read buffer.
+            self.messages_received += 1
+            self.bytes_received += <uint64_t>frame.payload_size
+            payload = self._inflate(PyMemoryView_FromMemory(frame.payload_ptr, frame.payload_size, PyBUF_READ))
+            if payload is not None:
+                self._receive_owned(payload, recv_ns, <int>msg_type)
+            return
+        # The first frame of a fragmented message (or one that interrupts a
+        # compressed one being reassembled, which _on_fragment reports).
+        self._fragment_compressed = frame.rsv1
+        self._on_fragment(frame, recv_ns)
+
+    cdef object _inflate(self, object data):
+        """Inflate one message; None when the connection was failed (corrupt or too big)."""
+        cdef Py_ssize_t limit = self.max_message_size
+        cdef object out, more
+        cdef object decompress = self._decompress
+        cdef object inflater = None
+        if decompress is None:
+            # No context takeover: every message starts a new stream.
+            inflater = _decompressobj(self._inflate_wbits)
+            decompress = inflater.decompress
+        try:
+            # Bounded: never more than limit + 1 bytes (one more tells a
+            # bomb from a message of exactly the limit).
+            out = decompress(data, limit + 1)
+            if PyBytes_GET_SIZE(out) <= limit:
+                more = decompress(_DEFLATE_TAIL, limit + 1 - PyBytes_GET_SIZE(out))
+                if PyBytes_GET_SIZE(more):
+                    out = out + more
+        except _zlib_error as exc:
+            self._fail_connection(ERROR_PROTOCOL, ValueError(f"permessage-deflate: cannot inflate: {exc}"),
+                                  WSCloseCode.PROTOCOL_ERROR, b"invalid compressed data")
+            return None
+        if PyBytes_GET_SIZE(out) > limit:
+            self._fail_connection(ERROR_OVERSIZE, ValueError(
+                f"compressed message inflates to more than max_message_size ({limit})"),
+                WSCloseCode.MESSAGE_TOO_BIG, b"message too big")
+            return None
+        if inflater is None and self._inflater.eof:
+            # The server ended its stream with a final block (allowed,
+            # section 7.2.3.3): its next message starts a new one.
+            self._inflater = _decompressobj(self._inflate_wbits)
+            self._decompress = self._inflater.decompress
+        self.compressed_received += 1
+        self.inflated_bytes += <uint64_t>PyBytes_GET_SIZE(out)
+        return out
+
+    cdef void _fail_connection(self, int kind, object exc, WSCloseCode code, bytes reason):
+        """Report ``exc``, close with ``code`` and drop the connection (it reconnects)."""
+        self._deflate_failed = True
+        self._assembling = False
+        self._fragment_compressed = False
+        self._fragments.clear()
+        if kind == ERROR_PROTOCOL:
+            self.protocol_errors += 1
+        self._error(kind, exc, None)
+        if self.transport is not None and not self.transport.is_disconnected:
+            if not self.transport.is_close_frame_sent:
+                self.transport.send_close(code, reason)
+            self.transport.disconnect()
+
+    def enable_deflate(self, bint server_no_context_takeover=False, bint client_no_context_takeover=False,
+                       int server_max_window_bits=15, int client_max_window_bits=15,
+                       Py_ssize_t compress_threshold=64):
+        """Use permessage-deflate with the negotiated parameters (before the first frame).
+
+        Args:
+            server_no_context_takeover: Inflate every message on its own.
+            client_no_context_takeover: Compress every message on its own.
+            server_max_window_bits: The server's window (8 to 15).
+            client_max_window_bits: The window the client may use (8 to
+                15). With 8 the client sends uncompressed: zlib cannot
+                compress raw deflate within a 256-byte window.
+            compress_threshold: Messages shorter than this go uncompressed
+                (allowed by RFC 7692, and cheaper for tiny messages).
+        """
+        if not 8 <= server_max_window_bits <= 15 or not 8 <= client_max_window_bits <= 15:
+            raise ValueError("window bits must be from 8 to 15")
+        if compress_threshold < 0:
+            raise ValueError(f"compress_threshold must be >= 0, got {compress_threshold}")
+        # zlib inflates raw deflate with windows of 2**9 and up; 9 reads
+        # what a server compressing with 8 (which zlib turns into 9) sends.
+        self._inflate_wbits = -max(server_max_window_bits, 9)
+        if server_no_context_takeover:
+            self._inflater = None
+            self._decompress = None
+        else:
+            self._inflater = _decompressobj(self._inflate_wbits)
+            self._decompress = self._inflater.decompress
+        if client_max_window_bits > 8:
+            self._deflater = _compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -client_max_window_bits)
+        else:
+            self._deflater = None
+        # A full flush empties the compressor's window: the next message
+        # refers to nothing before it (no context takeover), at no extra
+        # cost over a new compressor per message.
+        self._deflate_flush = _Z_FULL_FLUSH if client_no_context_takeover else _Z_SYNC_FLUSH
+        self.compress_threshold = compress_threshold
+        self.deflate_enabled = True
 
     cdef void _on_close(self, WSTransport transport, WSFrame frame):
         self.close_code = <int>frame.get_close_code()
@@ -1056,17 +1214,31 @@ cdef class FrameHandler(WSListener):
 
     # ------------------------------------------------------------------- send
     cpdef send_text(self, object text):
-        """Send one TEXT frame: a str is encoded as UTF-8, bytes go as they are."""
+        """Send one TEXT frame: a str is encoded as UTF-8, bytes go as they are.
+
+        Compressed when permessage-deflate is on and the message is at least
+        ``compress_threshold`` bytes long.
+        """
         cdef object data = (<str>text).encode("utf-8") if type(text) is str else text
-        self.transport.send(WSMsgType.TEXT, data)
-        self.messages_sent += 1
-        self.bytes_sent += <uint64_t>len(data)
+        self._send_data(WSMsgType.TEXT, data)
 
     cpdef send_bytes(self, object data):
-        """Send a bytes-like object as one BINARY frame."""
-        self.transport.send(WSMsgType.BINARY, data)
+        """Send a bytes-like object as one BINARY frame (compressed as ``send_text``)."""
+        self._send_data(WSMsgType.BINARY, data)
+
+    cdef void _send_data(self, WSMsgType msg_type, object data):
+        cdef Py_ssize_t size = len(data)
+        cdef bytes compressed
+        if self._deflater is not None and size >= self.compress_threshold:
+            compressed = self._deflater.compress(data) + self._deflater.flush(self._deflate_flush)
+            # A flush ends with the empty stored block 00 00 ff ff, which
+            # the sender removes (RFC 7692 section 7.2.1).
+            self.transport.send(msg_type, compressed[:PyBytes_GET_SIZE(compressed) - 4], True, True)
+            self.compressed_sent += 1
+        else:
+            self.transport.send(msg_type, data)
         self.messages_sent += 1
-        self.bytes_sent += <uint64_t>len(data)
+        self.bytes_sent += <uint64_t>size
 
     # ------------------------------------------------------------- snapshots
     cpdef dict counters(self):
@@ -1088,6 +1260,10 @@ cdef class FrameHandler(WSListener):
             "missing_sequences": self.missing_sequences,
             "backlog": len(self._backlog),
             "overlap_dropped": self.overlap_dropped,
+            "protocol_errors": self.protocol_errors,
+            "compressed_received": self.compressed_received,
+            "inflated_bytes": self.inflated_bytes,
+            "compressed_sent": self.compressed_sent,
         }
 
     cpdef list latency_histogram(self):

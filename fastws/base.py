@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Hashable, Iterable, Mapping, Optional, Union
 
 import msgspec
-from picows import WSCloseCode, WSParsedURL, ws_connect
+from picows import WSCloseCode, WSParsedURL, WSUpgradeRequest, WSUpgradeResponse, ws_connect
 
 from fastws._core import FrameHandler, Handover, RouteTable, is_async_callable, monotonic_time_ns
 from fastws.backoff import ReconnectPolicy, is_retryable
+from fastws.compression import CompressionNegotiationError, negotiate, offer_header
 from fastws.config import WebSocketConfig
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
                            InvalidMessageError, MessageHandlerError, RateLimitError,
@@ -265,9 +266,24 @@ class BaseWebSocketInterface(ABC):
         core.tap = self._frame_tap
         headers = dict(self.config.extra_headers or {})
         headers.update(extra_headers or {})
+        cfg = self.config
+        if cfg.enable_compression:
+            headers["Sec-WebSocket-Extensions"] = offer_header(cfg.compression_client_window_bits,
+                                                               cfg.compression_server_window_bits)
+
+        def listener_factory(request: Optional[WSUpgradeRequest] = None,
+                             response: Optional[WSUpgradeResponse] = None) -> FrameHandler:
+            # Called by picows with the upgrade response, before any frame:
+            # the core is set up for the negotiated extension here. An
+            # exception fails the attempt (picows drops the socket). Without
+            # a response (a harness that opens no socket) nothing is negotiated.
+            if response is not None:
+                self._negotiate_extensions(core, response)
+            return core
+
         try:
             transport, _ = await ws_connect(
-                lambda: core, url or self.config.url,
+                listener_factory, url or self.config.url,
                 socket_factory=self._make_socket,
                 websocket_handshake_timeout=self.config.timeout,
                 enable_auto_ping=True,
@@ -312,6 +328,34 @@ class BaseWebSocketInterface(ABC):
         # Exchanges count control messages per connection: a new connection
         # starts with a fresh bucket, so a resubscribe goes out at once.
         self._rate_limiter = TokenBucket(self.config.max_messages_per_second)
+
+    def _negotiate_extensions(self, core: FrameHandler, response: WSUpgradeResponse) -> None:
+        """Read the server's ``Sec-WebSocket-Extensions`` answer and set up the core.
+
+        Raises:
+            CompressionNegotiationError: the server accepted an extension that
+                was not offered, or answered with parameters not allowed.
+        """
+        cfg = self.config
+        answer = response.headers.getall("Sec-WebSocket-Extensions", [])
+        if not cfg.enable_compression:
+            if answer:
+                raise CompressionNegotiationError(
+                    f"{self.exchange}: the server accepted extension(s) {', '.join(answer)!r}, "
+                    "but none was offered")
+            return
+        try:
+            params = negotiate(answer, cfg.compression_client_window_bits, cfg.compression_server_window_bits)
+        except CompressionNegotiationError as exc:
+            raise CompressionNegotiationError(f"{self.exchange}: {exc.message} "
+                                              f"(Sec-WebSocket-Extensions: {', '.join(answer)!r})") from exc
+        if params is None:
+            self.logger.info("server declined permessage-deflate: uncompressed connection",
+                             extra={"exchange": self.exchange})
+            return
+        core.enable_deflate(params.server_no_context_takeover, params.client_no_context_takeover,
+                            params.server_max_window_bits, params.client_max_window_bits,
+                            cfg.compression_threshold)
 
     async def _make_socket(self, parsed_url: WSParsedURL) -> socket.socket:
         loop = asyncio.get_running_loop()

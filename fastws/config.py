@@ -26,8 +26,11 @@ class WebSocketConfig:
         reconnect_delay: Delay before the second attempt after a drop (the
             first is immediate).
         reconnect_backoff: Factor by which the delay grows per attempt.
-        enable_compression: permessage-deflate; not available yet (its own
-            issue), so ``True`` raises instead of being silently ignored.
+        enable_compression: Offer permessage-deflate (RFC 7692) in the
+            upgrade. A server that accepts sends compressed frames, which the
+            core inflates; one that declines gives a normal uncompressed
+            connection. An answer that breaks the standard fails the
+            connection (``CompressionNegotiationError``).
         max_reconnect_delay: Cap on the reconnect delay.
         reconnect_jitter: Random spread of each delay, as a fraction of it.
         pong_timeout: Seconds to wait for a pong before the connection is
@@ -52,6 +55,15 @@ class WebSocketConfig:
         subscription_batch_size: Streams per subscription message.
         max_pending_subscriptions: Bound on streams queued while disconnected.
         extra_headers: HTTP headers added to the upgrade request.
+        compression_client_window_bits: The client's LZ77 window, 8 to 15,
+            offered as ``client_max_window_bits=N``; ``None`` offers the
+            parameter without a value (the server picks, 15 otherwise).
+        compression_server_window_bits: Ask the server for a window of at
+            most 2**N bytes (``server_max_window_bits=N``, 8 to 15), which
+            bounds the inflater's memory; ``None`` leaves it to the server.
+        compression_threshold: Outgoing messages shorter than this many
+            bytes are sent uncompressed (allowed by the standard, and
+            cheaper for tiny control messages); 0 compresses all.
         ssl_context: TLS settings for ``wss://`` (e.g. a private CA); by
             default ``wss://`` verifies the server's certificate and host name
             against the system's CAs, and a failure is a connection error,
@@ -79,6 +91,9 @@ class WebSocketConfig:
     subscription_batch_size: int = 100
     max_pending_subscriptions: int = 10_000
     extra_headers: Optional[Mapping[str, str]] = field(default=None, hash=False)
+    compression_client_window_bits: Optional[int] = None
+    compression_server_window_bits: Optional[int] = None
+    compression_threshold: int = 64
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -114,9 +129,16 @@ class WebSocketConfig:
             raise ValueError("ssl_context is given but the url is not wss://: TLS would not be used")
         if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
             raise TypeError(f"ssl_context must be an ssl.SSLContext, got {type(self.ssl_context).__name__}")
-        if self.enable_compression:
-            raise ValueError("enable_compression=True: permessage-deflate is not implemented yet "
-                             "(planned in its own issue); use enable_compression=False")
+        if not isinstance(self.enable_compression, bool):
+            raise ValueError(f"enable_compression must be a bool, got {self.enable_compression!r}")
+        for name in ("compression_client_window_bits", "compression_server_window_bits"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 8 <= value <= 15):
+                raise ValueError(f"{name} must be None or an int from 8 to 15, got {value!r}")
+        threshold = self.compression_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+            raise ValueError(f"compression_threshold must be an int >= 0, got {threshold!r}")
 
 
 def _require_positive(name: str, value: Any) -> None:

@@ -12,7 +12,8 @@ __all__ = ["ConnectionMetrics", "add_histograms", "latency_percentiles"]
 # connection starts from zero).
 _SUMMED = ("messages_received", "bytes_received", "messages_delivered", "control_messages",
            "parse_errors", "classify_errors", "handler_errors", "messages_sent", "bytes_sent",
-           "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages", "overlap_dropped")
+           "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages", "overlap_dropped",
+           "protocol_errors", "compressed_received", "inflated_bytes", "compressed_sent")
 
 
 def add_histograms(a: Sequence[int], b: Sequence[int]) -> list[int]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import msgspec
-import pytest
 
 from exchanges.binance import BinanceWebSocket, DepthUpdate, binance_config
 from exchanges.mexc import MexcWebSocket, decode_reference, mexc_config
@@ -55,8 +54,8 @@ def _check_timing(recorded: list[Record], arrivals: list[float], speed: float) -
     """Each frame's replay offset matches its recorded offset / speed; return the worst error (s)."""
     assert len(recorded) == len(arrivals)
     worst = 0.0
-    for record, arrival in zip(recorded, arrivals):
-        expected = (record.receive_ns - recorded[0].receive_ns) / 1e9 / speed
+    for frame, arrival in zip(recorded, arrivals):
+        expected = (frame.receive_ns - recorded[0].receive_ns) / 1e9 / speed
         worst = max(worst, abs((arrival - arrivals[0]) - expected))
     span = (recorded[-1].receive_ns - recorded[0].receive_ns) / 1e9 / speed
     # Loose: 2 shared cores and a 1-ms timer; a replay that ignored the
@@ -127,8 +126,8 @@ async def test_binance_typed_route_as_fast_as_possible(tmp_path: Path) -> None:
             elapsed = time.monotonic() - started
             assert ws.metrics["sequence_gaps"] == 0
     expected = []
-    for record in data:
-        envelope = msgspec.json.decode(record.payload)
+    for frame in data:
+        envelope = msgspec.json.decode(frame.payload)
         expected.append((envelope["stream"], envelope["data"]["U"], envelope["data"]["u"]))
     assert received == expected
     assert elapsed < recorded_span / 3           # the 1.2-s recording in a fraction of it
