@@ -301,6 +301,10 @@ class BaseWebSocketInterface(ABC):
             # A cancelled or failed attempt must not leave its socket behind:
             # shutting the socket down makes the transport close itself
             # (and cancel picows's handshake timer) at once.
+            if core.transport is not None:
+                # The upgrade completed (the core has its transport, picows's
+                # auto-ping runs) before the attempt was cancelled: abort it.
+                core.transport.disconnect(graceful=False)
             sock = self._connecting_socket
             if sock is not None:
                 try:
