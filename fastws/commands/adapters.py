@@ -1,14 +1,16 @@
 """The command line's exchanges: adapters found by module name (fastws never imports one directly)."""
 from __future__ import annotations
 
+import asyncio
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from fastws.commands import CommandError
+from fastws.errors import ExchangeAPIError
 from fastws.types import ExchangeName
 
-__all__ = ["EXCHANGES", "Exchange", "load_exchange", "make_client"]
+__all__ = ["EXCHANGES", "Exchange", "load_exchange", "make_client", "start_client"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,23 @@ def make_client(name: str, url: Optional[str], handler: Callable[..., Any],
             raise CommandError(f"--typed: {exchange.name} has no typed route (only binance has)")
         return cls(ExchangeName(exchange.name), config, handler, error_handler, typed=True)
     return cls(ExchangeName(exchange.name), config, handler, error_handler)
+
+
+async def start_client(client: Any, timeout: float, errors: Sequence[ExchangeAPIError] = ()) -> None:
+    """Start ``client`` (connected) within ``timeout`` seconds, or stop it and raise.
+
+    Raises:
+        CommandError: not connected in time (with the last of ``errors``, the
+            client's reported errors, when there is one), or the connection
+            failed for good.
+    """
+    url = client.config.url
+    try:
+        await asyncio.wait_for(client.start(), timeout)
+    except asyncio.TimeoutError:
+        await client.stop()
+        last = f": {errors[-1].message}" if errors else ""
+        raise CommandError(f"could not connect to {url} within {timeout:g} s{last}") from None
+    except ExchangeAPIError as exc:
+        await client.stop()
+        raise CommandError(f"could not connect to {url}: {exc.message}") from None

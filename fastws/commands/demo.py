@@ -7,12 +7,12 @@ import logging
 import math
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 import uvloop
 
 from fastws.commands.adapters import make_client
-from fastws.commands.liveview import LiveView
+from fastws.commands.liveview import LiveView, format_number
 from fastws.errors import ExchangeAPIError
 from fastws.testing.binance_sim import BinanceSimulator
 from fastws.testing.mexc_sim import MexcSimulator
@@ -22,18 +22,20 @@ __all__ = ["register", "run_demo"]
 BINANCE_STREAMS = ["btcusdt@depth@100ms", "ethusdt@depth@100ms", "btcusdt@trade", "ethusdt@trade"]
 MEXC_CHANNELS = ["spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT", "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT",
                  "spot@public.aggre.depth.v3.api.pb@100ms@ETHUSDT", "spot@public.aggre.deals.v3.api.pb@100ms@ETHUSDT"]
+
+
 class _Feed:
-    """One exchange of the demo: its simulator, client and message count."""
+    """One exchange of the demo: its simulator, streams and client."""
 
     def __init__(self, name: str, sim: Any, streams: list[str]) -> None:
         self.name = name
         self.sim = sim
         self.streams = streams
-        self.received = 0
         self.ws: Any = None
 
-    def on_message(self, message: Any) -> None:
-        self.received += 1
+
+def _on_message(message: Any) -> None:
+    """The demo's strategy: nothing; the live view reads the counts from ``health_check()``."""
 
 
 async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[str, dict[str, Any]]:
@@ -56,7 +58,7 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
     async with BinanceSimulator(rate=rate) as binance_sim, MexcSimulator(rate=rate) as mexc_sim:
         feeds = [_Feed("binance", binance_sim, BINANCE_STREAMS), _Feed("mexc", mexc_sim, MEXC_CHANNELS)]
         for feed, url in zip(feeds, (binance_sim.url, mexc_sim.ws_url())):
-            feed.ws = make_client(feed.name, url, feed.on_message, errors.append,
+            feed.ws = make_client(feed.name, url, _on_message, errors.append,
                                   stale_timeout=5.0, reconnect_delay=0.1)
         async with feeds[0].ws, feeds[1].ws:
             await asyncio.gather(*(feed.ws.subscribe(feed.streams) for feed in feeds))
@@ -101,14 +103,9 @@ def _print_summary(name: str, health: dict[str, Any], out: Any) -> None:
     for stream_name, stream in health["streams"].items():
         event = stream.get("event_latency_ms") or {}
         print(f"    {stream_name:<48} {stream['type']:<10} {stream['messages']:>7} msgs "
-              f"{stream['messages_per_second'] or 0:8.0f} msg/s  event->receive p50 {_fmt(event.get('p50'), 6)} ms "
-              f"p99 {_fmt(event.get('p99'), 6)} ms", file=out)
-
-
-def _fmt(value: Optional[float], width: int = 8) -> str:
-    return f"{value:{width}.1f}" if value is not None else f"{'-':>{width}}"
-
-
+              f"{stream['messages_per_second'] or 0:8.0f} msg/s  "
+              f"event->receive p50 {format_number(event.get('p50'), 6)} ms "
+              f"p99 {format_number(event.get('p99'), 6)} ms", file=out)
 
 
 def register(commands: Any) -> None:

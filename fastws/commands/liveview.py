@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, TextIO
 
-__all__ = ["LiveView", "stream_rows", "write_progress"]
+__all__ = ["LiveView", "format_number", "stream_rows", "write_progress"]
 
 _HEADER = (f"{'exchange':<8} {'stream':<48} {'type':<9} {'msg/s':>8} {'event p50':>9} {'event p99':>9} "
            f"{'core p99':>8} {'state':<12} {'reconn':>6} {'seq gaps':>8}")
 
 
-def _num(value: Optional[float], width: int, digits: int = 1) -> str:
+def format_number(value: Optional[float], width: int, digits: int = 1) -> str:
+    """``value`` right-aligned in ``width`` with ``digits`` decimals; ``-`` for None."""
     return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
 
@@ -27,13 +28,13 @@ def stream_rows(exchange: str, health: Mapping[str, Any]) -> list[str]:
     streams: Mapping[str, Any] = health["streams"]
     if not streams:
         rows.append(f"{exchange:<8} {'(no message yet)':<48} {'':<9} {'':>8} {'':>9} {'':>9} "
-                    f"{_num(core_p99, 8, 0)} {health['state']:<12} {metrics['reconnections']:>6} "
+                    f"{format_number(core_p99, 8, 0)} {health['state']:<12} {metrics['reconnections']:>6} "
                     f"{metrics['sequence_gaps']:>8}")
     for name, stream in streams.items():
         event = stream.get("event_latency_ms") or {}
         rows.append(f"{exchange:<8} {name[:48]:<48} {stream['type'][:9]:<9} "
-                    f"{_num(stream['messages_per_second'], 8, 0)} {_num(event.get('p50'), 9, 2)} "
-                    f"{_num(event.get('p99'), 9, 2)} {_num(core_p99, 8, 0)} {health['state']:<12} "
+                    f"{format_number(stream['messages_per_second'], 8, 0)} {format_number(event.get('p50'), 9, 2)} "
+                    f"{format_number(event.get('p99'), 9, 2)} {format_number(core_p99, 8, 0)} {health['state']:<12} "
                     f"{metrics['reconnections']:>6} {stream.get('sequence_gaps', 0):>8}")
     return rows
 

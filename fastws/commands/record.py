@@ -21,7 +21,7 @@ from typing import Any, Optional, TextIO
 import uvloop
 
 from fastws.commands import CommandError
-from fastws.commands.adapters import EXCHANGES, make_client
+from fastws.commands.adapters import EXCHANGES, make_client, start_client
 from fastws.commands.liveview import write_progress
 from fastws.commands.signals import until_signalled
 from fastws.errors import ExchangeAPIError
@@ -164,12 +164,7 @@ async def record(exchange: str, streams: list[str], out: str, *, url: Optional[s
     ws.add_state_listener(recorder.on_state)
     started = time.monotonic()
     try:
-        try:
-            await asyncio.wait_for(ws.start(), connect_timeout)
-        except asyncio.TimeoutError:
-            raise CommandError(f"no connection to {endpoint} within {connect_timeout:g} s") from None
-        except ExchangeAPIError as exc:
-            raise CommandError(f"cannot connect to {endpoint}: {exc}") from None
+        await start_client(ws, connect_timeout)
         await ws.subscribe(streams)
         await _wait(recorder, writer, done, started, duration, progress, exchange, out)
     finally:

@@ -11,7 +11,7 @@ import msgspec
 import uvloop
 
 from fastws.commands import CommandError
-from fastws.commands.adapters import EXCHANGES, make_client
+from fastws.commands.adapters import EXCHANGES, make_client, start_client
 from fastws.commands.liveview import LiveView
 from fastws.errors import ExchangeAPIError
 
@@ -81,12 +81,7 @@ async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = 
     err.write(f"fastws stream: {exchange} {client.config.url}: {', '.join(streams)}\n")
     live = LiveView(out) if view else None
     started = time.monotonic()
-    try:
-        await asyncio.wait_for(client.start(), connect_timeout)
-    except (asyncio.TimeoutError, ExchangeAPIError):
-        await client.stop()
-        last = f": {errors[-1].message}" if errors else ""
-        raise CommandError(f"could not connect to {client.config.url} within {connect_timeout:g} s{last}") from None
+    await start_client(client, connect_timeout, errors)
     async with client:
         await client.subscribe(streams)
         while not printer.done.is_set():
