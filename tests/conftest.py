@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import AsyncIterator, Callable
 
 import pytest
@@ -32,6 +33,14 @@ async def feed_server() -> AsyncIterator[FeedServer]:
 def open_fds() -> int:
     """Number of file descriptors this process holds."""
     return len(os.listdir("/proc/self/fd"))
+
+
+async def until(done: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait until ``done()``, polling every 5 ms; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"{what} not met after {timeout} s"
+        await asyncio.sleep(0.005)
 
 
 def other_tasks() -> set[asyncio.Task]:

@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 
@@ -23,7 +23,7 @@ from fastws.testing import BinanceSimulator, MexcSimulator
 from fastws.testing.replay import ReplayServer
 from fastws.types import ExchangeName
 
-from tests.conftest import other_tasks
+from tests.conftest import other_tasks, until
 
 DEPTH = "btcusdt@depth"
 ETH_DEPTH = "ethusdt@depth"
@@ -40,14 +40,6 @@ def _data(path: Path) -> list[Record]:
     """Recorded data frames: Binance combined envelopes, MEXC binary pushes."""
     return [r for r in _records(path)
             if (r.kind == KIND_TEXT and r.payload.startswith(b'{"stream"')) or r.kind == KIND_BINARY]
-
-
-async def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 def _check_timing(recorded: list[Record], arrivals: list[float], speed: float) -> float:
@@ -96,7 +88,7 @@ async def test_binance_dict_route_same_messages_order_and_timing(tmp_path: Path)
             assert not replay.started and replay.frames_sent == 0     # nothing before the subscription
             await ws.subscribe([DEPTH])
             assert await replay.wait_finished(timeout=10) == 60
-            await _until(lambda: len(received) == 60, 5, "all replayed messages")
+            await until(lambda: len(received) == 60, 5, "all replayed messages")
         elapsed = time.monotonic() - started
     assert received == [msgspec.json.decode(r.payload) for r in data]
     assert replay.controls_skipped == 1 and replay.frames_sent == 60 and replay.unsent == 0
@@ -122,7 +114,7 @@ async def test_binance_typed_route_as_fast_as_possible(tmp_path: Path) -> None:
             started = time.monotonic()
             await ws.subscribe([DEPTH])
             await replay.wait_finished(timeout=10)
-            await _until(lambda: len(received) == 60, 5, "all replayed messages")
+            await until(lambda: len(received) == 60, 5, "all replayed messages")
             elapsed = time.monotonic() - started
             assert ws.metrics["sequence_gaps"] == 0
     expected = []
@@ -156,7 +148,7 @@ async def test_mexc_record_and_replay(tmp_path: Path) -> None:
         async with MexcWebSocket(ExchangeName("mexc"), mexc_config(replay.ws_url()), on_message) as ws:
             await ws.subscribe([MEXC_DEPTH])
             await replay.wait_finished(timeout=10)
-            await _until(lambda: len(received) == 50, 5, "all replayed pushes")
+            await until(lambda: len(received) == 50, 5, "all replayed pushes")
             assert ws.metrics["sequence_gaps"] == 0
     assert received == [decode_reference(r.payload) for r in data]
     assert replay.controls_skipped == 1
@@ -179,7 +171,7 @@ async def test_only_subscribed_streams_are_sent(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
             assert not replay.started
             await replay.wait_finished(timeout=10)
-            await _until(lambda: len(received) == len(btc), 5, "the btcusdt messages")
+            await until(lambda: len(received) == len(btc), 5, "the btcusdt messages")
             await asyncio.sleep(0.05)
     assert received == [msgspec.json.decode(r.payload) for r in btc]
     assert replay.unsent == len(data) - len(btc)
@@ -203,7 +195,7 @@ async def test_feed_gaps_are_recorded_as_markers(tmp_path: Path) -> None:
                                     received.append) as ws:
             await ws.subscribe([DEPTH])
             await replay.wait_finished(timeout=10)
-            await _until(lambda: len(received) == 80, 5, "all replayed messages")
+            await until(lambda: len(received) == 80, 5, "all replayed messages")
     assert replay.markers == 2 and replay.controls_skipped == 2
 
 
@@ -217,7 +209,7 @@ async def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
                                                                     max_reconnect_attempts=1), lambda m: None)
     async with ws:
         await ws.subscribe([DEPTH])
-        await _until(lambda: replay.frames_sent >= 1, 5, "the first frame")
+        await until(lambda: replay.frames_sent >= 1, 5, "the first frame")
         await replay.stop()
         await replay.stop()
         assert replay.finished.cancelled() and replay.connections == []
@@ -259,7 +251,7 @@ async def test_cli_record_then_replay(tmp_path: Path) -> None:
         ws = BinanceWebSocket(ExchangeName("binance"), binance_config(url, max_reconnect_attempts=1), received.append)
         async with ws:
             await ws.subscribe([DEPTH])
-            await _until(lambda: len(received) == 50, 10, "50 replayed messages")
+            await until(lambda: len(received) == 50, 10, "50 replayed messages")
             rest, err = await asyncio.wait_for(proc.communicate(), 20)
     finally:
         if proc.returncode is None:
@@ -294,7 +286,7 @@ async def test_recording_killed_mid_write_still_replays(tmp_path: Path) -> None:
                              "--duration", "60")
         try:
             # The writer flushes every second: wait for a few flushes.
-            await _until(lambda: path.exists() and path.stat().st_size > 20_000, 30, "a growing capture")
+            await until(lambda: path.exists() and path.stat().st_size > 20_000, 30, "a growing capture")
         finally:
             proc.send_signal(signal.SIGKILL)
             await asyncio.wait_for(proc.communicate(), 10)
@@ -309,7 +301,7 @@ async def test_recording_killed_mid_write_still_replays(tmp_path: Path) -> None:
                                     received.append) as ws:
             await ws.subscribe([DEPTH, ETH_DEPTH])
             await replay.wait_finished(timeout=20)
-            await _until(lambda: len(received) == len(data), 10, "every complete record")
+            await until(lambda: len(received) == len(data), 10, "every complete record")
     assert received == [msgspec.json.decode(r.payload) for r in data]
     # Appending to the killed capture repairs its tail and goes on.
     async with BinanceSimulator(rate=100) as sim:

@@ -9,7 +9,7 @@ from typing import AsyncIterator, Awaitable, Callable, Optional, cast
 import pytest
 
 from fastws.testing import FaultProxy
-from tests.conftest import open_fds, other_tasks
+from tests.conftest import open_fds, other_tasks, until
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -79,14 +79,6 @@ async def echo() -> AsyncIterator[EchoServer]:
 async def proxy(echo: EchoServer) -> AsyncIterator[FaultProxy]:
     async with FaultProxy("127.0.0.1", echo.port) as proxy:
         yield proxy
-
-
-async def until(done: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (bounded) until ``done()``."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"condition not met after {timeout} s"
-        await asyncio.sleep(0.005)
 
 
 async def connect(proxy: FaultProxy) -> Streams:

@@ -22,7 +22,7 @@ from exchanges.binance import BinanceWebSocket, binance_config
 from fastws import ConnectionGap, ConnectionState, ExchangeName
 from fastws.errors import ConnectionFailedError, ExchangeTimeoutError
 from fastws.testing import BinanceConnection, BinanceSimulator, FaultProxy
-from tests.conftest import open_fds, other_tasks
+from tests.conftest import open_fds, other_tasks, until
 from tests.integration.test_binance import Sink
 
 STREAMS = ["btcusdt@depth", "ethusdt@trade", "bnbusdt@bookTicker"]
@@ -74,13 +74,6 @@ class Run:
         sent = sum(newest.sent_counts.values()) - sent_before
         assert sent > 0
         await until(lambda: len(self.sink.messages) >= before + sent, RECOVERY_BOUND)
-
-
-async def until(done: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"condition not met after {timeout} s"
-        await asyncio.sleep(0.005)
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.mexc import MexcWebSocket, mexc_config
 from fastws import ExchangeAPIError, ExchangeName
 from fastws.testing import BinanceSimulator, MexcSimulator
-from tests.conftest import open_fds, other_tasks
+from tests.conftest import open_fds, other_tasks, until
 
 SYMBOLS = ("btcusdt", "ethusdt")
 # One message per stream per market step (trades: one per trade).
@@ -164,17 +164,10 @@ async def test_a_replacement_that_cannot_connect_falls_back_to_reconnecting(
             await asyncio.sleep(0.01)
         assert ws.metrics["rotations"] == 0
         sim.step(1)
-        await recorder_wait(recorder, lambda: len(recorder.data.get("btcusdt@depth", [])) == 1)
+        await until(lambda: len(recorder.data.get("btcusdt@depth", [])) == 1)
     assert recorder.errors and all("connection lost during the WebSocket handshake" in e.message
                                    for e in recorder.errors)
     assert "max_connection_age" in ws.gaps[0].reason
-
-
-async def recorder_wait(recorder: Recorder, done: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"condition not met after {timeout} s"
-        await asyncio.sleep(0.005)
 
 
 async def test_stop_during_a_replacement_leaves_nothing_behind(binance_simulator_factory: Any) -> None:
