@@ -231,8 +231,9 @@ cdef class FrameHandler(WSListener):
         readonly Py_ssize_t compress_threshold
         # The message being reassembled began with RSV1 set.
         bint _fragment_compressed
-        # The connection was failed: later compressed frames are dropped.
-        bint _deflate_failed
+        # The connection was failed (_fail_connection): later compressed
+        # frames are dropped.
+        bint _failed
         readonly uint64_t compressed_received
         readonly uint64_t inflated_bytes
         readonly uint64_t compressed_sent

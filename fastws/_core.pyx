@@ -991,13 +991,9 @@ cdef class FrameHandler(WSListener):
             self._fragment_type = <int>msg_type
         self._assembling = True
         if len(self._fragments) + frame.payload_size > self.max_message_size:
-            self._assembling = False
-            self._fragment_compressed = False
-            self._fragments.clear()
-            self._error(ERROR_OVERSIZE, ValueError(
-                f"fragmented message larger than max_message_size ({self.max_message_size})"), None)
-            self.transport.send_close(WSCloseCode.MESSAGE_TOO_BIG, b"message too big")
-            self.transport.disconnect()
+            self._fail_connection(ERROR_OVERSIZE, ValueError(
+                f"fragmented message larger than max_message_size ({self.max_message_size})"),
+                WSCloseCode.MESSAGE_TOO_BIG, b"message too big")
             return
         self._fragments.extend(frame.get_payload_as_memoryview())
         if frame.fin:
@@ -1027,7 +1023,7 @@ cdef class FrameHandler(WSListener):
     cdef void _on_compressed(self, WSFrame frame, int64_t recv_ns):
         """A data frame with RSV1 set, or a continuation of a compressed message."""
         cdef WSMsgType msg_type = frame.msg_type
-        if self._deflate_failed:
+        if self._failed:
             return
         if not self.deflate_enabled:
             self._fail_connection(ERROR_PROTOCOL, ValueError(
@@ -1094,7 +1090,7 @@ cdef class FrameHandler(WSListener):
 
     cdef void _fail_connection(self, int kind, object exc, WSCloseCode code, bytes reason):
         """Report ``exc``, close with ``code`` and drop the connection (it reconnects)."""
-        self._deflate_failed = True
+        self._failed = True
         self._assembling = False
         self._fragment_compressed = False
         self._fragments.clear()
