@@ -5,7 +5,7 @@ import asyncio
 from typing import Any, Callable, Optional
 from unittest import mock
 
-import fastws.base
+import fastws.client.connection
 from fastws import BaseWebSocketInterface, FrameHandler
 
 DETACHED_URL = "ws://127.0.0.1:9"
@@ -29,7 +29,7 @@ def open_detached_core(ws: BaseWebSocketInterface, url: Optional[str] = None) ->
         return _Unconnected(), factory()
 
     async def open_core() -> FrameHandler:
-        with mock.patch.object(fastws.base, "ws_connect", connect_nothing):
+        with mock.patch.object(fastws.client.connection, "ws_connect", connect_nothing):
             await ws._open_websocket(url)
         assert ws._core is not None
         return ws._core

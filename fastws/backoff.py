@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 from picows import WSInvalidURL
 
-__all__ = ["ReconnectPolicy", "handshake_status", "is_retryable"]
+__all__ = ["ReconnectPolicy", "Reconnection", "handshake_status", "is_retryable"]
 
 
 class ReconnectPolicy:
@@ -80,3 +80,73 @@ def is_retryable(exc: BaseException) -> bool:
     status = handshake_status(exc)
     # 3xx too: redirects are not followed, so one fails the same way every time.
     return status is None or not (300 <= status < 500) or status in _RETRYABLE_4XX
+
+
+class Reconnection:
+    """Whether to try again after a failed attempt or a lost connection, and when.
+
+    The supervisor asks it before each attempt (``next_delay``) and tells it
+    what happened (``failed``, ``connected``, ``lost``, ``healthy``). It
+    counts attempts since the last healthy period and gives up after
+    ``max_attempts`` of them (0: never), or at once on a failure that
+    retrying cannot fix (``is_retryable``).
+
+    The first attempt of a supervisor is immediate, and so is the first
+    retry after a connection that was up is lost; a refused first attempt is
+    retried after ``ReconnectPolicy``'s base delay (the immediate retry is for
+    drops, not refusals).
+
+    Args:
+        delays: The delays between attempts.
+        max_attempts: Attempts allowed without a healthy period, 0 for no limit.
+    """
+
+    def __init__(self, delays: ReconnectPolicy, max_attempts: int) -> None:
+        self._delays = delays
+        self._max_attempts = max_attempts
+        self._attempts = 0
+        self._first = True
+
+    @property
+    def attempts(self) -> int:
+        """Failed attempts and lost connections since the last healthy period."""
+        return self._attempts
+
+    def begin(self) -> None:
+        """A supervisor starts: its first attempt is immediate."""
+        self._first = True
+
+    def next_delay(self) -> float:
+        """Seconds to wait before the next attempt."""
+        return 0.0 if self._first else self._delays.next_delay()
+
+    def failed(self, exc: BaseException) -> bool:
+        """An attempt failed with ``exc``: return True to try again."""
+        self._attempts += 1
+        if not is_retryable(exc) or self._spent():
+            return False
+        if self._first:
+            self._delays.next_delay()   # spend the immediate retry
+            self._first = False
+        return True
+
+    def connected(self) -> None:
+        """An attempt succeeded."""
+        self._first = False
+
+    def lost(self) -> bool:
+        """A connection was lost: return True to try again."""
+        self._attempts += 1
+        return not self._spent()
+
+    def healthy(self) -> None:
+        """The connection has been up long enough: start counting afresh."""
+        self._attempts = 0
+        self._delays.reset()
+
+    def replaced(self) -> None:
+        """A connection was closed on purpose to be replaced: reconnect at once."""
+        self._delays.reset()
+
+    def _spent(self) -> bool:
+        return bool(self._max_attempts) and self._attempts > self._max_attempts

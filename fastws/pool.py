@@ -2,9 +2,17 @@
 
 Exchanges cap the streams of one connection (Binance 1024, MEXC 30). A pooled
 client is itself the first connection; streams beyond its cap go to further
-connections of the same adapter, opened on demand, behind the same interface:
-one message handler, one error handler, one ``subscribe``/``unsubscribe``,
-one ``health_check`` that sums and lists per connection, one ``stop()``.
+connections of the same adapter (its members), opened on demand, behind the
+same interface: one message handler, one error handler, one
+``subscribe``/``unsubscribe``, one ``health_check`` that sums and lists per
+connection, one ``stop()``.
+
+The pool holds its members and uses their public API, plus three one-line
+hooks of ``BaseWebSocketInterface`` (``_share_routes``, ``_carries``,
+``_latency_histogram``). A member is an instance of the adapter, whose
+``subscribe`` may add to what the pool's does (Binance's registers routes for
+the whole pool): the pool subscribes and unsubscribes a connection through
+``BaseWebSocketInterface.subscribe``/``unsubscribe``, the connection's own.
 """
 from __future__ import annotations
 
@@ -43,8 +51,9 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._members: list[PooledWebSocketInterface] = []
-        self._is_member = False
+        # The further connections; a member has none of its own, so its
+        # public API speaks for its one connection.
+        self._members: list[BaseWebSocketInterface] = []
         # Subscribe and unsubscribe plan on the connections' loads: one at a
         # time, or two calls would fill the same connection past its cap.
         self._pool_lock = asyncio.Lock()
@@ -63,11 +72,20 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         """Every connection of the pool, this one first."""
         return [self, *self._members]
 
+    def _loads(self) -> list[tuple[BaseWebSocketInterface, list[str]]]:
+        """Each connection with the streams it carries."""
+        own = super().subscriptions
+        return [(self, own), *((m, m.subscriptions) for m in self._members)]
+
     def _owner_of(self, stream: str) -> Optional[BaseWebSocketInterface]:
-        for connection in self.connections:
-            if stream in connection._subscriptions:
-                return connection
-        return None
+        """The connection that carries ``stream``, if any."""
+        if super()._carries(stream):
+            return self
+        return next((m for m in self._members if m._carries(stream)), None)
+
+    def _carries(self, stream: str) -> bool:
+        """True if a connection of the pool carries ``stream``."""
+        return self._owner_of(stream) is not None
 
     def set_frame_tap(self, tap: Optional[Callable[[bytes, int, int], None]]) -> None:
         """As ``BaseWebSocketInterface.set_frame_tap``, for every connection of the pool."""
@@ -75,39 +93,35 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         for member in self._members:
             member.set_frame_tap(tap)
 
-    def _spawn_member(self) -> "PooledWebSocketInterface":
+    def _spawn_member(self) -> BaseWebSocketInterface:
         member = self._new_member()
-        member._is_member = True
-        member._routes = self._routes     # one route table for the whole pool
+        member._share_routes(self._routes)     # one route table for the whole pool
         member.set_frame_tap(self._frame_tap)
         self._members.append(member)
         return member
 
-    async def _retire(self, member: "PooledWebSocketInterface") -> None:
+    async def _retire(self, member: BaseWebSocketInterface) -> None:
         """Stop a member and keep its counters in the pool's totals."""
         if member in self._members:
             self._members.remove(member)
         await member.stop()
         _add_counts(self._retired, member.metrics)
-        self._retired_histogram = add_histograms(self._retired_histogram, member._metrics.histogram(None))
-        self._gaps.extend(member._gaps)
-        self._sequence_gaps.extend(member._sequence_gaps)
+        self._retired_histogram = add_histograms(self._retired_histogram, member._latency_histogram())
+        self._gaps.extend(member.gaps)
+        self._sequence_gaps.extend(member.sequence_gaps)
 
     # ---------------------------------------------------------------- public
     @property
     def subscriptions(self) -> list[str]:
         """The streams the user wants over all connections, in order."""
-        if self._is_member:
-            return super().subscriptions
-        return [s for connection in self.connections for s in connection._subscriptions]
+        return [s for _, streams in self._loads() for s in streams]
 
     async def start(self) -> None:
         """Start this connection and any member the pool already has."""
         self._pool_closing = False
         await super().start()
-        if not self._is_member:
-            for member in list(self._members):
-                await member.start()
+        for member in list(self._members):
+            await member.start()
 
     async def subscribe(self, streams: Iterable[str]) -> None:
         """Subscribe, spreading streams over connections of at most
@@ -123,9 +137,6 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
             opened for the overflow raises ``ConnectionFailedError`` and its
             streams are not tracked.
         """
-        if self._is_member:
-            await super().subscribe(streams)
-            return
         async with self._pool_lock:
             if self._pool_closing:
                 raise ConnectionFailedError(f"{self.exchange}: subscribe while stopping")
@@ -147,14 +158,15 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
             raise errors[0]
 
     def _plan(self, streams: Iterable[str]) -> tuple[dict[int, tuple[BaseWebSocketInterface, list[str]]],
-                                                      list["PooledWebSocketInterface"]]:
+                                                      list[BaseWebSocketInterface]]:
         """Which connection takes each new stream; members spawned for the overflow."""
         plan: dict[int, tuple[BaseWebSocketInterface, list[str]]] = {}
-        spawned: list[PooledWebSocketInterface] = []
-        connections = self.connections
-        load = {id(c): len(c._subscriptions) for c in connections}
+        spawned: list[BaseWebSocketInterface] = []
+        loads = self._loads()
+        connections = [c for c, _ in loads]
+        load = {id(c): len(names) for c, names in loads}
         for stream in dict.fromkeys(streams):
-            if self._owner_of(stream) is not None:
+            if self._carries(stream):
                 continue
             target = next((c for c in connections if load[id(c)] < self.max_streams_per_connection), None)
             if target is None:
@@ -169,9 +181,6 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
     async def unsubscribe(self, streams: Iterable[str]) -> None:
         """Unsubscribe from whichever connections carry ``streams``; members left
         empty are stopped."""
-        if self._is_member:
-            await super().unsubscribe(streams)
-            return
         async with self._pool_lock:
             plan: dict[int, tuple[BaseWebSocketInterface, list[str]]] = {}
             for stream in dict.fromkeys(streams):
@@ -180,7 +189,8 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
                     plan.setdefault(id(owner), (owner, []))[1].append(stream)
             results = await asyncio.gather(*(BaseWebSocketInterface.unsubscribe(c, s) for c, s in plan.values()),
                                            return_exceptions=True)
-            for member in [m for m in self._members if not m._subscriptions and not m._pending]:
+            # Streams waiting to be sent are tracked too: no subscription, nothing pending.
+            for member in [m for m in self._members if not m.subscriptions]:
                 await self._retire(member)
         for result in results:
             if isinstance(result, BaseException):
@@ -199,32 +209,31 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
     def metrics(self) -> dict[str, Any]:
         """Metrics summed over the pool's connections (stopped members
         included); ``latency_us`` from the merged histograms."""
-        own = super().metrics
-        if self._is_member:
-            return own
-        total = dict(own)
+        total = super().metrics
         _add_counts(total, self._retired)
-        histogram = add_histograms(self._metrics.histogram(self._core), self._retired_histogram)
         for member in self._members:
             _add_counts(total, member.metrics)
-            histogram = add_histograms(histogram, member._metrics.histogram(member._core))
-        total["latency_us"] = latency_percentiles(histogram)
+        total["latency_us"] = latency_percentiles(self._latency_histogram())
         total["pool_connections"] = len(self.connections)
         return total
+
+    def _latency_histogram(self) -> list[int]:
+        """The event-latency histogram over every connection of the pool, stopped members included."""
+        histogram = add_histograms(super()._latency_histogram(), self._retired_histogram)
+        for member in self._members:
+            histogram = add_histograms(histogram, member._latency_histogram())
+        return histogram
 
     @property
     def gaps(self) -> list[ConnectionGap]:
         """Gaps of every connection, oldest first."""
-        if self._is_member:
-            return super().gaps
-        return sorted((g for c in self.connections for g in c._gaps), key=lambda g: g.start)
+        return sorted([*super().gaps, *(g for m in self._members for g in m.gaps)], key=lambda g: g.start)
 
     @property
     def sequence_gaps(self) -> list[SequenceGap]:
         """Sequence gaps of every connection, oldest first."""
-        if self._is_member:
-            return super().sequence_gaps
-        return sorted((g for c in self.connections for g in c._sequence_gaps), key=lambda g: g.time)
+        return sorted([*super().sequence_gaps, *(g for m in self._members for g in m.sequence_gaps)],
+                      key=lambda g: g.time)
 
     async def health_check(self) -> dict[str, Any]:
         """Health of the whole pool, and of each connection under ``connections``.
@@ -235,8 +244,6 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         summed.
         """
         own = await super().health_check()
-        if self._is_member:
-            return own
         parts = [own] + [await m.health_check() for m in self._members]
         states = [p["state"] for p in parts]
         not_connected = [s for s in states if s != ConnectionState.CONNECTED.value]

@@ -1,0 +1,293 @@
+"""Health: the state machine, gaps in the feed, error reporting, the health check.
+
+Everything here is off the per-message path: the core counts per message and
+calls in only for errors and sequence gaps.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Optional
+
+from fastws._core import FrameHandler, monotonic_time_ns
+from fastws.client._fields import ClientFields, StateListener
+from fastws.errors import (ExchangeAPIError, ExchangeTimeoutError, InvalidMessageError, MessageHandlerError,
+                           SequenceGapError)
+from fastws.metrics import latency_percentiles
+from fastws.types import ConnectionState, StreamType
+
+__all__ = ["ConnectionGap", "HealthMixin", "SequenceGap", "GAPS_KEPT"]
+
+# How many past gaps health_check() lists.
+GAPS_KEPT = 100
+# Seconds between two log lines about errors of the same kind.
+_ERROR_LOG_INTERVAL = 1.0
+
+
+@dataclass
+class ConnectionGap:
+    """A period in which the feed was down: messages in it were not received.
+
+    Attributes:
+        start: ``time.time()`` when the connection was lost.
+        end: ``time.time()`` when it was back and resubscribed (``None`` while open).
+        reason: Why it was lost (``"peer closed (1001)"``, ``"stale"``, ...).
+    """
+
+    start: float
+    reason: str
+    end: Optional[float] = None
+
+    @property
+    def duration(self) -> Optional[float]:
+        """Seconds the gap lasted, ``None`` while it is open."""
+        return None if self.end is None else self.end - self.start
+
+
+@dataclass
+class SequenceGap:
+    """Messages of one stream known missing from its sequence numbers.
+
+    Attributes:
+        time: ``time.time()`` when the gap was seen.
+        stream: The stream.
+        expected: The sequence number that should have come next.
+        received: The first sequence number that came instead.
+        last: The last sequence number of the message that revealed the gap.
+    """
+
+    time: float
+    stream: str
+    expected: int
+    received: int
+    last: int
+
+    @property
+    def missing(self) -> int:
+        """How many sequence numbers were skipped."""
+        return self.received - self.expected
+
+
+class HealthMixin(ClientFields):
+    """State, gaps, errors and the health check of ``BaseWebSocketInterface``."""
+
+    # ------------------------------------------------------------- the state
+    @property
+    def state(self) -> ConnectionState:
+        """The current ``ConnectionState``."""
+        return self._state
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the state is CONNECTED."""
+        return self._state is ConnectionState.CONNECTED
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Call ``listener(old, new, reason)`` on every state change."""
+        self._state_listeners.append(listener)
+
+    async def wait_for_state(self, *states: ConnectionState,
+                             timeout: Optional[float] = None) -> ConnectionState:
+        """Wait until the state is one of ``states``; return it.
+
+        Raises:
+            ExchangeTimeoutError: not reached within ``timeout`` seconds.
+        """
+        if self._state in states:
+            return self._state
+        future: asyncio.Future[ConnectionState] = asyncio.get_running_loop().create_future()
+        entry = (frozenset(states), future)
+        self._state_waiters.append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ExchangeTimeoutError(
+                f"{self.exchange}: state {', '.join(s.value for s in states)} not reached "
+                f"within {timeout} s (now {self._state.value})") from None
+        finally:
+            if entry in self._state_waiters:
+                self._state_waiters.remove(entry)
+
+    def _set_state(self, new: ConnectionState, reason: Optional[str]) -> None:
+        old = self._state
+        if old is new:
+            return
+        self._state = new
+        self.logger.info("state %s -> %s%s", old.value, new.value, f" ({reason})" if reason else "",
+                         extra={"exchange": self.exchange, "old_state": old.value,
+                                "new_state": new.value, "reason": reason})
+        for listener in list(self._state_listeners):
+            try:
+                listener(old, new, reason)
+            except Exception:
+                self.logger.exception("state listener raised", extra={"exchange": self.exchange})
+        for states, future in list(self._state_waiters):
+            if new in states and not future.done():
+                future.set_result(new)
+
+    # ------------------------------------------------------------------ gaps
+    @property
+    def gaps(self) -> list[ConnectionGap]:
+        """The most recent gaps in the feed, oldest first."""
+        return list(self._gaps)
+
+    @property
+    def sequence_gaps(self) -> list[SequenceGap]:
+        """The most recent sequence gaps (messages known missing), oldest first."""
+        return list(self._sequence_gaps)
+
+    def _open_gap_for(self, reason: str) -> None:
+        """The feed went down: open a gap, unless one is open already."""
+        if self._open_gap is None:
+            self._open_gap = ConnectionGap(start=time.time(), reason=reason)
+            self._gaps.append(self._open_gap)
+
+    def _close_gap(self) -> None:
+        if self._open_gap is not None:
+            self._open_gap.end = time.time()
+            self.logger.info("feed gap closed after %.3f s (%s)", self._open_gap.duration,
+                             self._open_gap.reason,
+                             extra={"exchange": self.exchange, "gap": self._open_gap.duration})
+            self._open_gap = None
+
+    def _keep_sequences(self, core: FrameHandler) -> None:
+        """Carry a finished connection's last sequence numbers over to the next one."""
+        for stream_id, stats in core.stream_stats().items():
+            if stats.last_sequence >= 0 and stream_id in self._subscriptions:
+                self._last_sequences[stream_id] = stats.last_sequence
+
+    # ---------------------------------------------------------------- errors
+    def _on_sequence_gap(self, stream: str, expected: int, received: int, last: int) -> None:
+        """Called by the core when a stream's sequence numbers skip: record, log, report."""
+        gap = SequenceGap(time=time.time(), stream=stream, expected=expected, received=received, last=last)
+        self._sequence_gaps.append(gap)
+        error = SequenceGapError(f"{self.exchange}: {stream}: {gap.missing} message(s) missing "
+                                 f"(expected sequence {expected}, got {received})",
+                                 stream, expected, received)
+        self._log_error_rate_limited("sequence", error)
+        self._emit_error(error)
+
+    def _on_core_error(self, kind: str, exc: BaseException, payload: Optional[bytes]) -> None:
+        """Called by the core for a parse, classify, handler or size error."""
+        self._metrics.errors += 1
+        error: ExchangeAPIError
+        if isinstance(exc, ExchangeAPIError):
+            error = exc
+        elif kind == "handler":
+            error = MessageHandlerError(f"{self.exchange}: message handler raised "
+                                        f"{type(exc).__name__}: {exc}")
+        else:
+            error = InvalidMessageError(f"{self.exchange}: {kind} error: {type(exc).__name__}: {exc}",
+                                        payload)
+        if error is not exc:
+            error.__cause__ = exc
+        self._log_error_rate_limited(kind, error)
+        self._emit_error(error)
+
+    def _log_error_rate_limited(self, kind: str, error: ExchangeAPIError) -> None:
+        now = time.monotonic()
+        last = self._last_error_log.get(kind)
+        if last is not None and now - last < _ERROR_LOG_INTERVAL:
+            self._suppressed_errors[kind] = self._suppressed_errors.get(kind, 0) + 1
+            return
+        suppressed = self._suppressed_errors.pop(kind, 0)
+        self._last_error_log[kind] = now
+        self.logger.warning("%s error: %s%s", kind, error,
+                            f" ({suppressed} more in the last second)" if suppressed else "",
+                            extra={"exchange": self.exchange, "kind": kind, "suppressed": suppressed})
+
+    def _emit_error(self, error: ExchangeAPIError) -> None:
+        """Pass ``error`` to the user's error handler; its failures are logged only."""
+        handler = self._error_handler
+        if handler is None:
+            return
+        try:
+            result = handler(error)
+            if self._error_handler_async and result is not None:
+                self._in_background(self._await_error_handler(result))
+        except Exception:
+            self.logger.exception("error handler raised", extra={"exchange": self.exchange})
+
+    async def _await_error_handler(self, pending: Awaitable[Any]) -> None:
+        try:
+            await pending
+        except Exception:
+            self.logger.exception("error handler raised", extra={"exchange": self.exchange})
+
+    def _in_background(self, coro: Any, name: Optional[str] = None) -> None:
+        """Run ``coro`` as a task the client owns: ``stop()`` cancels and awaits it."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---------------------------------------------------------- health check
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """A snapshot of the client's metrics (a new dict)."""
+        return self._metrics.snapshot(self._core)
+
+    async def health_check(self) -> dict[str, Any]:
+        """Return the connection's health as a dict.
+
+        Keys: ``exchange``, ``state``, ``is_connected``, ``subscriptions``,
+        ``reconnect_attempts``, ``last_message_age`` (seconds, ``None`` before
+        the first message), ``metrics``, plus ``pending_subscriptions``,
+        ``streams``, ``gaps`` and ``sequence_gaps``.
+
+        Per stream (this connection): ``type``, ``messages``,
+        ``messages_per_second`` (since the previous health check, or since
+        the stream's first message), ``last_message_age``, and where the
+        adapter reads them, ``event_latency_ms`` (exchange event time to
+        local receive: ``p50``, ``p99``), ``last_sequence``,
+        ``sequence_gaps`` and ``missing_sequences``.
+        """
+        core = self._core
+        now_ns = monotonic_time_ns()
+        last_age = None
+        streams: dict[str, dict[str, Any]] = {}
+        if core is not None and core.frames_received:
+            last_age = (now_ns - core.last_receive_ns) / 1e9
+            for stream_id, stats in core.stream_stats().items():
+                streams[stream_id] = self._stream_health(stream_id, stats, now_ns)
+        return {
+            "exchange": self.exchange,
+            "state": self._state.value,
+            "is_connected": self.is_connected,
+            "subscriptions": list(self._subscriptions),
+            "pending_subscriptions": list(self._pending),
+            "reconnect_attempts": self._reconnection.attempts,
+            "last_message_age": last_age,
+            "streams": streams,
+            "gaps": [{"start": g.start, "end": g.end, "reason": g.reason} for g in self._gaps],
+            "sequence_gaps": [{"time": g.time, "stream": g.stream, "expected": g.expected,
+                               "received": g.received, "missing": g.missing} for g in self._sequence_gaps],
+            "metrics": self.metrics,
+        }
+
+    def _stream_health(self, stream_id: str, stats: Any, now_ns: int) -> dict[str, Any]:
+        previous = self._rate_samples.get(stream_id)
+        if previous is None or previous[0] > stats.messages or now_ns - previous[1] < 50_000_000:
+            since, count = stats.first_receive_ns, stats.messages
+        else:
+            since, count = previous[1], stats.messages - previous[0]
+        self._rate_samples[stream_id] = (stats.messages, now_ns)
+        elapsed = (now_ns - since) / 1e9
+        entry: dict[str, Any] = {
+            "type": stats.stream_type.value if isinstance(stats.stream_type, StreamType)
+            else str(stats.stream_type),
+            "messages": stats.messages,
+            "messages_per_second": count / elapsed if elapsed > 0 else None,
+            "last_message_age": (now_ns - stats.last_receive_ns) / 1e9,
+        }
+        if stats.last_event_ns:
+            # The core's histogram is in microseconds; the helper reports the
+            # unit it is given divided by 1000.
+            entry["event_latency_ms"] = latency_percentiles(stats.event_latency_histogram(), (0.5, 0.99))
+            entry["clock_ahead"] = stats.clock_ahead
+        if stats.last_sequence >= 0:
+            entry["last_sequence"] = stats.last_sequence
+            entry["sequence_gaps"] = stats.sequence_gaps
+            entry["missing_sequences"] = stats.missing_sequences
+        return entry

@@ -1,0 +1,232 @@
+"""The supervisor: connect, watch, reconnect; the one connection attempt.
+
+One task per client runs ``_supervise``: it makes connection attempts
+(``_attempt``, the same one a make-before-break replacement makes), subscribes
+each new connection, watches it (``_watch``: closed by the peer, stale, too
+old, a replacement asked for) and reconnects as the ``Reconnection`` policy
+says, until ``stop()`` or the policy gives up (FAILED).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable, Optional
+
+from picows import WSCloseCode
+
+from fastws._core import Handover, monotonic_time_ns
+from fastws.client.connection import Live
+from fastws.client.subscriptions import SubscriptionsMixin
+from fastws.errors import ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError
+from fastws.types import ConnectionState
+
+__all__ = ["SupervisorMixin"]
+
+
+class SupervisorMixin(SubscriptionsMixin):
+    """The connection life cycle of ``BaseWebSocketInterface``."""
+
+    # Make before break (rotation.py): True once the live connection was replaced.
+    _rotate: Callable[[str], Awaitable[bool]]
+
+    async def _supervise(self) -> None:
+        """Connect, watch, reconnect: the connection's whole life cycle."""
+        reconnection = self._reconnection
+        reconnection.begin()
+        while not self._stopping:
+            delay = reconnection.next_delay()
+            if delay:
+                self.logger.info("reconnecting in %.3f s (attempt %d)", delay, reconnection.attempts,
+                                 extra={"exchange": self.exchange, "delay": delay})
+                await asyncio.sleep(delay)
+            self._set_state(ConnectionState.CONNECTING, None)
+            await self._before_connect()
+            try:
+                await self._attempt()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failed attempt is reported and retried or fatal
+                error = self._report_failed_attempt(exc, "connection attempt failed: %s")
+                if not reconnection.failed(exc):
+                    self._fail(f"gave up after {reconnection.attempts} attempt(s): {error.message}")
+                    return
+                self._set_state(ConnectionState.RECONNECTING, error.message)
+                continue
+            reconnection.connected()
+            await self._on_connected()
+            if self._stopping:
+                return
+            reason = await self._watch()
+            self._on_disconnected(reason)
+            if self._stopping:
+                return
+            if not reconnection.lost():
+                self._fail(f"connection lost {reconnection.attempts} times without a healthy period")
+                return
+            self._set_state(ConnectionState.RECONNECTING, reason)
+
+    async def _attempt(self, handover: Optional[Handover] = None) -> None:
+        """Make one connection attempt: for a (re)connection, or a replacement.
+
+        Runs ``_connect`` within ``config.timeout`` (the caller has awaited
+        ``_before_connect``); it must open a new connection, which becomes the
+        live one. With ``handover`` the new core
+        joins it as the new side of a make-before-break.
+
+        Raises:
+            Exception: the attempt failed; what it opened is closed (its
+                counters still count) and the previous live connection, if
+                any, is live again. A cancellation is raised as is.
+        """
+        previous = self._live()
+        self._metrics.connection_attempts += 1
+        self._handover_next = handover
+        try:
+            try:
+                await asyncio.wait_for(self._connect(), self.config.timeout)
+            finally:
+                self._handover_next = None
+            if self._ws is None or self._ws is previous[0]:
+                raise ConnectionFailedError(f"{self.exchange}: _connect() returned without a connection")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            await self._discard_attempt(previous, "connect failed" if handover is None else "replacement failed")
+            raise
+
+    async def _discard_attempt(self, previous: Live, reason: str) -> None:
+        """Close what an attempt opened (its counters still count); ``previous`` is live again."""
+        if self._ws is not previous[0] or self._core is not previous[1]:
+            await self._close_transport(WSCloseCode.GOING_AWAY, reason)
+            if self._core is not None:
+                self._metrics.fold(self._core)
+        self._put_back(previous)
+
+    def _report_failed_attempt(self, exc: BaseException, message: str) -> ExchangeAPIError:
+        """Count, report and log a failed attempt; return the error the handler got."""
+        error = self._as_connection_error(exc)
+        self._metrics.errors += 1
+        self._emit_error(error)
+        self.logger.warning(message, error, extra={"exchange": self.exchange, "url": self.config.url})
+        return error
+
+    def _count_connection(self, replacing: bool) -> None:
+        """A new connection is live: count it."""
+        metrics = self._metrics
+        if metrics.connections:
+            metrics.reconnections += 1
+        metrics.connections += 1
+        if replacing:
+            metrics.rotations += 1
+        metrics.connected_since = time.monotonic()
+
+    def _as_connection_error(self, exc: BaseException) -> ExchangeAPIError:
+        if isinstance(exc, ExchangeAPIError):
+            return exc
+        if isinstance(exc, asyncio.TimeoutError):
+            error: ExchangeAPIError = ExchangeTimeoutError(
+                f"{self.exchange}: no connection within {self.config.timeout} s to {self.config.url}")
+        else:
+            error = ConnectionFailedError(f"{self.exchange}: cannot connect to {self.config.url}: "
+                                          f"{type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+
+    def _on_supervisor_done(self, task: asyncio.Task[None]) -> None:
+        """A supervisor that died of a bug must not leave a silent feed behind."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        self.logger.error("supervisor failed: %r", exc, exc_info=exc, extra={"exchange": self.exchange})
+        if self._ws is not None and not self._ws.is_disconnected:
+            self._ws.disconnect(graceful=False)
+        self._fail(f"internal error in the supervisor: {type(exc).__name__}: {exc}")
+
+    def _fail(self, reason: str) -> None:
+        error = ConnectionFailedError(f"{self.exchange}: {reason}")
+        self.logger.error("connection failed: %s", reason, extra={"exchange": self.exchange})
+        self._emit_error(error)
+        self._set_state(ConnectionState.FAILED, reason)
+
+    async def _on_connected(self) -> None:
+        self._count_connection(replacing=False)
+        self._set_state(ConnectionState.CONNECTED, None)
+        await self._resubscribe()
+        self._close_gap()
+
+    def _on_disconnected(self, reason: str) -> None:
+        self._cancel_handover_end()
+        core = self._core
+        if core is not None:
+            self._metrics.fold(core)
+            self._keep_sequences(core)
+        self._core = None
+        self._ws = None
+        self._disconnected = None
+        self._metrics.connected_since = None
+        self._fail_acks(ConnectionFailedError(f"{self.exchange}: connection lost before the ack: {reason}"))
+        self._open_gap_for(reason)
+        level = logging.INFO if self._stopping else logging.WARNING
+        self.logger.log(level, "disconnected: %s", reason, extra={"exchange": self.exchange, "reason": reason})
+
+    def _cancel_handover_end(self) -> None:
+        """End the grace period of the last replacement now (its timer is dropped)."""
+        if self._handover_end is not None:
+            self._handover_end.cancel()
+            self._handover_end = None
+
+    async def _watch(self) -> str:
+        """Wait while connected (replacing the connection when due); return why it ended."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        connected_at = time.monotonic()
+        healthy = False
+        while True:
+            core = self._core
+            disconnected = self._disconnected
+            assert core is not None and disconnected is not None
+            wanted: asyncio.Future[str] = loop.create_future()
+            self._rotation_wanted = wanted
+            try:
+                now = time.monotonic()
+                deadlines = []
+                if cfg.stale_timeout is not None:
+                    last = core.last_receive_ns / 1e9
+                    deadlines.append(last + cfg.stale_timeout - monotonic_time_ns() / 1e9)
+                if cfg.max_connection_age is not None:
+                    deadlines.append(connected_at + cfg.max_connection_age - now)
+                if not healthy:
+                    deadlines.append(connected_at + cfg.healthy_after - now)
+                timeout = max(0.0, min(deadlines)) if deadlines else None
+                await asyncio.wait((disconnected, wanted), timeout=timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._rotation_wanted = None
+                wanted.cancel()
+            if disconnected.done():
+                return self._close_reason()
+            now = time.monotonic()
+            if not healthy and now - connected_at >= cfg.healthy_after:
+                healthy = True
+                self._reconnection.healthy()
+            if cfg.stale_timeout is not None and \
+                    (monotonic_time_ns() - core.last_receive_ns) / 1e9 >= cfg.stale_timeout:
+                reason = f"stale: no message for {cfg.stale_timeout} s"
+                await self._close_transport(WSCloseCode.GOING_AWAY, "stale")
+                return reason
+            replace = None
+            if wanted.done() and not wanted.cancelled():
+                replace = wanted.result()
+            elif cfg.max_connection_age is not None and now - connected_at >= cfg.max_connection_age:
+                replace = f"max_connection_age {cfg.max_connection_age} s reached"
+            if replace is None:
+                continue
+            if cfg.make_before_break and await self._rotate(replace):
+                connected_at = time.monotonic()
+                continue
+            if self._ws is None or self._ws.is_disconnected:
+                return self._close_reason()
+            await self._close_transport(WSCloseCode.GOING_AWAY, replace[:100])
+            self._reconnection.replaced()
+            return replace
