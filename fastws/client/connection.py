@@ -41,19 +41,7 @@ class ConnectionMixin(HealthMixin):
         auto-pong are on; ``max_frame_size`` is enforced by picows and, for
         fragmented messages, by the core.
         """
-        handover = self._handover_next
-        # A replacement connection checks its sequences against its own first
-        # message: the old connection is still delivering up to there.
-        core = FrameHandler(self._parse_message, self._extract_stream_info,
-                            self._message_handler, self._on_core_error,
-                            self._on_core_disconnected,
-                            max_message_size=self.config.max_frame_size,
-                            routes=self._routes, on_sequence_gap=self._on_sequence_gap,
-                            last_sequences=self._last_sequences if handover is None else None,
-                            **self._frame_handler_options())
-        if handover is not None:
-            core.begin_handover(handover, True)
-        core.tap = self._frame_tap
+        core = self._build_core()
         headers = dict(self.config.extra_headers or {})
         headers.update(extra_headers or {})
         cfg = self.config
@@ -122,6 +110,24 @@ class ConnectionMixin(HealthMixin):
         # Exchanges count control messages per connection: a new connection
         # starts with a fresh bucket, so a resubscribe goes out at once.
         self._rate_limiter = TokenBucket(self.config.max_messages_per_second)
+
+    def _build_core(self) -> FrameHandler:
+        """The frame core of a new connection: the adapter's parser, classifier,
+        handler and options, the shared routes, the frame tap."""
+        handover = self._handover_next
+        # A replacement connection checks its sequences against its own first
+        # message: the old connection is still delivering up to there.
+        core = FrameHandler(self._parse_message, self._extract_stream_info,
+                            self._message_handler, self._on_core_error,
+                            self._on_core_disconnected,
+                            max_message_size=self.config.max_frame_size,
+                            routes=self._routes, on_sequence_gap=self._on_sequence_gap,
+                            last_sequences=self._last_sequences if handover is None else None,
+                            **self._frame_handler_options())
+        if handover is not None:
+            core.begin_handover(handover, True)
+        core.tap = self._frame_tap
+        return core
 
     def _negotiate_extensions(self, core: FrameHandler, response: WSUpgradeResponse) -> None:
         """Read the server's ``Sec-WebSocket-Extensions`` answer and set up the core.

@@ -6,7 +6,6 @@ calls in only for errors and sequence gaps.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Optional

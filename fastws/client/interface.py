@@ -20,10 +20,10 @@ from typing import Any, Awaitable, Callable, Optional
 
 from picows import WSCloseCode
 
-from fastws._core import FrameHandler, Handover, RouteTable, is_async_callable
+from fastws._core import RouteTable, is_async_callable
 from fastws.backoff import ReconnectPolicy, Reconnection
-from fastws.client._fields import ErrorHandler, MessageHandler, StateListener
-from fastws.client.health import GAPS_KEPT, ConnectionGap, SequenceGap
+from fastws.client._fields import ErrorHandler, MessageHandler
+from fastws.client.health import GAPS_KEPT
 from fastws.client.rotation import RotationMixin
 from fastws.config import WebSocketConfig
 from fastws.errors import ConnectionFailedError
@@ -68,7 +68,7 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._state_listeners = []
         self._state_waiters = []
 
-        self._ws = None          # picows WSTransport of the live connection
+        self._ws = None   # picows WSTransport of the live connection
         self._core = None
         self._disconnected = None
         self._supervisor = None
@@ -76,7 +76,7 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._connecting_socket = None
 
         self._subscriptions = {}   # ordered set of wanted streams
-        self._pending = deque()          # asked for while not connected
+        self._pending = deque()    # asked for while not connected
         self._acks = {}
         self._rate_limiter = TokenBucket(config.max_messages_per_second)
 
