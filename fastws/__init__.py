@@ -6,7 +6,7 @@ health checks and metrics; a Cython frame core on picows and uvloop carries
 each frame from the read buffer to the parser and the handler.
 """
 from fastws._core import FrameHandler
-from fastws.base import BaseWebSocketInterface, ConnectionGap, SequenceGap
+from fastws.client import BaseWebSocketInterface, ConnectionGap, SequenceGap
 from fastws.compression import CompressionNegotiationError, decompress_message
 from fastws.pool import PooledWebSocketInterface
 from fastws.config import WebSocketConfig, create_websocket_config

@@ -20,7 +20,7 @@ import asyncio
 from abc import abstractmethod
 from typing import Any, Callable, ClassVar, Iterable, Optional
 
-from fastws.base import BaseWebSocketInterface, ConnectionGap, SequenceGap
+from fastws.client import BaseWebSocketInterface, ConnectionGap, SequenceGap
 from fastws.errors import ConnectionFailedError
 from fastws.metrics import add_histograms, latency_percentiles
 from fastws.types import ConnectionState

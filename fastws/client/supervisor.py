@@ -71,8 +71,8 @@ class SupervisorMixin(SubscriptionsMixin):
 
         Runs ``_connect`` within ``config.timeout`` (the caller has awaited
         ``_before_connect``); it must open a new connection, which becomes the
-        live one. With ``handover`` the new core
-        joins it as the new side of a make-before-break.
+        live one. With ``handover`` the new core joins it as the new side of
+        a make-before-break.
 
         Raises:
             Exception: the attempt failed; what it opened is closed (its
@@ -89,9 +89,7 @@ class SupervisorMixin(SubscriptionsMixin):
                 self._handover_next = None
             if self._ws is None or self._ws is previous[0]:
                 raise ConnectionFailedError(f"{self.exchange}: _connect() returned without a connection")
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except Exception:   # a cancellation is not cleaned up here: stop() or _rotate does it
             await self._discard_attempt(previous, "connect failed" if handover is None else "replacement failed")
             raise
 
