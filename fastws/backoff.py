@@ -134,8 +134,19 @@ class Reconnection:
         """An attempt succeeded."""
         self._first = False
 
-    def lost(self) -> bool:
-        """A connection was lost: return True to try again."""
+    def lost(self, delivered: bool = False) -> bool:
+        """A connection was lost: return True to try again.
+
+        Args:
+            delivered: The connection subscribed and delivered data. Then it
+                was a success, not a failed attempt: the count starts over
+                and the next attempt is immediate. Only attempts that fail,
+                and connections that die before delivering, grow the delay
+                and count toward ``max_attempts``.
+        """
+        if delivered:
+            self.healthy()
+            return True
         self._attempts += 1
         return not self._spent()
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
 
 __all__ = ["WebSocketConfig", "create_websocket_config", "limit_changes"]
 
@@ -97,8 +99,8 @@ class WebSocketConfig:
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.startswith(("ws://", "wss://")):
-            raise ValueError(f"url must start with ws:// or wss://, got {self.url!r}")
+        _validate_url(self.url)
+        _validate_headers(self.extra_headers)
         for name in ("timeout", "ping_interval", "reconnect_delay", "max_reconnect_delay",
                      "pong_timeout", "healthy_after", "max_messages_per_second",
                      "subscription_timeout", "overlap_timeout"):
@@ -141,6 +143,45 @@ class WebSocketConfig:
             raise ValueError(f"compression_threshold must be an int >= 0, got {threshold!r}")
 
 
+# An HTTP header name is a token (RFC 9110, section 5.6.2).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _validate_url(url: object) -> None:
+    """Refuse a URL that cannot name a WebSocket endpoint, saying why."""
+    if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"url must start with ws:// or wss://, got {url!r}")
+    if any(c.isspace() for c in url):
+        raise ValueError(f"url must not contain a space or other whitespace: {url!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:    # "Invalid IPv6 URL", "Port out of range", ...
+        text = str(exc)
+        what = "port" if "port" in text.lower() else "url"
+        raise ValueError(f"url {url!r}: invalid {what}: {text}") from None
+    if not parts.hostname:
+        raise ValueError(f"url {url!r} has no host name")
+    if port == 0:
+        raise ValueError(f"url {url!r}: port 0 is not a port to connect to")
+
+
+def _validate_headers(headers: object) -> None:
+    """Refuse extra headers that are not a mapping of valid names to single-line strings."""
+    if headers is None:
+        return
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"extra_headers must be a mapping of header names to values, "
+                        f"got {type(headers).__name__}")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise ValueError(f"extra_headers: {name!r} is not a valid HTTP header name")
+        if not isinstance(value, str):
+            raise ValueError(f"extra_headers: the value of {name!r} must be a str, got {type(value).__name__}")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"extra_headers: the value of {name!r} must not contain a line break")
+
+
 def _require_positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
             or not math.isfinite(value):
@@ -175,7 +216,13 @@ def limit_changes(config: WebSocketConfig, *, max_messages_per_second: float, co
     Returns:
         Field -> value for ``dataclasses.replace``; empty when ``config`` is
         already within the limits.
+
+    Raises:
+        TypeError: ``config`` is not a ``WebSocketConfig``.
     """
+    if not isinstance(config, WebSocketConfig):
+        raise TypeError(f"config must be a WebSocketConfig (e.g. from create_websocket_config() or the "
+                        f"exchange's config factory), got {type(config).__name__}")
     changes: dict[str, Any] = {}
     if config.max_messages_per_second > max_messages_per_second:
         changes["max_messages_per_second"] = max_messages_per_second

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from typing import Any, Callable, ClassVar, Iterable, Optional
+from typing import Any, Awaitable, Callable, ClassVar, Iterable, Optional, Union
 
 from fastws.client import BaseWebSocketInterface, ConnectionGap, SequenceGap
-from fastws.errors import ConnectionFailedError
+from fastws.client.subscriptions import stream_names
+from fastws.errors import ConnectionFailedError, ExchangeAPIError
 from fastws.metrics import add_histograms, latency_percentiles
 from fastws.types import ConnectionState
 
@@ -116,19 +117,25 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         """The streams the user wants over all connections, in order."""
         return [s for _, streams in self._loads() for s in streams]
 
-    async def start(self) -> None:
-        """Start this connection and any member the pool already has."""
+    async def start(self, timeout: Optional[float] = None) -> None:
+        """Start this connection and any member the pool already has.
+
+        Args:
+            timeout: As ``BaseWebSocketInterface.start``, for the first connection.
+        """
         self._pool_closing = False
-        await super().start()
+        await super().start(timeout)
         for member in list(self._members):
             await member.start()
 
-    async def subscribe(self, streams: Iterable[str]) -> None:
+    async def subscribe(self, streams: Union[str, Iterable[str]]) -> None:
         """Subscribe, spreading streams over connections of at most
         ``max_streams_per_connection`` each; waits for every ack.
 
         Each connection paces its own requests (the exchanges count per
-        connection), so the connections subscribe in parallel.
+        connection), so the connections subscribe in parallel. Invalid names
+        are refused before any connection is opened for them; a member left
+        with no stream (its streams all refused) is stopped.
 
         Raises:
             The first error of any connection (see
@@ -137,10 +144,20 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
             opened for the overflow raises ``ConnectionFailedError`` and its
             streams are not tracked.
         """
+        names = stream_names(streams)
+        invalid = self._invalid_streams(names)
+        if self._inside_pool_handler():
+            # The acks would wait behind the handler that waits for them.
+            valid = [n for n in names if n not in invalid]
+            if valid:
+                self._in_background(self._reported(PooledWebSocketInterface.subscribe(self, valid)))
+            if invalid:
+                raise self._refusal(invalid)
+            return
         async with self._pool_lock:
             if self._pool_closing:
                 raise ConnectionFailedError(f"{self.exchange}: subscribe while stopping")
-            plan, spawned = self._plan(streams)
+            plan, spawned = self._plan(n for n in names if n not in invalid)
             errors: list[BaseException] = []
             if spawned and self._supervisor is not None:
                 self.logger.info("pool grows to %d connections", len(self.connections),
@@ -151,11 +168,26 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
                         errors.append(result)
                         plan.pop(id(member), None)
                         await self._retire(member)
-            jobs = [BaseWebSocketInterface.subscribe(c, names) for c, names in plan.values()]
+            jobs = [BaseWebSocketInterface.subscribe(c, wanted) for c, wanted in plan.values()]
             errors.extend(r for r in await asyncio.gather(*jobs, return_exceptions=True)
                           if isinstance(r, BaseException))
+            for member in [m for m in spawned if m in self._members and not m.subscriptions]:
+                await self._retire(member)
         if errors:
             raise errors[0]
+        if invalid:
+            raise self._refusal(invalid)
+
+    def _inside_pool_handler(self) -> bool:
+        """True when called from the parser or handler of a connection of the pool."""
+        return any(c._inside_own_handler() for c in self.connections)
+
+    async def _reported(self, request: Awaitable[None]) -> None:
+        """Await ``request`` (in the background); its failure reaches the error handler."""
+        try:
+            await request
+        except ExchangeAPIError as exc:
+            self._emit_error(exc)
 
     def _plan(self, streams: Iterable[str]) -> tuple[dict[int, tuple[BaseWebSocketInterface, list[str]]],
                                                       list[BaseWebSocketInterface]]:
@@ -178,12 +210,16 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
             plan.setdefault(id(target), (target, []))[1].append(stream)
         return plan, spawned
 
-    async def unsubscribe(self, streams: Iterable[str]) -> None:
+    async def unsubscribe(self, streams: Union[str, Iterable[str]]) -> None:
         """Unsubscribe from whichever connections carry ``streams``; members left
         empty are stopped."""
+        names = stream_names(streams)
+        if self._inside_pool_handler():
+            self._in_background(self._reported(PooledWebSocketInterface.unsubscribe(self, names)))
+            return
         async with self._pool_lock:
             plan: dict[int, tuple[BaseWebSocketInterface, list[str]]] = {}
-            for stream in dict.fromkeys(streams):
+            for stream in names:
                 owner = self._owner_of(stream)
                 if owner is not None:
                     plan.setdefault(id(owner), (owner, []))[1].append(stream)

@@ -47,6 +47,7 @@ import msgspec
 
 from fastws._core import RouteTable
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
+from fastws.client.subscriptions import stream_names
 from fastws.errors import InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
 from fastws.types import ExchangeName, StreamType, SubscriptionAction
@@ -365,7 +366,15 @@ class BinanceWebSocket(PooledWebSocketInterface):
     # ----------------------------------------------------------- for the base
     async def _before_connect(self) -> None:
         # Outside the connect timeout: the wait may be long, it is no failure.
-        await attempt_limiter(self._url).acquire()
+        limiter = attempt_limiter(self._url)
+        wait = limiter.delay()
+        if wait > 0:
+            self._announce_wait(wait, f"Binance allows {limiter.limit} connection attempts per "
+                                      f"{limiter.window:g} s from one IP and this endpoint's are spent")
+        await limiter.acquire()
+
+    def _stream_problem(self, stream: str) -> Optional[str]:
+        return _streams.stream_name_problem(stream)
 
     def _frame_handler_options(self) -> dict[str, Any]:
         return {
@@ -394,11 +403,14 @@ class BinanceWebSocket(PooledWebSocketInterface):
             self._emit_error(rejection)
 
     # --------------------------------------------------------------- public
-    async def subscribe(self, streams: Iterable[str], handler: Optional[TypedHandler] = None) -> None:
+    async def subscribe(self, streams: Union[str, Iterable[str]], handler: Optional[TypedHandler] = None) -> None:
         """Subscribe to Binance stream names and wait for the acks.
 
         Args:
-            streams: Names such as ``btcusdt@depth@100ms``, ``ethusdt@trade``.
+            streams: Names such as ``btcusdt@depth@100ms``, ``ethusdt@trade`` (or one name).
+                Names Binance does not serve are refused before anything is
+                sent (``SubscriptionRejectedError.rejected_streams``); the
+                valid ones beside them are subscribed.
             handler: A handler of these streams' own instead of the message
                 handler: ``handler(stream, struct)`` in typed mode,
                 ``handler(message)`` with the dict otherwise.
@@ -408,17 +420,18 @@ class BinanceWebSocket(PooledWebSocketInterface):
                 and ``exchange_message`` hold its code and text).
             ExchangeTimeoutError: no ack in ``subscription_timeout`` (408).
         """
-        names = list(dict.fromkeys(streams))
-        self._add_routes([n for n in names if self._owner_of(n) is None], handler)
+        names = stream_names(streams)
+        self._add_routes([n for n in names if self._owner_of(n) is None and self._stream_problem(n) is None],
+                         handler)
         try:
             await super().subscribe(names)
         except Exception:
             self._drop_routes([n for n in names if self._owner_of(n) is None])
             raise
 
-    async def unsubscribe(self, streams: Iterable[str]) -> None:
+    async def unsubscribe(self, streams: Union[str, Iterable[str]]) -> None:
         """Unsubscribe from ``streams`` (and drop their typed routes)."""
-        names = list(dict.fromkeys(streams))
+        names = stream_names(streams)
         await super().unsubscribe(names)
         self._drop_routes(names)
 

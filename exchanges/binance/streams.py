@@ -34,6 +34,7 @@ __all__ = [
     "stream_type",
     "stream_type_of_kind",
     "symbol_of",
+    "stream_name_problem",
     "validate_streams",
 ]
 
@@ -216,6 +217,35 @@ def is_valid_stream(name: str) -> bool:
         and symbol.isalnum()
         and symbol == symbol.lower()
     )
+
+
+# Streams Binance serves whose payloads this module does not classify (they
+# take the dict route).
+_UNCLASSIFIED_SUFFIXES = frozenset({"avgPrice"})
+
+
+def stream_name_problem(name: str) -> str | None:
+    """Why Binance would refuse ``name`` as a stream name, or None when it serves it.
+
+    Args:
+        name: A stream name.
+
+    Returns:
+        None for the names ``is_valid_stream`` accepts and for the streams
+        Binance serves that this module does not classify (``<symbol>@avgPrice``);
+        otherwise a short reason.
+    """
+    if is_valid_stream(name):
+        return None
+    symbol, at, suffix = name.partition("@")
+    well_formed_symbol = symbol.isascii() and symbol.isalnum()
+    if at and suffix in _UNCLASSIFIED_SUFFIXES and well_formed_symbol and symbol == symbol.lower():
+        return None
+    if well_formed_symbol and symbol != symbol.lower():
+        return "symbols are lowercase in Binance stream names"
+    return ("not a Binance stream name (<symbol>@trade, @aggTrade, @depth, @depth5/10/20[@100ms], "
+            "@bookTicker, @ticker, @ticker_1h/4h/1d, @miniTicker, @kline_<interval>, @avgPrice, "
+            "or an all-market name such as !ticker@arr)")
 
 
 def validate_streams(names: Iterable[str]) -> list[str]:

@@ -181,6 +181,13 @@ class MexcWebSocket(PooledWebSocketInterface):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _stream_problem(self, stream: str) -> Optional[str]:
+        # Retired channels parse: the server refuses them itself ("Blocked!").
+        if _channels.parse_channel(stream) is None:
+            return ("not a MEXC spot v3 channel (e.g. spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT; "
+                    "symbols upper case)")
+        return None
+
     async def _send_subscription_message(self, streams: list[str],
                                          action: SubscriptionAction) -> Optional[Awaitable[Any]]:
         self._requests += 1

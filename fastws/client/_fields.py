@@ -82,6 +82,8 @@ class ClientFields:
     _last_error_log: dict[str, float]
     _suppressed_errors: dict[str, int]
     _background: set[asyncio.Task[Any]]
+    # Why the next connection attempt waits (an exchange's attempt budget), or None.
+    _waiting: Optional[str]
 
     # The adapter's methods and hooks, defined in ``BaseWebSocketInterface``.
     _connect: Callable[[], Awaitable[None]]
@@ -90,3 +92,4 @@ class ClientFields:
     _extract_stream_info: Callable[[Any], Optional[tuple[str, StreamType]]]
     _frame_handler_options: Callable[[], dict[str, Any]]
     _before_connect: Callable[[], Awaitable[None]]
+    _stream_problem: Callable[[str], Optional[str]]

@@ -84,8 +84,26 @@ class HealthMixin(ClientFields):
         return self._state is ConnectionState.CONNECTED
 
     def add_state_listener(self, listener: StateListener) -> None:
-        """Call ``listener(old, new, reason)`` on every state change."""
+        """Call ``listener(old, new, reason)`` on every state change.
+
+        Also called with ``old == new == CONNECTING`` when a connection
+        attempt has to wait (an exchange's connection-attempt budget is
+        spent): ``reason`` then says why and for how long.
+        """
         self._state_listeners.append(listener)
+
+    def _announce_wait(self, seconds: float, reason: str) -> None:
+        """Say that the next connection attempt waits ``seconds`` and why (for adapters).
+
+        Called by an adapter's ``_before_connect`` before it sleeps: logged as
+        a WARNING, passed to the state listeners, shown in ``health_check()``
+        under ``waiting`` and in the error of a ``start(timeout=...)`` that
+        runs out, until the attempt is made.
+        """
+        self._waiting = f"waiting {seconds:.1f} s before the next connection attempt: {reason}"
+        self.logger.warning("%s", self._waiting,
+                            extra={"exchange": self.exchange, "delay": seconds, "reason": reason})
+        self._notify_listeners(self._state, self._state, self._waiting)
 
     async def wait_for_state(self, *states: ConnectionState,
                              timeout: Optional[float] = None) -> ConnectionState:
@@ -117,14 +135,17 @@ class HealthMixin(ClientFields):
         self.logger.info("state %s -> %s%s", old.value, new.value, f" ({reason})" if reason else "",
                          extra={"exchange": self.exchange, "old_state": old.value,
                                 "new_state": new.value, "reason": reason})
+        self._notify_listeners(old, new, reason)
+        for states, future in list(self._state_waiters):
+            if new in states and not future.done():
+                future.set_result(new)
+
+    def _notify_listeners(self, old: ConnectionState, new: ConnectionState, reason: Optional[str]) -> None:
         for listener in list(self._state_listeners):
             try:
                 listener(old, new, reason)
             except Exception:
                 self.logger.exception("state listener raised", extra={"exchange": self.exchange})
-        for states, future in list(self._state_waiters):
-            if new in states and not future.done():
-                future.set_result(new)
 
     # ------------------------------------------------------------------ gaps
     @property
@@ -233,7 +254,8 @@ class HealthMixin(ClientFields):
         Keys: ``exchange``, ``state``, ``is_connected``, ``subscriptions``,
         ``reconnect_attempts``, ``last_message_age`` (seconds, ``None`` before
         the first message), ``metrics``, plus ``pending_subscriptions``,
-        ``streams``, ``gaps`` and ``sequence_gaps``.
+        ``streams``, ``gaps``, ``sequence_gaps`` and ``waiting`` (why the next
+        connection attempt waits, or ``None``).
 
         Per stream (this connection): ``type``, ``messages``,
         ``messages_per_second`` (since the previous health check, or since
@@ -257,6 +279,7 @@ class HealthMixin(ClientFields):
             "subscriptions": list(self._subscriptions),
             "pending_subscriptions": list(self._pending),
             "reconnect_attempts": self._reconnection.attempts,
+            "waiting": self._waiting,
             "last_message_age": last_age,
             "streams": streams,
             "gaps": [{"start": g.start, "end": g.end, "reason": g.reason} for g in self._gaps],

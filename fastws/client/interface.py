@@ -26,7 +26,7 @@ from fastws.client._fields import ErrorHandler, MessageHandler
 from fastws.client.health import GAPS_KEPT
 from fastws.client.rotation import RotationMixin
 from fastws.config import WebSocketConfig
-from fastws.errors import ConnectionFailedError
+from fastws.errors import ConnectionFailedError, ExchangeTimeoutError
 from fastws.metrics import ConnectionMetrics
 from fastws.ratelimit import TokenBucket
 from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
@@ -107,6 +107,7 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._rotating = False
         self._handover_end = None
         self._frame_tap = None
+        self._waiting = None
 
     # ------------------------------------------------------------------ the four
     @abstractmethod
@@ -155,8 +156,18 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         """Wait, if the exchange requires it, before a connection attempt.
 
         Runs outside the connect timeout (``config.timeout``); for limits on
-        connection attempts.
+        connection attempts. Say a wait first with ``_announce_wait``.
         """
+
+    def _stream_problem(self, stream: str) -> Optional[str]:
+        """Why ``stream`` is not a valid stream name of this exchange, or ``None``.
+
+        Called for every name given to ``subscribe`` before anything is sent:
+        invalid names are refused by name (``SubscriptionRejectedError`` with
+        ``rejected_streams``) and the valid ones beside them are subscribed.
+        The default accepts every name.
+        """
+        return None
 
     # ------------------------------------------------------------------ public
     def set_frame_tap(self, tap: Optional[Callable[[bytes, int, int], None]]) -> None:
@@ -175,21 +186,40 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         if self._core is not None:
             self._core.tap = tap
 
-    async def start(self) -> None:
+    async def start(self, timeout: Optional[float] = None) -> None:
         """Start the supervisor and wait for the first connection.
 
-        Returns once CONNECTED. Raises ``ConnectionFailedError`` if the state
-        becomes FAILED first (``max_reconnect_attempts`` spent, or a failure
-        that retrying cannot fix).
+        Returns once CONNECTED.
+
+        Args:
+            timeout: Seconds to wait for the first connection; ``None`` waits
+                as long as the reconnection policy keeps trying.
+
+        Raises:
+            ConnectionFailedError: the state became FAILED first
+                (``max_reconnect_attempts`` spent, or a failure that retrying
+                cannot fix).
+            ExchangeTimeoutError: not connected within ``timeout``; the client
+                is stopped, and the error says what it was waiting for.
         """
         if self._supervisor is not None and not self._supervisor.done():
             return
         self._stopping = False
+        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            # Started again after stop() or a failure: wait for this start's outcome.
+            self._set_state(ConnectionState.DISCONNECTED, "started again")
         self._supervisor = asyncio.get_running_loop().create_task(
             self._supervise(), name=f"fastws-{self.exchange}-supervisor")
         self._supervisor.add_done_callback(self._on_supervisor_done)
-        state = await self.wait_for_state(ConnectionState.CONNECTED, ConnectionState.FAILED,
-                                          ConnectionState.CLOSED)
+        try:
+            state = await self.wait_for_state(ConnectionState.CONNECTED, ConnectionState.FAILED,
+                                              ConnectionState.CLOSED, timeout=timeout)
+        except ExchangeTimeoutError:
+            waiting = self._waiting
+            await self.stop()
+            raise ExchangeTimeoutError(
+                f"{self.exchange}: not connected to {self.config.url} within start()'s timeout of "
+                f"{timeout} s" + (f" ({waiting})" if waiting else "")) from None
         if state is not ConnectionState.CONNECTED:
             raise ConnectionFailedError(f"{self.exchange}: could not connect to {self.config.url} "
                                         f"(state {state.value})")

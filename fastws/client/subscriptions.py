@@ -9,14 +9,42 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Hashable, Iterable
+from typing import Hashable, Iterable, Union
 
 from fastws.client.connection import ConnectionMixin
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError, RateLimitError,
                            SubscriptionRejectedError)
 from fastws.types import SubscriptionAction
 
-__all__ = ["SubscriptionsMixin"]
+__all__ = ["SubscriptionsMixin", "stream_names"]
+
+# How many refused names an error message lists.
+_NAMES_SHOWN = 5
+
+
+def stream_names(streams: Union[str, Iterable[str]]) -> list[str]:
+    """The stream names of a ``subscribe``/``unsubscribe`` argument, in order, each once.
+
+    Args:
+        streams: One stream name, or an iterable of names.
+
+    Raises:
+        TypeError: ``streams`` is neither, or holds something other than
+            ``str`` (bytes included): nothing is sent.
+    """
+    if isinstance(streams, str):
+        return [streams]
+    if isinstance(streams, (bytes, bytearray, memoryview)):
+        raise TypeError(f"stream names are str, got {type(streams).__name__}: {bytes(streams)[:40]!r}")
+    try:
+        names = list(streams)
+    except TypeError:
+        raise TypeError(f"streams must be a stream name or an iterable of names, "
+                        f"got {type(streams).__name__}") from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"stream names must be str, got {type(name).__name__} {name!r}")
+    return list(dict.fromkeys(names))
 
 
 class SubscriptionsMixin(ConnectionMixin):
@@ -27,23 +55,54 @@ class SubscriptionsMixin(ConnectionMixin):
         """The streams the user wants, in the order they were asked for."""
         return list(self._subscriptions)
 
-    async def subscribe(self, streams: Iterable[str]) -> None:
+    async def subscribe(self, streams: Union[str, Iterable[str]]) -> None:
         """Subscribe to ``streams`` and wait for the exchange's ack.
 
-        Streams asked for while not connected are queued (in order) and sent
-        on connect; the call then returns at once, and a later rejection
-        reaches the error handler. Every tracked stream is sent again after a
-        reconnect.
+        ``streams`` is one name or an iterable of names. Names the adapter
+        knows to be invalid are refused before anything is sent; the valid
+        ones beside them are subscribed. Streams asked for while not
+        connected are queued (in order) and sent on connect; the call then
+        returns at once, and a later rejection reaches the error handler.
+        Called from this connection's own message handler (whose replies
+        cannot be read until the handler returns), the request is sent in
+        the background and the call returns at once as well. Every tracked
+        stream is sent again after a reconnect.
 
         Raises:
+            TypeError: ``streams`` is not a name or an iterable of names.
             ExchangeTimeoutError: no ack within ``subscription_timeout`` (408).
-            SubscriptionRejectedError: the exchange refused (403); the streams
-                are no longer tracked.
+            SubscriptionRejectedError: the exchange refused (403), or names
+                were invalid (``rejected_streams`` lists them); the refused
+                streams are not tracked.
             RateLimitError: the pending queue is full (429).
         """
-        new = [s for s in dict.fromkeys(streams) if s not in self._subscriptions]
-        if not new:
-            return
+        names = stream_names(streams)
+        invalid = self._invalid_streams(names)
+        new = [s for s in names if s not in self._subscriptions and s not in invalid]
+        if new:
+            await self._subscribe_valid(new)
+        if invalid:
+            raise self._refusal(invalid)
+
+    def _invalid_streams(self, names: list[str]) -> dict[str, str]:
+        """The names the adapter refuses, each with its reason (``_stream_problem``)."""
+        problems = {name: self._stream_problem(name) for name in names}
+        return {name: problem for name, problem in problems.items() if problem is not None}
+
+    def _refusal(self, invalid: dict[str, str]) -> SubscriptionRejectedError:
+        """The error that refuses ``invalid`` names by name, before anything was sent."""
+        shown = "; ".join(f"{name!r}: {reason}" for name, reason in list(invalid.items())[:_NAMES_SHOWN])
+        more = f" (and {len(invalid) - _NAMES_SHOWN} more)" if len(invalid) > _NAMES_SHOWN else ""
+        return SubscriptionRejectedError(
+            f"{self.exchange}: {len(invalid)} invalid stream name(s), not sent: {shown}{more}",
+            rejected_streams=list(invalid))
+
+    async def _subscribe_valid(self, new: list[str]) -> None:
+        """Track and subscribe ``new`` streams (valid names, none tracked yet)."""
+        for stream in new:
+            # A stream subscribed again starts afresh: frames that came while
+            # its UNSUBSCRIBE waited must not make the old numbers a gap.
+            self._forget_sequences(stream)
         if not self.is_connected:
             if len(self._pending) + len(new) > self.config.max_pending_subscriptions:
                 raise RateLimitError(
@@ -59,23 +118,72 @@ class SubscriptionsMixin(ConnectionMixin):
             self._subscriptions[stream] = None
         # A rejected batch's streams are dropped by _request; the batches
         # the exchange accepted stay tracked (and resubscribed).
-        await self._request(new, SubscriptionAction.SUBSCRIBE)
+        await self._request_or_send(new, SubscriptionAction.SUBSCRIBE)
 
-    async def unsubscribe(self, streams: Iterable[str]) -> None:
-        """Stop receiving ``streams``; waits for the ack when connected."""
-        wanted = [s for s in dict.fromkeys(streams) if s in self._subscriptions]
+    async def unsubscribe(self, streams: Union[str, Iterable[str]]) -> None:
+        """Stop receiving ``streams`` (one name or an iterable of names).
+
+        Waits for the ack when connected (except when called from this
+        connection's own message handler: see ``subscribe``).
+
+        Raises:
+            TypeError: ``streams`` is not a name or an iterable of names.
+        """
+        wanted = [s for s in stream_names(streams) if s in self._subscriptions]
         for stream in wanted:
             self._subscriptions.pop(stream, None)
             # A later subscription starts afresh: no gap against the old numbers.
-            self._last_sequences.pop(stream, None)
-            if self._core is not None:
-                self._core.forget_stream(stream)
+            self._forget_sequences(stream)
         queued = set(wanted).intersection(self._pending)
         if queued:
             self._pending = deque(s for s in self._pending if s not in queued)
         sent = [s for s in wanted if s not in queued]
         if sent and self.is_connected:
-            await self._request(sent, SubscriptionAction.UNSUBSCRIBE)
+            await self._request_or_send(sent, SubscriptionAction.UNSUBSCRIBE)
+            # Frames that came while the request waited brought the state back.
+            for stream in sent:
+                if stream not in self._subscriptions:
+                    self._forget_sequences(stream)
+
+    def _forget_sequences(self, stream: str) -> None:
+        """Drop a stream's sequence state, here and in the live core."""
+        self._last_sequences.pop(stream, None)
+        if self._core is not None:
+            self._core.forget_stream(stream)
+
+    def _inside_own_handler(self) -> bool:
+        """True when called from this connection's parser or handler.
+
+        The core drives those itself: with no Task (before their first
+        suspension) or in its ``pending_task`` (after). Until they return,
+        later frames of the connection (acks among them) wait behind them.
+        """
+        core = self._core
+        if core is None:
+            return False
+        task = asyncio.current_task()
+        return task is None or task is core.pending_task
+
+    async def _request_or_send(self, streams: list[str], action: SubscriptionAction) -> None:
+        """``_request``; from inside this connection's handler, in the background instead.
+
+        An ack cannot be read while the handler that waits for it holds the
+        connection's frames back: the request is sent from a task of its own,
+        and its outcome (a rejection, a timeout) reaches the error handler.
+        """
+        if not self._inside_own_handler():
+            await self._request(streams, action)
+            return
+        self.logger.info("%s of %d stream(s) asked from inside the message handler: sent in the background",
+                         action.value, len(streams), extra={"exchange": self.exchange, "streams": streams})
+        self._in_background(self._request_reported(streams, action))
+
+    async def _request_reported(self, streams: list[str], action: SubscriptionAction) -> None:
+        """``_request`` whose failure is reported instead of raised (it runs in the background)."""
+        try:
+            await self._request(streams, action)
+        except ExchangeAPIError as exc:
+            self._emit_error(exc)
 
     async def _resubscribe(self, replacing: bool = False) -> None:
         """Send every tracked stream (pending ones included) after connecting.

@@ -15,7 +15,7 @@ from typing import Awaitable, Callable, Optional
 
 from picows import WSCloseCode
 
-from fastws._core import Handover, monotonic_time_ns
+from fastws._core import FrameHandler, Handover, monotonic_time_ns
 from fastws.client.connection import Live
 from fastws.client.subscriptions import SubscriptionsMixin
 from fastws.errors import ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError
@@ -42,6 +42,7 @@ class SupervisorMixin(SubscriptionsMixin):
                 await asyncio.sleep(delay)
             self._set_state(ConnectionState.CONNECTING, None)
             await self._before_connect()
+            self._waiting = None
             try:
                 await self._attempt()
             except asyncio.CancelledError:
@@ -57,14 +58,33 @@ class SupervisorMixin(SubscriptionsMixin):
             await self._on_connected()
             if self._stopping:
                 return
+            subscribed = self._delivery_mark()
             reason = await self._watch()
+            # A connection that subscribed and then carried data was a
+            # success, however it ended: only attempts that fail, and
+            # connections that die before delivering, grow the delay and
+            # count toward the limit.
+            delivered = subscribed is not None and self._delivered_since(subscribed)
             self._on_disconnected(reason)
             if self._stopping:
                 return
-            if not reconnection.lost():
+            if not reconnection.lost(delivered):
                 self._fail(f"connection lost {reconnection.attempts} times without a healthy period")
                 return
             self._set_state(ConnectionState.RECONNECTING, reason)
+
+    def _delivery_mark(self) -> Optional[tuple[FrameHandler, int]]:
+        """The live core and its delivered count once subscribed; None without subscriptions."""
+        if self._core is None or not self._subscriptions:
+            return None
+        return self._core, self._core.messages_delivered
+
+    def _delivered_since(self, mark: tuple[FrameHandler, int]) -> bool:
+        """True if the live connection delivered data after ``mark`` (a replacement counts from 0)."""
+        core = self._core
+        if core is None:
+            return False
+        return core.messages_delivered > (mark[1] if core is mark[0] else 0)
 
     async def _attempt(self, handover: Optional[Handover] = None) -> None:
         """Make one connection attempt: for a (re)connection, or a replacement.

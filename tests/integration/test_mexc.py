@@ -18,6 +18,7 @@ from tests.integration.test_binance import Sink
 
 DEPTH = "spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT"
 DEALS = "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"
+RETIRED = "spot@public.miniTicker.v3.api.pb@BTCUSDT@UTC+8"   # well formed, refused by MEXC
 CHANNELS = {
     DEPTH: StreamType.ORDERBOOK,
     "spot@public.increase.depth.v3.api.pb@ETHUSDT": StreamType.ORDERBOOK,
@@ -92,8 +93,9 @@ async def test_pushes_equal_the_reference_decoding(mexc_simulator: MexcSimulator
 async def test_a_rejection_carries_mexc_text(mexc_simulator: MexcSimulator) -> None:
     sink = Sink()
     async with client(mexc_simulator, sink) as ws:
+        # A retired channel is well formed: MEXC itself refuses it, in its own words.
         with pytest.raises(SubscriptionRejectedError) as info:
-            await ws.subscribe(["spot@public.nonsense.v3.api.pb@BTCUSDT"])
+            await ws.subscribe([RETIRED])
         assert info.value.code == 403 and "Not Subscribed successfully" in info.value.exchange_message
         assert ws.subscriptions == []
         mexc_simulator.reject_next_subscription()
