@@ -12,7 +12,7 @@ from exchanges.binance import BinanceWebSocket, DepthUpdate, binance_config
 from exchanges.binance.messages import AggTrade, BookTicker, Kline, MiniTicker, PartialDepth, Ticker24h, Trade
 from fastws import (ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError, StreamType,
                     SubscriptionRejectedError)
-from fastws.testing import BinanceSimulator
+from exchanges.binance.simulator import BinanceSimulator
 from tests.conftest import open_fds, other_tasks
 
 DEPTH = ["btcusdt@depth", "ethusdt@depth@100ms"]

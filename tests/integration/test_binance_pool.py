@@ -10,7 +10,7 @@ from exchanges.binance import BinanceWebSocket, ConnectionAttemptLimiter, DepthU
 from exchanges.binance import client as binance_client
 from fastws import (ConnectionFailedError, ConnectionState, ExchangeName, SequenceGapError,
                     SubscriptionRejectedError)
-from fastws.testing import BinanceSimulator
+from exchanges.binance.simulator import BinanceSimulator
 from tests.conftest import other_tasks
 from tests.integration.test_binance import Sink, client
 

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 from picows import WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from fastws.testing import BinanceSimulator, is_valid_stream
-from fastws.testing.binance_sim import MAX_STREAMS_PER_CONNECTION
+from exchanges.binance import BinanceSimulator, is_valid_stream
+from exchanges.binance.streams import MAX_STREAMS_PER_CONNECTION
 from tests.conftest import other_tasks
 
 Factory = Callable[..., Awaitable[BinanceSimulator]]

@@ -12,7 +12,7 @@ from exchanges.mexc import MexcWebSocket, mexc_config
 from exchanges.mexc.reference import decode_reference
 from fastws import (BaseWebSocketInterface, ConnectionState, ExchangeName, InvalidMessageError, SequenceGapError, StreamType,
                     SubscriptionRejectedError)
-from fastws.testing import MexcSimulator
+from exchanges.mexc.simulator import MexcSimulator
 from tests.conftest import open_fds, other_tasks
 from tests.integration.test_binance import Sink
 

@@ -11,7 +11,7 @@ import pytest
 
 from exchanges.binance import BinanceWebSocket, binance_config
 from fastws import ConnectionFailedError, ConnectionState, ExchangeAPIError, ExchangeName, InvalidMessageError
-from fastws.testing import BinanceSimulator
+from exchanges.binance.simulator import BinanceSimulator
 from tests.conftest import open_fds, other_tasks
 from tests.integration.test_binance import Sink
 

@@ -19,7 +19,8 @@ import pytest
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.mexc import MexcWebSocket, mexc_config
 from fastws import ExchangeAPIError, ExchangeName
-from fastws.testing import BinanceSimulator, MexcSimulator
+from exchanges.binance.simulator import BinanceSimulator
+from exchanges.mexc.simulator import MexcSimulator
 from tests.conftest import open_fds, other_tasks, until
 
 SYMBOLS = ("btcusdt", "ethusdt")

@@ -11,7 +11,8 @@ import trustme
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.mexc import MexcWebSocket, mexc_config
 from fastws import ConnectionFailedError, ConnectionState, ExchangeName
-from fastws.testing import BinanceSimulator, MexcSimulator
+from exchanges.binance.simulator import BinanceSimulator
+from exchanges.mexc.simulator import MexcSimulator
 from tests.integration.test_binance import Sink
 
 
