@@ -148,8 +148,9 @@ async def record(exchange: str, streams: list[str], out: str, *, url: Optional[s
     # One copy of every message: no overlap of two connections at a rotation.
     ws = make_client(exchange, url, recorder.on_message, recorder.on_error, make_before_break=False)
     endpoint: str = ws.config.url
-    limit = ws.max_streams_per_connection
-    if len(streams) > limit:
+    # A pooled client states its per-connection cap; a plain one has none.
+    limit = getattr(ws, "max_streams_per_connection", None)
+    if limit is not None and len(streams) > limit:
         raise CommandError(f"{len(streams)} streams: a recording holds one {exchange} connection, "
                            f"at most {limit} streams")
     try:
