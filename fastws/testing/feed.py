@@ -183,6 +183,7 @@ class FeedServer:
             (default ``depth_message``).
         path: The path of ``url``.
         binary: Pushes are BINARY frames (default TEXT).
+        backlog: The listening socket's backlog (connections waiting to be accepted).
 
     Attributes:
         reject: Stream names answered with an error (also any name starting
@@ -197,8 +198,9 @@ class FeedServer:
 
     def __init__(self, rate: float = 0.0, *, control: Optional[ControlHandler] = None,
                  message: Callable[[str, int], bytes] = depth_message, path: str = "/stream",
-                 binary: bool = False) -> None:
+                 binary: bool = False, backlog: int = 100) -> None:
         self.rate = rate
+        self.backlog = backlog
         self.control: ControlHandler = control if control is not None else SubscribeControl()
         self.message = message
         self.path = path
@@ -226,7 +228,7 @@ class FeedServer:
         """Listen on an ephemeral port; start the paced publisher if ``rate``."""
         self._server = await ws_create_server(
             lambda request: FeedConnection(self, request.path), "127.0.0.1", 0,
-            enable_auto_pong=False, logger_name="feed-server")
+            enable_auto_pong=False, logger_name="feed-server", backlog=self.backlog)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.rate > 0:
             self._publisher = asyncio.get_running_loop().create_task(self._publish_paced())

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from exchanges.binance import BinanceWebSocket, binance_config
-from exchanges.mexc import MexcWebSocket, mexc_config
-from fastws import ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError
 from exchanges.binance.simulator import BinanceSimulator
+from exchanges.mexc import MexcWebSocket, mexc_config
 from exchanges.mexc.simulator import MexcSimulator
+from fastws import ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError
 from fastws.testing import FaultProxy
 
 CLIENTS_PER_EXCHANGE = 10
