@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Mapping, Optional
 
 import pytest
 import uvloop
@@ -46,3 +47,18 @@ async def until(done: Callable[[], bool], timeout: float = 5.0, what: str = "con
 def other_tasks() -> set[asyncio.Task]:
     """Tasks of the running loop other than the current one."""
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+
+async def run_fastws(*args: str, timeout: float = 30.0, env: Optional[Mapping[str, str]] = None,
+                     cwd: Optional[str] = None) -> tuple[int, str, str]:
+    """Run ``python -m fastws ARGS`` without blocking the running loop; return (status, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "fastws", *args, env=env, cwd=cwd,
+                                                   stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode or 0, out.decode(), err.decode()

@@ -11,13 +11,10 @@ Installing fastws registers this module as a pytest plugin (entry point
   a check fails; returns the ``VerificationReport``.
 
 Each exchange package registers its own simulator fixtures as a ``pytest11``
-entry point of its own, built with ``simulator_factory`` and ``async_fixture``
-from here. Example (``myexchange/fixtures.py``)::
+entry point of its own, built with ``simulator_fixtures`` from here. Example
+(``myexchange/fixtures.py``)::
 
-    @async_fixture
-    async def my_simulator_factory():
-        async for start in simulator_factory(MySimulator):
-            yield start
+    my_simulator, my_simulator_factory = simulator_fixtures(MySimulator, "my_simulator")
 
 The fixtures are ``pytest_asyncio`` fixtures, so they work with pytest-asyncio
 in strict mode as well as in auto mode (the tests themselves still need
@@ -37,7 +34,7 @@ try:
 except ImportError:     # pytest-asyncio missing: the fixtures fail only when used
     async_fixture = pytest.fixture  # type: ignore[assignment]
 
-__all__ = ["adapter_compliance", "async_fixture", "fault_proxy", "simulator_factory"]
+__all__ = ["adapter_compliance", "async_fixture", "fault_proxy", "simulator_factory", "simulator_fixtures"]
 
 S = TypeVar("S")
 
@@ -63,6 +60,31 @@ async def simulator_factory(cls: Callable[..., S]) -> AsyncIterator[Callable[...
     finally:
         for sim in reversed(started):
             await sim.stop()
+
+
+def simulator_fixtures(cls: Callable[..., Any], name: str) -> tuple[Any, Any]:
+    """The two fixtures of an exchange's simulator ``cls``: ``name`` and ``<name>_factory``.
+
+    - ``name``: a started ``cls(rate=0)`` on 127.0.0.1 (nothing is published
+      until the test calls ``sim.step(n)``), stopped after the test.
+    - ``<name>_factory``: an async factory taking ``cls``'s keyword arguments
+      (``rate`` defaults to 0); every simulator it started is stopped after the test.
+
+    Assign both in the module registered as the exchange's ``pytest11`` plugin.
+    """
+    @async_fixture(name=name)
+    async def simulator() -> AsyncIterator[Any]:
+        async with cls(rate=0) as sim:
+            yield sim
+
+    @async_fixture(name=f"{name}_factory")
+    async def factory() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+        async for start in simulator_factory(cls):
+            yield start
+
+    simulator.__doc__ = f"A started ``{getattr(cls, '__name__', cls)}(rate=0)`` on 127.0.0.1, stopped after the test."
+    factory.__doc__ = "An async factory of started simulators: ``await factory(**kwargs)``; all stopped after the test."
+    return simulator, factory
 
 
 @async_fixture

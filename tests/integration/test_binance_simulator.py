@@ -8,7 +8,8 @@ import msgspec
 import pytest
 from picows import WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from exchanges.binance import BinanceSimulator, is_valid_stream
+from exchanges.binance import is_valid_stream
+from exchanges.binance.simulator import BinanceSimulator
 from exchanges.binance.streams import MAX_STREAMS_PER_CONNECTION
 from tests.conftest import other_tasks
 

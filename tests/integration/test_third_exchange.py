@@ -21,7 +21,7 @@ from fastws.recording import KIND_TEXT, CaptureReader
 from fastws.registry import UnknownExchangeError, exchange_names, get_exchange
 from fastws.testing.replay import ReplayServer
 from fastws.verify import Status, VerificationReport
-from tests.conftest import until
+from tests.conftest import run_fastws, until
 from tests.third_exchange.client import ThirdWebSocket, third_config
 from tests.third_exchange.simulator import ThirdSimulator
 
@@ -56,18 +56,14 @@ async def sim(site: Path) -> AsyncIterator[ThirdSimulator]:
         yield sim
 
 
+def installed(site: Path) -> dict[str, str]:
+    """The environment of a process with the third exchange installed."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+
+
 async def fastws(site: Path, *args: str, timeout: float = 30.0) -> tuple[int, str, str]:
     """Run ``python -m fastws ARGS`` with the third exchange installed, without blocking the loop."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "fastws", *args, cwd=REPO, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, out.decode(), err.decode()
+    return await run_fastws(*args, timeout=timeout, env=installed(site), cwd=str(REPO))
 
 
 def test_the_registry_finds_it_by_name(site: Path) -> None:
@@ -120,10 +116,9 @@ async def test_fastws_record_then_replay(site: Path, sim: ThirdSimulator, tmp_pa
         recorded = [r.payload for r in reader if r.kind == KIND_TEXT and r.payload.startswith(b'{"ch"')]
     assert len(recorded) >= 40
     # The capture names its exchange: the replay server finds its profile in the registry.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fastws", "replay", str(capture), "--speed", "0", "--wait-client", "20", cwd=REPO,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        env=installed(site), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None
         first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
@@ -180,10 +175,9 @@ async def test_factory(third_simulator_factory):
 async def test_its_pytest_fixtures_come_from_its_own_plugin(site: Path, tmp_path: Path) -> None:
     test_file = tmp_path / "test_plugin.py"
     test_file.write_text(PLUGIN_TEST)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto",
-        "--rootdir", str(tmp_path), str(test_file), cwd=tmp_path, env=env,
+        "--rootdir", str(tmp_path), str(test_file), cwd=tmp_path, env=installed(site),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, out.decode() + err.decode()
