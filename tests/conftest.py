@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
-from typing import AsyncIterator, Callable, Mapping, Optional
+from pathlib import Path
+from typing import AsyncIterator, Callable, Iterator, Mapping, Optional
 
 import pytest
 import uvloop
@@ -62,3 +64,22 @@ async def run_fastws(*args: str, timeout: float = 30.0, env: Optional[Mapping[st
         await process.wait()
         raise
     return process.returncode or 0, out.decode(), err.decode()
+
+
+@contextlib.contextmanager
+def installed_distribution(site: Path, name: str, entry_points: str) -> Iterator[Path]:
+    """A distribution ``name`` with ``entry_points`` (an ``entry_points.txt``) installed in ``site``.
+
+    Writes ``site/<name>-0.1.dist-info`` (``METADATA``, ``entry_points.txt``) and puts
+    ``site`` first on ``sys.path`` while the context lasts, so ``importlib.metadata``
+    finds it as it finds an installed package; yields ``site``.
+    """
+    info = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))

@@ -55,9 +55,15 @@ class ControlSession(Protocol):
         max_streams: Streams the connection may hold.
     """
 
-    subscriptions: dict[str, None]
     combined: bool
-    max_streams: int
+
+    @property
+    def subscriptions(self) -> dict[str, None]:
+        """The connection's streams, in subscription order."""
+
+    @property
+    def max_streams(self) -> int:
+        """Streams the connection may hold."""
 
     def subscribe(self, names: list[str]) -> None:
         """Add streams not yet held; may raise ``RequestError`` to refuse them."""

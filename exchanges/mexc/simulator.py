@@ -440,7 +440,9 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
                              channels.KLINE_INTERVALS)
         sent = 0
         for name, connections in subscribers.items():
-            sent += self._deliver(name, pushes.payloads(channels.parse_channel(name)), connections)
+            channel = channels.parse_channel(name)
+            if channel is not None:     # always: only valid channels are subscribed
+                sent += self._deliver(name, pushes.payloads(channel), connections)
         return sent
 
     # ------------------------------------------------------------------ faults

@@ -21,7 +21,7 @@ from fastws.recording import KIND_TEXT, CaptureReader
 from fastws.registry import UnknownExchangeError, exchange_names, get_exchange
 from fastws.testing.replay import ReplayServer
 from fastws.verify import Status, VerificationReport
-from tests.conftest import run_fastws, until
+from tests.conftest import installed_distribution, run_fastws, until
 from tests.third_exchange.client import ThirdWebSocket, third_config
 from tests.third_exchange.simulator import ThirdSimulator
 
@@ -38,16 +38,8 @@ fastws-third = tests.third_exchange.fixtures
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Path]:
     """A directory holding the third exchange's distribution metadata, on ``sys.path`` for the test."""
-    site = tmp_path / "site"
-    info = site / "fastws_third-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fastws-third\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    sys.path.insert(0, str(site))
-    try:
+    with installed_distribution(tmp_path / "site", "fastws-third", ENTRY_POINTS) as site:
         yield site
-    finally:
-        sys.path.remove(str(site))
 
 
 @pytest.fixture
