@@ -84,8 +84,8 @@ _parsed: dict[str, Optional[_Stream]] = {}
 def _parse_stream(name: str) -> Optional[_Stream]:
     """The parsed form of a valid stream name (``exchanges.binance.streams``), else None (cached).
 
-    A valid name the simulator has no events for (e.g. ``!ticker_1h@arr``) parses
-    to a stream that publishes nothing.
+    A valid name the simulator has no events for (the rolling-window tickers
+    ``<symbol>@ticker_1h``, ``!ticker_1h@arr``) parses to a stream that publishes nothing.
     """
     if name in _parsed:
         return _parsed[name]
@@ -95,7 +95,7 @@ def _parse_stream(name: str) -> Optional[_Stream]:
             stream = _Stream(name, None, name if name in ALL_MARKET_STREAMS else "")
         else:
             symbol, _, suffix = name.partition("@")
-            kind = _BUILDERS.get(_streams.stream_kind(name), "")
+            kind = _BUILDERS.get(_streams.stream_kind(name), "") if not suffix.startswith("ticker_") else ""
             if kind == "partial":
                 stream = _Stream(name, symbol.upper(), kind, int(suffix[5:].split("@", 1)[0]))
             elif kind == "kline":
