@@ -84,6 +84,17 @@ async def test_fastws_stream_reports_a_refused_stream(site: Path, sim: ThirdSimu
     assert "invalid stream trades.btc" in err
 
 
+async def test_fastws_demo_runs_every_registered_exchange(site: Path) -> None:
+    code, out, err = await fastws(site, "demo", "--duration", "2", "--rate", "100", timeout=60)
+    assert code == 0, err
+    assert "injecting a server-side drop on every exchange" in out
+    for name in ("binance", "mexc", "third"):
+        summary = out.split(f"summary: {name}")[1].split("summary:")[0]
+        assert int(summary.split("messages delivered :")[1].split()[0]) > 0, name
+        assert "reconnections      : 1" in summary, name
+    assert "trades.BTC" in out.split("summary: third")[1]
+
+
 async def test_fastws_verify_by_exchange_name(site: Path) -> None:
     code, out, err = await fastws(site, "verify", "third", "--json", timeout=60)
     assert code == 0, out + err
