@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 
-from fastws.testing.binance_sim import _parse_stream, _StepEvents, _wrap
+from exchanges.binance.simulator import _parse_stream, _StepEvents, _wrap
 from fastws.testing.market import StepResult, SymbolMarket, SyntheticMarket
 
 __all__ = ["KINDS", "MIX", "STREAM_KINDS", "SYMBOLS", "build_payloads", "stream_names"]

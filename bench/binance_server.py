@@ -11,8 +11,9 @@ serves until killed. On any path it takes text frames:
   second, each with its trade id ``t`` set to this machine's
   ``time.monotonic_ns()`` when it is written (the latency benchmark's ticks:
   ``CLOCK_MONOTONIC`` is one clock for every process of the machine);
-- ``{"method": ..., "id": N}`` (``SUBSCRIBE``, ``UNSUBSCRIBE``...): acked with
-  ``{"result":null,"id":N}``, as Binance does.
+- ``{"method": ..., "id": N}`` (``SUBSCRIBE``, ``UNSUBSCRIBE``...): answered by
+  ``exchanges.binance.control.BinanceControl``, as the simulator answers them
+  (stream names are not checked).
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 from bench.binance_payloads import build_payloads  # noqa: E402
 from bench.server import server_frame  # noqa: E402
+from exchanges.binance.control import BinanceControl, StreamSet, encode_reply  # noqa: E402
 from fastws.testing.feed import text_request  # noqa: E402
 
 
 _encode = msgspec.json.Encoder().encode
+_CONTROL = BinanceControl(validate=False)
 
 
 async def pace(transport: WSTransport, tick: dict[str, Any], rate: float, count: int) -> None:
@@ -58,6 +61,7 @@ class BinanceBenchListener(WSListener):
         self.blobs = blobs
         self.tick: dict[str, Any] = msgspec.json.decode(tick)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.session = StreamSet()
 
     def blast(self, kind: str, count: int) -> bytes:
         blob = self.blobs.get((kind, count))
@@ -79,8 +83,7 @@ class BinanceBenchListener(WSListener):
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         else:
-            request = msgspec.json.decode(text)
-            transport.send(WSMsgType.TEXT, msgspec.json.encode({"result": None, "id": request.get("id")}))
+            transport.send(WSMsgType.TEXT, encode_reply(_CONTROL.handle(self.session, text)))
 
 
 async def main(per_stream: int) -> None:

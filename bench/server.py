@@ -1,7 +1,8 @@
 """Feed server for the benchmarks, run in its own process.
 
-Speaks the loopback feed protocol (``SUBSCRIBE`` with ids, acks), and three
-benchmark commands sent as text frames:
+A ``fastws.testing.FeedServer`` speaking the loopback feed protocol (``SUBSCRIBE``
+with ids, acks: its ``SubscribeControl``), plus three benchmark commands sent as
+text frames:
 
 - ``BLAST <n>``: write ``n`` pre-built ~250-byte depth frames in one write, so
   that the server costs almost nothing and the client is the bottleneck;
@@ -20,12 +21,11 @@ import logging
 import struct
 import sys
 
-import msgspec
 import uvloop
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+from picows import WSCloseCode, WSMsgType
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
-from fastws.testing.feed import depth_message, text_request  # noqa: E402
+from fastws.testing.feed import FeedConnection, FeedServer, SubscribeControl, depth_message  # noqa: E402
 
 STREAM = "btcusdt@depth"
 
@@ -53,54 +53,52 @@ def blast(count: int) -> bytes:
     return blob
 
 
-class BenchListener(WSListener):
+class BenchControl(SubscribeControl):
+    """The loopback feed protocol and the benchmark commands (see the module docstring)."""
+
     def __init__(self) -> None:
-        super().__init__()
-        self.transport: WSTransport | None = None
-        self.sequence = 0
-        self.interval = 0.0
+        self.sequences: dict[FeedConnection, int] = {}
+        self.intervals: dict[FeedConnection, float] = {}
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.interval = 0.0           # ends the feed at its next tick
-
-    def feed(self) -> None:
-        """Send one depth message and schedule the next (``FEED``)."""
-        if self.interval <= 0.0 or self.transport is None:
-            return
-        self.sequence += 1
-        self.transport.send(WSMsgType.TEXT, depth_message(STREAM, self.sequence))
-        asyncio.get_running_loop().call_later(self.interval, self.feed)
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        text = text_request(transport, frame)
-        if text is None:
-            return
+    def __call__(self, connection: FeedConnection, text: bytes) -> None:
+        transport = connection.transport
+        assert transport is not None
         if text.startswith(b"BLAST "):
             transport.underlying_transport.write(blast(int(text[6:])))
         elif text.startswith(b"FEED "):
-            start = self.interval <= 0.0
-            self.interval = 1.0 / float(text[5:])
+            start = connection not in self.intervals
+            self.intervals[connection] = 1.0 / float(text[5:])
             if start:
-                self.feed()
+                self.feed(connection)
         elif text == b"DROP":
             transport.send_close(WSCloseCode.GOING_AWAY)
             transport.disconnect()
         else:
-            request = msgspec.json.decode(text)
-            transport.send(WSMsgType.TEXT, msgspec.json.encode({"result": None, "id": request.get("id")}))
-            if request.get("method") == "SUBSCRIBE":
-                for stream in request.get("params", []):
-                    transport.send(WSMsgType.TEXT, depth_message(stream, 1))
+            super().__call__(connection, text)
+
+    def applied(self, connection: FeedConnection, method: str, streams: list[str]) -> None:
+        if method == "SUBSCRIBE" and connection.transport is not None:
+            for stream in streams:
+                connection.transport.send(WSMsgType.TEXT, depth_message(stream, 1))
+
+    def feed(self, connection: FeedConnection) -> None:
+        """Send one depth message and schedule the next (``FEED``), until the connection closes."""
+        transport = connection.transport
+        if transport is None or transport.is_disconnected:
+            self.intervals.pop(connection, None)
+            self.sequences.pop(connection, None)
+            return
+        sequence = self.sequences[connection] = self.sequences.get(connection, 0) + 1
+        transport.send(WSMsgType.TEXT, depth_message(STREAM, sequence))
+        asyncio.get_running_loop().call_later(self.intervals[connection], self.feed, connection)
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.ERROR)
-    server = await ws_create_server(lambda request: BenchListener(), "127.0.0.1", 0,
-                                    backlog=4096)   # the scale benchmark connects 1000 clients at once
-    print(server.sockets[0].getsockname()[1], flush=True)
+    # The scale benchmark connects 1000 clients at once.
+    server = FeedServer(control=BenchControl(), backlog=4096)
+    await server.start()
+    print(server.port, flush=True)
     await asyncio.Event().wait()
 
 

@@ -1,7 +1,7 @@
 """The ``fastws`` command line (``python -m fastws``, or the ``fastws`` script).
 
-Sub-commands: ``demo`` (the default: Binance and MEXC from the embedded
-simulators), ``stream``, ``record``, ``replay``, ``bench`` and ``verify``; each
+Sub-commands: ``demo`` (the default: every registered exchange from its
+simulator), ``stream``, ``record``, ``replay``, ``bench`` and ``verify``; each
 lives in ``fastws.commands.<name>``.
 """
 from __future__ import annotations

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
 import time
-from typing import AsyncIterator, Callable
+from pathlib import Path
+from typing import AsyncIterator, Callable, Iterator, Mapping, Optional
 
 import pytest
 import uvloop
@@ -46,3 +49,37 @@ async def until(done: Callable[[], bool], timeout: float = 5.0, what: str = "con
 def other_tasks() -> set[asyncio.Task]:
     """Tasks of the running loop other than the current one."""
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+
+async def run_fastws(*args: str, timeout: float = 30.0, env: Optional[Mapping[str, str]] = None,
+                     cwd: Optional[str] = None) -> tuple[int, str, str]:
+    """Run ``python -m fastws ARGS`` without blocking the running loop; return (status, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "fastws", *args, env=env, cwd=cwd,
+                                                   stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+@contextlib.contextmanager
+def installed_distribution(site: Path, name: str, entry_points: str) -> Iterator[Path]:
+    """A distribution ``name`` with ``entry_points`` (an ``entry_points.txt``) installed in ``site``.
+
+    Writes ``site/<name>-0.1.dist-info`` (``METADATA``, ``entry_points.txt``) and puts
+    ``site`` first on ``sys.path`` while the context lasts, so ``importlib.metadata``
+    finds it as it finds an installed package; yields ``site``.
+    """
+    info = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))

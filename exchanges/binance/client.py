@@ -51,9 +51,9 @@ from fastws.client.subscriptions import stream_names
 from fastws.errors import InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
 from fastws.types import ExchangeName, StreamType, SubscriptionAction
-from fastws.verify import ComplianceProfile, SampleFrame
 
 from exchanges.binance import streams as _streams
+from exchanges.binance.compliance import COMPLIANCE
 
 __all__ = [
     "BinanceWebSocket",
@@ -216,31 +216,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     max_streams_per_connection = _streams.MAX_STREAMS_PER_CONNECTION
 
-    # What ``fastws verify`` sends this adapter, and the simulator it runs against.
-    compliance = ComplianceProfile(
-        exchange="binance",
-        samples=(
-            SampleFrame(b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1700000000000,'
-                        b'"s":"BTCUSDT","U":157,"u":160,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}}',
-                        stream="btcusdt@depth@100ms"),
-            SampleFrame(b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1700000000000,"s":"BTCUSDT",'
-                        b'"t":12345,"p":"0.001","q":"100","T":1700000000000,"m":true,"M":true}}',
-                        stream="btcusdt@trade"),
-            SampleFrame(b'{"e":"trade","E":1700000000000,"s":"BTCUSDT","t":12345,"p":"0.001","q":"100",'
-                        b'"T":1700000000000,"m":true,"M":true}'),
-            SampleFrame(b'{"result":null,"id":1}', control=True),
-            SampleFrame(b'{"error":{"code":2,"msg":"Invalid request"},"id":2}', control=True),
-            SampleFrame(b'{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1700000000000}}',
-                        control=True),
-        ),
-        malformed=(SampleFrame(b'{"code":-1,"msg":"bad request"}'),
-                   SampleFrame(b'{"stream":"btcusdt@depth","data":{"e":')),
-        streams=("btcusdt@depth@100ms",),
-        simulator="fastws.testing:BinanceSimulator",
-        simulator_options={"rate": 0},
-        simulator_url="url",
-        config=binance_config,
-    )
+    # What ``fastws verify`` sends this adapter (exchanges/binance/compliance.py); the
+    # simulator it runs against comes from the exchange's registry entry.
+    compliance = COMPLIANCE
 
     def __init__(self, exchange: ExchangeName, config: WebSocketConfig, message_handler: Any,
                  error_handler: Any = None, *, typed: bool = False) -> None:

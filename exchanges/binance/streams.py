@@ -196,7 +196,7 @@ def stream_type_of_kind(kind: StreamKind) -> StreamType:
     return _STREAM_TYPES[kind]
 
 
-def is_valid_stream(name: str) -> bool:
+def is_valid_stream(name: object) -> bool:
     """Whether a stream name has one of the forms this module classifies.
 
     Other streams Binance serves (e.g. ``<symbol>@avgPrice``) count as invalid here.
@@ -206,8 +206,11 @@ def is_valid_stream(name: str) -> bool:
 
     Returns:
         True for ``<symbol>@<suffix>`` with a lower-case ASCII alphanumeric symbol and a
-        known suffix, and for the known ``!`` all-market names.
+        known suffix, and for the known ``!`` all-market names; False for anything that
+        is not a string.
     """
+    if not isinstance(name, str):
+        return False
     if name[:1] == "!":
         return name in _ALL_MARKET_KINDS
     symbol, _, suffix = name.partition("@")

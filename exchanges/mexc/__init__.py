@@ -7,9 +7,9 @@ and control-message texts; ``exchanges.mexc.reference`` is the reference codec
 ``MexcWebSocket`` is the adapter, decoding pushes with the compiled
 ``exchanges.mexc._fastpb.PushDecoder``.
 
-The adapter is imported on first use (``MexcWebSocket``, ``mexc_config``): the schema
-modules load without it, so ``fastws.testing.MexcSimulator``, which imports them, does
-not depend on the client or on its compiled decoder.
+The adapter is imported on first use (``MexcWebSocket``, ``mexc_config``), and so is
+``MexcSimulator`` (``exchanges.mexc.simulator``): the schema modules load without
+them, so the simulator does not depend on the client or on its compiled decoder.
 """
 import importlib
 from typing import TYPE_CHECKING, Any
@@ -23,8 +23,10 @@ from exchanges.mexc.reference import decode_reference, encode_push
 
 if TYPE_CHECKING:
     from exchanges.mexc.client import MexcWebSocket, mexc_config
+    from exchanges.mexc.simulator import MexcSimulator
 
-_LAZY = {"MexcWebSocket": "exchanges.mexc.client", "mexc_config": "exchanges.mexc.client"}
+_LAZY = {"MexcWebSocket": "exchanges.mexc.client", "mexc_config": "exchanges.mexc.client",
+         "MexcSimulator": "exchanges.mexc.simulator"}
 
 
 def __getattr__(name: str) -> Any:
@@ -43,6 +45,7 @@ __all__ = [
     "MAX_CONNECTION_AGE",
     "MAX_MESSAGES_PER_SECOND",
     "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    "MexcSimulator",
     "MexcWebSocket",
     "NO_SUBSCRIPTION_TIMEOUT",
     "PushDataV3ApiWrapper",

@@ -30,14 +30,13 @@ import msgspec
 
 from exchanges.mexc import channels as _channels
 from exchanges.mexc._fastpb import PushDecoder
+from exchanges.mexc.compliance import COMPLIANCE
 from exchanges.mexc.pb import PushDataV3ApiWrapper
-from exchanges.mexc.reference import encode_push
 from fastws._core import FrameHandler
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.errors import ExchangeAPIError, InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
 from fastws.types import ExchangeName, StreamType, SubscriptionAction
-from fastws.verify import BINARY, ComplianceProfile, SampleFrame
 
 __all__ = ["MexcWebSocket", "CONTROL_MESSAGES_PER_SECOND", "DEFAULT_MAX_CONNECTION_AGE", "mexc_config"]
 
@@ -111,34 +110,9 @@ class MexcWebSocket(PooledWebSocketInterface):
 
     max_streams_per_connection = _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION
 
-    # What ``fastws verify`` sends this adapter, and the simulator it runs against.
-    compliance = ComplianceProfile(
-        exchange="mexc",
-        samples=(
-            SampleFrame(encode_push(
-                "spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT", "publicAggreDepths",
-                {"asks": [{"price": "93180.18", "quantity": "0.2"}], "bids": [],
-                 "eventType": "spot@public.aggre.depth.v3.api.pb@100ms", "fromVersion": "10", "toVersion": "11"},
-                symbol="BTCUSDT", send_time=1700000000000), BINARY,
-                stream="spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT"),
-            SampleFrame(encode_push(
-                "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT", "publicAggreDeals",
-                {"deals": [{"price": "93220.00", "quantity": "0.04", "tradeType": 2, "time": 1700000000000}],
-                 "eventType": "spot@public.aggre.deals.v3.api.pb@100ms"},
-                symbol="BTCUSDT", send_time=1700000000000), BINARY,
-                stream="spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"),
-            SampleFrame(b'{"id":0,"code":0,"msg":"PONG"}', control=True),
-            SampleFrame(b'{"id":0,"code":0,"msg":"spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"}',
-                        control=True),
-        ),
-        malformed=(SampleFrame(b"\n/spot@public.aggre.deals.v3.api.pb@100ms@BTC", BINARY),
-                   SampleFrame(b'{"id":0,"code":0}'), SampleFrame(b'["PONG"]')),
-        streams=("spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT",),
-        simulator="fastws.testing:MexcSimulator",
-        simulator_options={"rate": 0},
-        simulator_url="ws_url",
-        config=mexc_config,
-    )
+    # What ``fastws verify`` sends this adapter (exchanges/mexc/compliance.py); the
+    # simulator it runs against comes from the exchange's registry entry.
+    compliance = COMPLIANCE
 
     def __init__(self, exchange: ExchangeName, config: WebSocketConfig, message_handler: Any,
                  error_handler: Any = None, *, listen_key: Optional[str] = None) -> None:

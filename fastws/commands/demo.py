@@ -1,4 +1,4 @@
-"""``fastws demo``: Binance and MEXC streamed from the embedded simulators (no network)."""
+"""``fastws demo``: every registered exchange with demo streams, from its simulator (no network)."""
 from __future__ import annotations
 
 import argparse
@@ -7,21 +7,27 @@ import logging
 import math
 import sys
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import uvloop
 
+from fastws.commands import CommandError
 from fastws.commands.adapters import make_client
 from fastws.commands.liveview import LiveView, format_number
 from fastws.errors import ExchangeAPIError
-from fastws.testing.binance_sim import BinanceSimulator
-from fastws.testing.mexc_sim import MexcSimulator
+from fastws.registry import ExchangeEntry, RegistryError, load_exchanges
 
 __all__ = ["register", "run_demo"]
 
-BINANCE_STREAMS = ["btcusdt@depth@100ms", "ethusdt@depth@100ms", "btcusdt@trade", "ethusdt@trade"]
-MEXC_CHANNELS = ["spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT", "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT",
-                 "spot@public.aggre.depth.v3.api.pb@100ms@ETHUSDT", "spot@public.aggre.deals.v3.api.pb@100ms@ETHUSDT"]
+
+def demo_exchanges() -> list[ExchangeEntry]:
+    """The registered exchanges that give a simulator and demo streams, by name."""
+    try:
+        entries = load_exchanges()
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from None
+    return [e for e in entries if e.simulator is not None and e.demo_streams]
 
 
 class _Feed:
@@ -39,11 +45,11 @@ def _on_message(message: Any) -> None:
 
 
 async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[str, dict[str, Any]]:
-    """Stream Binance (JSON) and MEXC (protobuf) from the embedded simulators.
+    """Stream every registered exchange that has demo streams from its simulator.
 
     Shows a live view (per stream: messages/s, event latency p50/p99, the
     core's p99, state, reconnections, sequence gaps), refreshed in place on
-    a terminal; halfway through, both simulators drop their connections so
+    a terminal; halfway through, every simulator drops its connections so
     the recovery shows; ends with a summary per exchange.
 
     Args:
@@ -55,31 +61,40 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
         The final health check of each exchange, by name.
     """
     errors: list[ExchangeAPIError] = []
-    async with BinanceSimulator(rate=rate) as binance_sim, MexcSimulator(rate=rate) as mexc_sim:
-        feeds = [_Feed("binance", binance_sim, BINANCE_STREAMS), _Feed("mexc", mexc_sim, MEXC_CHANNELS)]
-        for feed, url in zip(feeds, (binance_sim.url, mexc_sim.ws_url())):
-            feed.ws = make_client(feed.name, url, _on_message, errors.append,
+    entries = demo_exchanges()
+    if not entries:
+        raise CommandError("no registered exchange gives a simulator and demo streams")
+    async with AsyncExitStack() as stack:
+        feeds = []
+        for entry in entries:
+            assert entry.simulator is not None
+            sim = await stack.enter_async_context(entry.simulator(rate=rate))
+            feed = _Feed(entry.name, sim, list(entry.demo_streams))
+            feed.ws = make_client(entry.name, entry.simulator_url(sim), _on_message, errors.append,
                                   stale_timeout=5.0, reconnect_delay=0.1)
-        async with feeds[0].ws, feeds[1].ws:
-            await asyncio.gather(*(feed.ws.subscribe(feed.streams) for feed in feeds))
-            print(f"fastws demo: {rate:.0f} market steps/s for {duration:.0f} s, no network", file=out)
-            for feed in feeds:
-                print(f"  {feed.name:<8} simulator at {feed.sim.url}: {', '.join(feed.streams)}", file=out)
-            view = LiveView(out)
-            start = time.monotonic()
-            ticks = max(1, math.ceil(duration))
-            dropped_at = ticks // 2 + (ticks == 1)
-            note = None
-            for tick in range(1, ticks + 1):
-                await asyncio.sleep(max(0.0, start + min(tick, duration) - time.monotonic()))
-                if tick == dropped_at:
-                    view.event("  -> injecting a server-side drop on both exchanges (close 1001)")
-                    for feed in feeds:
-                        feed.sim.drop(1001)
-                    note = "after the drop: watch state and reconnections"
-                healths = {feed.name: await feed.ws.health_check() for feed in feeds}
-                view.refresh(time.monotonic() - start, healths, note)
-            final: dict[str, dict[str, Any]] = {feed.name: await feed.ws.health_check() for feed in feeds}
+            feeds.append(feed)
+        for feed in feeds:
+            await stack.enter_async_context(feed.ws)
+        await asyncio.gather(*(feed.ws.subscribe(feed.streams) for feed in feeds))
+        print(f"fastws demo: {rate:.0f} market steps/s for {duration:.0f} s, no network", file=out)
+        for feed in feeds:
+            print(f"  {feed.name:<8} simulator at {feed.sim.url}: {', '.join(feed.streams)}", file=out)
+        view = LiveView(out)
+        start = time.monotonic()
+        ticks = max(1, math.ceil(duration))
+        dropped_at = ticks // 2 + (ticks == 1)
+        note = None
+        for tick in range(1, ticks + 1):
+            await asyncio.sleep(max(0.0, start + min(tick, duration) - time.monotonic()))
+            if tick == dropped_at:
+                every = "both exchanges" if len(feeds) == 2 else "every exchange"
+                view.event(f"  -> injecting a server-side drop on {every} (close 1001)")
+                for feed in feeds:
+                    feed.sim.drop(1001)
+                note = "after the drop: watch state and reconnections"
+            healths = {feed.name: await feed.ws.health_check() for feed in feeds}
+            view.refresh(time.monotonic() - start, healths, note)
+        final: dict[str, dict[str, Any]] = {feed.name: await feed.ws.health_check() for feed in feeds}
     for name, health in final.items():
         _print_summary(name, health, out)
     return final
@@ -110,7 +125,7 @@ def _print_summary(name: str, health: dict[str, Any], out: Any) -> None:
 
 def register(commands: Any) -> None:
     """Add the ``demo`` sub-command."""
-    demo = commands.add_parser("demo", help="stream Binance and MEXC from the embedded simulators (no network)")
+    demo = commands.add_parser("demo", help="stream every registered exchange from its simulator (no network)")
     demo.add_argument("--duration", type=float, default=6.0, help="seconds to run (default 6)")
     demo.add_argument("--rate", type=float, default=500.0, help="market steps per second (default 500)")
     demo.add_argument("--verbose", action="store_true", help="log state changes")
@@ -118,7 +133,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; 0 when both exchanges delivered messages."""
+    """Run the demo; 0 when every exchange delivered messages."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
     healths = uvloop.run(run_demo(args.duration, args.rate))
     return 0 if all(h["metrics"]["messages_delivered"] > 0 for h in healths.values()) else 1

@@ -21,7 +21,7 @@ from typing import Any, Optional, TextIO
 import uvloop
 
 from fastws.commands import CommandError
-from fastws.commands.adapters import EXCHANGES, make_client, start_client
+from fastws.commands.adapters import exchange_names, make_client, start_client
 from fastws.commands.liveview import write_progress
 from fastws.commands.signals import until_signalled
 from fastws.errors import ExchangeAPIError
@@ -122,8 +122,8 @@ async def record(exchange: str, streams: list[str], out: str, *, url: Optional[s
     """Record ``streams`` of ``exchange`` to the capture ``out``.
 
     Args:
-        exchange: ``binance`` or ``mexc`` (``fastws.commands.adapters.EXCHANGES``).
-        streams: Stream (Binance) or channel (MEXC) names; one connection's worth.
+        exchange: A registered exchange (``fastws.registry``).
+        streams: Stream or channel names, as the exchange spells them; one connection's worth.
         out: The capture file (appended to if it exists).
         url: The endpoint; default the exchange's public one.
         duration: Seconds to record (None: until another limit or ``stop``).
@@ -148,8 +148,9 @@ async def record(exchange: str, streams: list[str], out: str, *, url: Optional[s
     # One copy of every message: no overlap of two connections at a rotation.
     ws = make_client(exchange, url, recorder.on_message, recorder.on_error, make_before_break=False)
     endpoint: str = ws.config.url
-    limit = ws.max_streams_per_connection
-    if len(streams) > limit:
+    # A pooled client states its per-connection cap; a plain one has none.
+    limit = getattr(ws, "max_streams_per_connection", None)
+    if limit is not None and len(streams) > limit:
         raise CommandError(f"{len(streams)} streams: a recording holds one {exchange} connection, "
                            f"at most {limit} streams")
     try:
@@ -225,10 +226,9 @@ def register(commands: Any) -> None:
                     "adapter into a capture FILE (appended to if it exists). Ends after --duration, "
                     "--max-messages or at Ctrl-C, with the file complete. Serve it again with "
                     "'fastws replay FILE'.")
-    parser.add_argument("exchange", choices=sorted(EXCHANGES), help="the exchange")
+    parser.add_argument("exchange", choices=exchange_names(), help="the exchange (a registered one)")
     parser.add_argument("streams", nargs="+", metavar="STREAM",
-                        help="stream names (binance: btcusdt@depth@100ms; mexc: "
-                             "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT)")
+                        help="stream or channel names, as the exchange spells them")
     parser.add_argument("--out", required=True, metavar="FILE", help="the capture file")
     parser.add_argument("--url", help="the endpoint (default: the exchange's public one)")
     parser.add_argument("--duration", type=float, metavar="S", help="seconds to record")

@@ -22,7 +22,8 @@ from fastws.commands import CommandError
 from fastws.commands.liveview import write_progress
 from fastws.commands.signals import until_signalled
 from fastws.recording import CaptureError
-from fastws.testing.replay import PROFILES, ReplayServer
+from fastws.registry import exchange_names
+from fastws.testing.replay import ReplayServer
 
 __all__ = ["register", "run", "serve"]
 
@@ -109,7 +110,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--speed", type=float, default=1.0,
                         help="divides the recorded gaps (default 1; 0: as fast as possible)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free one)")
-    parser.add_argument("--exchange", choices=PROFILES, help="control protocol (default: the capture's)")
+    parser.add_argument("--exchange", choices=exchange_names(),
+                        help="the registered exchange whose control protocol to speak (default: the capture's)")
     parser.add_argument("--wait-client", type=float, default=600.0, metavar="S",
                         help="give up when no client subscribed within S seconds (default 600)")
     parser.set_defaults(run=run)

@@ -11,7 +11,7 @@ import msgspec
 import uvloop
 
 from fastws.commands import CommandError
-from fastws.commands.adapters import EXCHANGES, make_client, start_client
+from fastws.commands.adapters import exchange_names, make_client, start_client
 from fastws.commands.liveview import LiveView
 from fastws.errors import ExchangeAPIError
 
@@ -23,10 +23,10 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "stream", help="stream from an exchange (its public endpoint, or --url, e.g. a simulator)",
         description="Subscribe to STREAM... and print each message (or --view for a live view).")
-    parser.add_argument("exchange", choices=sorted(EXCHANGES), help="the exchange")
+    parser.add_argument("exchange", choices=exchange_names(), help="the exchange (a registered one)")
     parser.add_argument("streams", nargs="+", metavar="STREAM", help="stream or channel names")
     parser.add_argument("--url", help="endpoint (default: the exchange's public one)")
-    parser.add_argument("--typed", action="store_true", help="typed route (msgspec Structs; binance only)")
+    parser.add_argument("--typed", action="store_true", help="typed route (msgspec Structs; exchanges that have one)")
     parser.add_argument("--json", action="store_true", help="print each message as one JSON line")
     parser.add_argument("--view", action="store_true", help="a live view per stream instead of the messages")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")

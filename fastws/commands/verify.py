@@ -1,4 +1,4 @@
-"""``fastws verify MODULE:CLASS``: check an adapter against the interface standard.
+"""``fastws verify MODULE:CLASS|EXCHANGE``: check an adapter against the interface standard.
 
 Runs ``fastws.verify.verify_adapter`` on the class and prints the pass/fail
 table (or JSON with ``--json``); exits 0 when no check failed, 1 otherwise.
@@ -23,7 +23,7 @@ __all__ = ["add_arguments", "register", "run"]
 def register(commands: Any) -> None:
     """Add the ``verify`` sub-command to the ``argparse`` sub-parsers ``commands``."""
     parser: argparse.ArgumentParser = commands.add_parser(
-        "verify", help="check an adapter (MODULE:CLASS) against the interface standard",
+        "verify", help="check an adapter (MODULE:CLASS, or a registered exchange) against the interface standard",
         description="Check a BaseWebSocketInterface subclass: the four methods and their signatures, "
                     "_parse_message on sample and malformed frames, _extract_stream_info types, and "
                     "a live round trip against the simulator its profile names.")
@@ -33,8 +33,8 @@ def register(commands: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to ``parser`` (also used by ``scripts/verify_websocket_compliance.py``)."""
-    parser.add_argument("target", metavar="MODULE:CLASS",
-                        help="the adapter class, e.g. exchanges.binance:BinanceWebSocket")
+    parser.add_argument("target", metavar="MODULE:CLASS|EXCHANGE",
+                        help="the adapter class (e.g. mypackage.client:MyWebSocket) or a registered exchange's name")
     parser.add_argument("--no-live", action="store_true", help="skip the live round trip against the simulator")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds each step may take (default 5)")

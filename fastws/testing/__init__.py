@@ -1,11 +1,14 @@
-"""Loopback servers and adapters for testing fastws and adapters built on it."""
-from fastws.testing.binance_sim import BinanceConnection, BinanceSimulator, is_valid_stream
-from fastws.testing.fault_proxy import FaultProxy
-from fastws.testing.feed import FeedServer, LoopbackFeedClient, depth_message
-from fastws.testing.market import SymbolMarket, SyntheticMarket
-from fastws.testing.mexc_sim import MexcConnection, MexcSimulator
-from fastws.testing.replay import ReplayServer
+"""Generic loopback servers for testing fastws and adapters built on it.
 
-__all__ = ["BinanceConnection", "BinanceSimulator", "FeedServer", "LoopbackFeedClient", "MexcConnection",
-           "MexcSimulator", "SymbolMarket", "SyntheticMarket", "depth_message", "is_valid_stream"]
-__all__ += ["FaultProxy", "ReplayServer"]
+The simulator base (``fastws.testing._simbase``), the fault proxy, the synthetic
+market, the replay server and a scripted feed server. Each exchange's simulator
+lives in its own package (``exchanges.<name>.simulator``) and is found through
+``fastws.registry``.
+"""
+from fastws.testing.fault_proxy import FaultProxy
+from fastws.testing.feed import FeedServer, LoopbackFeedClient, SubscribeControl, depth_message
+from fastws.testing.market import SymbolMarket, SyntheticMarket
+from fastws.testing.replay import ReplayProfile, ReplayServer
+
+__all__ = ["FaultProxy", "FeedServer", "LoopbackFeedClient", "ReplayProfile", "ReplayServer", "SubscribeControl",
+           "SymbolMarket", "SyntheticMarket", "depth_message"]

@@ -26,8 +26,8 @@ and ``split_writes`` act on every connection, live and future, until undone;
 
 Example::
 
-    async with BinanceSimulator(rate=0) as sim, FaultProxy("127.0.0.1", sim.port) as proxy:
-        ws = BinanceWebSocket(ExchangeName("binance"), binance_config(proxy.url()), on_message)
+    async with FeedServer() as server, FaultProxy("127.0.0.1", server.port) as proxy:
+        ws = LoopbackFeedClient(ExchangeName("feed"), create_websocket_config(proxy.url("/stream")), on_message)
         ...
         proxy.blackhole()
 """

@@ -1,19 +1,26 @@
 """A loopback market-data feed server and a client adapter for it.
 
-``FeedServer`` is a picows server on 127.0.0.1 that speaks a Binance-style
-combined-stream protocol (``SUBSCRIBE``/``UNSUBSCRIBE`` with ids, acks
-``{"result": null, "id": N}``, errors ``{"error": {...}, "id": N}``) and pushes
-~250-byte depth updates with per-stream sequence numbers. Tests, the demo and
-the benchmarks use it; faults are injected by calling its methods.
+``FeedServer`` is a scripted picows server on 127.0.0.1: it pushes one message
+per subscribed stream and step (``publish``), with per-stream sequence numbers,
+and answers the client's TEXT frames through a pluggable control handler.
+Faults are injected by calling its methods. Tests and the benchmarks use it, and
+an exchange's own simulator can be built on it (a control handler for its
+requests, a message builder for its pushes).
 
-``LoopbackFeedClient`` is the adapter for it, written the way the interface
-standard writes adapters (``async`` parse, msgspec decode).
+The default control handler, ``SubscribeControl``, speaks the loopback feed
+protocol: ``{"method": "SUBSCRIBE"|"UNSUBSCRIBE", "params": [...], "id": N}``,
+acked with ``{"result": null, "id": N}`` or refused with ``{"error": {"code": C,
+"msg": "..."}, "id": N}``; the default message is a ~250-byte depth update
+(``depth_message``) wrapped as ``{"stream": ..., "data": ...}``.
+
+``LoopbackFeedClient`` is the adapter for that protocol, written the way the
+interface standard writes adapters (``async`` parse, msgspec decode).
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
 
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
@@ -22,7 +29,8 @@ from fastws.base import BaseWebSocketInterface
 from fastws.errors import SubscriptionRejectedError
 from fastws.types import StreamType, SubscriptionAction
 
-__all__ = ["FeedServer", "LoopbackFeedClient", "depth_message", "text_request"]
+__all__ = ["ControlHandler", "FeedConnection", "FeedServer", "LoopbackFeedClient", "SubscribeControl",
+           "depth_message", "text_request"]
 
 _decode_request = msgspec.json.Decoder().decode
 # Enum member lookups cost ~85 ns each on CPython 3.11: hoisted off the hot path.
@@ -60,8 +68,14 @@ def text_request(transport: WSTransport, frame: WSFrame) -> Optional[bytes]:
     return frame.get_payload_as_bytes()
 
 
-class _FeedConnection(WSListener):
-    """Server side of one client connection."""
+class FeedConnection(WSListener):
+    """Server side of one client connection.
+
+    Attributes:
+        server: The ``FeedServer``.
+        path: The upgrade request's path.
+        streams: Subscribed streams, in subscription order.
+    """
 
     def __init__(self, server: "FeedServer", path: bytes) -> None:
         super().__init__()
@@ -86,14 +100,50 @@ class _FeedConnection(WSListener):
                 transport.send_pong(frame.get_payload_as_bytes())
             return
         text = text_request(transport, frame)
-        if text is None:
+        if text is not None:
+            self.server.control(self, text)
+
+    def send_text(self, payload: bytes) -> None:
+        """Send one TEXT frame (after the server's ``ack_delay``, when set)."""
+        if self.server.ack_delay:
+            asyncio.get_running_loop().call_later(self.server.ack_delay, self._send_late, payload)
+        elif self.transport is not None:
+            self.transport.send(WSMsgType.TEXT, payload)
+
+    def _send_late(self, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.send(WSMsgType.TEXT, payload)
+
+
+class ControlHandler(Protocol):
+    """Answers a client's TEXT frame: ``handler(connection, text)``.
+
+    It may change ``connection.streams`` and reply with ``connection.send_text``.
+    """
+
+    def __call__(self, connection: FeedConnection, text: bytes) -> None:
+        """Handle one TEXT frame of ``connection``."""
+
+
+class SubscribeControl:
+    """The loopback feed protocol's control handler (see the module docstring).
+
+    It honours the server's ``reject`` (and names starting with ``bad``),
+    ``ignore_requests`` and ``ack_delay``, and logs every decoded request in the
+    server's ``requests``.
+    """
+
+    def __call__(self, connection: FeedConnection, text: bytes) -> None:
+        server = connection.server
+        transport = connection.transport
+        if transport is None:
             return
         try:
             request = _decode_request(text)
         except msgspec.DecodeError:
             transport.send(WSMsgType.TEXT, _encode({"error": {"code": 3, "msg": "Invalid JSON"}, "id": None}))
             return
-        self.server.requests.append(request)
+        server.requests.append(request)
         if not isinstance(request, dict):
             return
         method, params, request_id = request.get("method"), request.get("params") or [], request.get("id")
@@ -101,33 +151,39 @@ class _FeedConnection(WSListener):
             transport.send(WSMsgType.TEXT, _encode({"error": {"code": 2, "msg": "Invalid request"},
                                                      "id": request_id}))
             return
-        if self.server.ignore_requests:
+        if server.ignore_requests:
             return
-        bad = [s for s in params if s in self.server.reject or s.startswith("bad")]
+        bad = [s for s in params if s in server.reject or s.startswith("bad")]
         if bad:
             reply = {"error": {"code": 2, "msg": f"Invalid request: invalid stream {bad[0]}"}, "id": request_id}
         else:
             for stream in params:
                 if method == "SUBSCRIBE":
-                    self.streams[stream] = None
+                    connection.streams[stream] = None
                 else:
-                    self.streams.pop(stream, None)
-            reply = {"result": None, "id": request_id}
-        payload = _encode(reply)
-        if self.server.ack_delay:
-            asyncio.get_running_loop().call_later(self.server.ack_delay, self._send_late, payload)
-        else:
-            transport.send(WSMsgType.TEXT, payload)
+                    connection.streams.pop(stream, None)
+            connection.send_text(_encode({"result": None, "id": request_id}))
+            self.applied(connection, method, params)
+            return
+        connection.send_text(_encode(reply))
 
-    def _send_late(self, payload: bytes) -> None:
-        if self.transport is not None and not self.transport.is_disconnected:
-            self.transport.send(WSMsgType.TEXT, payload)
+    def applied(self, connection: FeedConnection, method: str, streams: list[str]) -> None:
+        """Called once a request took effect and its ack was sent (a subclass may send more)."""
 
 
 class FeedServer:
-    """A loopback depth feed on 127.0.0.1 for tests, the demo and benchmarks.
+    """A scripted loopback feed on 127.0.0.1 for tests and benchmarks.
 
     Use ``async with FeedServer() as server:`` and connect to ``server.url``.
+
+    Args:
+        rate: Steps per second of the paced publisher (0: none; call ``publish``).
+        control: Answers the clients' TEXT frames (default ``SubscribeControl()``).
+        message: ``message(stream, sequence) -> bytes``: the payload of one push
+            (default ``depth_message``).
+        path: The path of ``url``.
+        binary: Pushes are BINARY frames (default TEXT).
+        backlog: The listening socket's backlog (connections waiting to be accepted).
 
     Attributes:
         reject: Stream names answered with an error (also any name starting
@@ -140,15 +196,22 @@ class FeedServer:
         connection_count: Connections accepted so far.
     """
 
-    def __init__(self, rate: float = 0.0) -> None:
+    def __init__(self, rate: float = 0.0, *, control: Optional[ControlHandler] = None,
+                 message: Callable[[str, int], bytes] = depth_message, path: str = "/stream",
+                 binary: bool = False, backlog: int = 100) -> None:
         self.rate = rate
+        self.backlog = backlog
+        self.control: ControlHandler = control if control is not None else SubscribeControl()
+        self.message = message
+        self.path = path
+        self.msg_type = WSMsgType.BINARY if binary else WSMsgType.TEXT
         self.reject: set[str] = set()
         self.ack_delay = 0.0
         self.ignore_requests = False
         self.answer_pings = True
         self.muted = False
         self.requests: list[Any] = []
-        self.connections: list[_FeedConnection] = []
+        self.connections: list[FeedConnection] = []
         self.connection_count = 0
         self.sequences: dict[str, int] = {}
         self._server: Optional[asyncio.AbstractServer] = None
@@ -158,14 +221,14 @@ class FeedServer:
 
     @property
     def url(self) -> str:
-        """``ws://127.0.0.1:<port>/stream``."""
-        return f"ws://127.0.0.1:{self.port}/stream"
+        """``ws://127.0.0.1:<port>`` and ``path`` (default ``/stream``)."""
+        return f"ws://127.0.0.1:{self.port}{self.path}"
 
     async def start(self) -> None:
         """Listen on an ephemeral port; start the paced publisher if ``rate``."""
         self._server = await ws_create_server(
-            lambda request: _FeedConnection(self, request.path), "127.0.0.1", 0,
-            enable_auto_pong=False, logger_name="feed-server")
+            lambda request: FeedConnection(self, request.path), "127.0.0.1", 0,
+            enable_auto_pong=False, logger_name="feed-server", backlog=self.backlog)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.rate > 0:
             self._publisher = asyncio.get_running_loop().create_task(self._publish_paced())
@@ -209,7 +272,7 @@ class FeedServer:
             await asyncio.sleep(0.005)
 
     def publish(self, count: int = 1) -> int:
-        """Push ``count`` depth updates on every subscribed stream; return frames sent."""
+        """Push ``count`` messages on every subscribed stream; return frames sent."""
         sent = 0
         if self.muted:
             return 0
@@ -221,7 +284,7 @@ class FeedServer:
                 for stream in connection.streams:
                     sequence = self.sequences.get(stream, 0) + 1
                     self.sequences[stream] = sequence
-                    transport.send(WSMsgType.TEXT, depth_message(stream, sequence))
+                    transport.send(self.msg_type, self.message(stream, sequence))
                     sent += 1
         return sent
 

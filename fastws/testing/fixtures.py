@@ -1,34 +1,20 @@
-"""pytest fixtures for the exchange simulators (a pytest plugin).
+"""Generic pytest fixtures of fastws (a pytest plugin).
 
 Installing fastws registers this module as a pytest plugin (entry point
 ``pytest11``: ``fastws``), so any test can ask for:
 
-- ``binance_simulator``: a started ``BinanceSimulator(rate=0)``: nothing is
-  published until the test calls ``sim.step(n)``; stopped after the test.
-- ``binance_simulator_factory``: an async factory taking the
-  ``BinanceSimulator`` keyword arguments (``rate`` defaults to 0 here too);
-  every simulator it started is stopped after the test.
-- ``mexc_simulator``, ``mexc_simulator_factory``: the same for ``MexcSimulator``
-  (connect to ``sim.ws_url()``).
 - ``fault_proxy``: an async factory of started ``FaultProxy``:
   ``await fault_proxy(host, port)``; every proxy it started is stopped after the test.
 - ``adapter_compliance``: ``await adapter_compliance(MyAdapter)`` runs the
   compliance checks of ``fastws verify`` on an adapter class (live against
-  the simulator its ``compliance`` profile names) and fails the test with the
-  pass/fail table when a check fails; returns the ``VerificationReport``.
+  its exchange's simulator) and fails the test with the pass/fail table when
+  a check fails; returns the ``VerificationReport``.
 
-Example::
+Each exchange package registers its own simulator fixtures as a ``pytest11``
+entry point of its own, built with ``simulator_fixtures`` from here. Example
+(``myexchange/fixtures.py``)::
 
-    async def test_depth(binance_simulator):
-        url = binance_simulator.combined_url(["btcusdt@depth"])
-        ...  # connect a client to url
-        binance_simulator.step(100)
-
-    async def test_keepalive(binance_simulator_factory):
-        sim = await binance_simulator_factory(ping_interval=0.1, pong_timeout=0.3)
-
-    async def test_idle_close(mexc_simulator_factory):
-        sim = await mexc_simulator_factory(idle_timeout=0.2)
+    my_simulator, my_simulator_factory = simulator_fixtures(MySimulator, "my_simulator")
 
 The fixtures are ``pytest_asyncio`` fixtures, so they work with pytest-asyncio
 in strict mode as well as in auto mode (the tests themselves still need
@@ -40,37 +26,32 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional, TypeVar
 
 import pytest
 
-from fastws.testing._simbase import Simulator
-from fastws.testing.binance_sim import BinanceSimulator
 from fastws.testing.fault_proxy import FaultProxy
-from fastws.testing.mexc_sim import MexcSimulator
 from fastws.verify import ComplianceProfile, VerificationReport, format_report, verify_adapter
 
 try:
-    from pytest_asyncio import fixture as _async_fixture
+    from pytest_asyncio import fixture as async_fixture
 except ImportError:     # pytest-asyncio missing: the fixtures fail only when used
-    _async_fixture = pytest.fixture  # type: ignore[assignment]
+    async_fixture = pytest.fixture  # type: ignore[assignment]
 
-__all__ = ["binance_simulator", "binance_simulator_factory", "mexc_simulator", "mexc_simulator_factory"]
+__all__ = ["adapter_compliance", "async_fixture", "fault_proxy", "simulator_factory", "simulator_fixtures"]
 
-S = TypeVar("S", bound=Simulator[Any])
-
-
-@_async_fixture
-async def binance_simulator() -> AsyncIterator[BinanceSimulator]:
-    """A started ``BinanceSimulator(rate=0)`` on 127.0.0.1, stopped after the test."""
-    async with BinanceSimulator(rate=0) as sim:
-        yield sim
+S = TypeVar("S")
 
 
-async def _factory(cls: type[S]) -> AsyncIterator[Callable[..., Awaitable[S]]]:
-    """An async factory of started ``cls`` simulators (``rate`` 0 by default); all stopped at the end."""
-    started: list[S] = []
+async def simulator_factory(cls: Callable[..., S]) -> AsyncIterator[Callable[..., Awaitable[S]]]:
+    """Yield an async factory of started ``cls`` simulators; stop them all when resumed.
+
+    The factory takes ``cls``'s keyword arguments; ``rate`` defaults to 0 (nothing
+    is published until the test calls ``step(n)``). For an exchange's
+    ``<name>_simulator_factory`` fixture: ``async for start in simulator_factory(cls): yield start``.
+    """
+    started: list[Any] = []
 
     async def start(**kwargs: Any) -> S:
         kwargs.setdefault("rate", 0.0)
         sim = cls(**kwargs)
-        await sim.start()
+        await sim.start()       # type: ignore[attr-defined]
         started.append(sim)
         return sim
 
@@ -81,40 +62,42 @@ async def _factory(cls: type[S]) -> AsyncIterator[Callable[..., Awaitable[S]]]:
             await sim.stop()
 
 
-@_async_fixture
-async def binance_simulator_factory() -> AsyncIterator[Callable[..., Awaitable[BinanceSimulator]]]:
-    """An async factory of started simulators: ``await factory(**kwargs)``; all stopped after the test."""
-    async for start in _factory(BinanceSimulator):
-        yield start
+def simulator_fixtures(cls: Callable[..., Any], name: str) -> tuple[Any, Any]:
+    """The two fixtures of an exchange's simulator ``cls``: ``name`` and ``<name>_factory``.
+
+    - ``name``: a started ``cls(rate=0)`` on 127.0.0.1 (nothing is published
+      until the test calls ``sim.step(n)``), stopped after the test.
+    - ``<name>_factory``: an async factory taking ``cls``'s keyword arguments
+      (``rate`` defaults to 0); every simulator it started is stopped after the test.
+
+    Assign both in the module registered as the exchange's ``pytest11`` plugin.
+    """
+    @async_fixture(name=name)
+    async def simulator() -> AsyncIterator[Any]:
+        async with cls(rate=0) as sim:
+            yield sim
+
+    @async_fixture(name=f"{name}_factory")
+    async def factory() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+        async for start in simulator_factory(cls):
+            yield start
+
+    simulator.__doc__ = f"A started ``{getattr(cls, '__name__', cls)}(rate=0)`` on 127.0.0.1, stopped after the test."
+    factory.__doc__ = "An async factory of started simulators: ``await factory(**kwargs)``; all stopped after the test."
+    return simulator, factory
 
 
-@_async_fixture
-async def mexc_simulator() -> AsyncIterator[MexcSimulator]:
-    """A started ``MexcSimulator(rate=0)`` on 127.0.0.1, stopped after the test."""
-    async with MexcSimulator(rate=0) as sim:
-        yield sim
-
-
-@_async_fixture
-async def mexc_simulator_factory() -> AsyncIterator[Callable[..., Awaitable[MexcSimulator]]]:
-    """An async factory of started MEXC simulators: ``await factory(**kwargs)``; all stopped after the test."""
-    async for start in _factory(MexcSimulator):
-        yield start
-
-
-__all__ += ["fault_proxy"]
-
-
-@_async_fixture
+@async_fixture
 async def fault_proxy() -> AsyncIterator[Callable[[str, int], Awaitable[FaultProxy]]]:
     """An async factory of started ``FaultProxy``: ``await fault_proxy(host, port)``; all stopped after the test.
 
     Example::
 
-        async def test_blackhole(binance_simulator, fault_proxy):
-            proxy = await fault_proxy("127.0.0.1", binance_simulator.port)
-            ...  # connect a client to proxy.url()
-            proxy.blackhole()
+        async def test_blackhole(fault_proxy):
+            async with FeedServer() as server:
+                proxy = await fault_proxy("127.0.0.1", server.port)
+                ...  # connect a client to proxy.url()
+                proxy.blackhole()
     """
     started: list[FaultProxy] = []
 
@@ -129,9 +112,6 @@ async def fault_proxy() -> AsyncIterator[Callable[[str, int], Awaitable[FaultPro
     finally:
         for proxy in reversed(started):
             await proxy.stop()
-
-
-__all__ += ["adapter_compliance"]
 
 
 @pytest.fixture

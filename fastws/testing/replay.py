@@ -6,12 +6,10 @@ that connect to it, so that a strategy runs again on a real day's frames
 through the same adapter and frame core.
 
 - It speaks enough of the exchange's protocol for an adapter to subscribe:
-  the ``"binance"`` profile acks ``SUBSCRIBE``/``UNSUBSCRIBE`` with
-  ``{"result": null, "id": N}`` and answers ``LIST_SUBSCRIPTIONS`` and the
-  ``combined`` property; the ``"mexc"`` profile acks each channel with
-  ``{"id": 0, "code": 0, "msg": "<channel>"}`` and answers ``PING`` with
-  ``PONG``. The profile comes from the capture's metadata (``exchange``) or
-  the ``exchange`` argument.
+  a ``ReplayProfile`` that the exchange's package registers (``fastws.registry``,
+  its entry's ``replay``) answers the client's control requests, tells recorded
+  control replies from data and reads each data frame's stream. The profile
+  comes from the capture's metadata (``exchange``) or the ``exchange`` argument.
 - The capture's own control replies (recorded acks, PONGs) and markers are
   not sent; data frames are sent as recorded: same opcode, same bytes.
 - One timeline for the whole server, as a live exchange has one: playback
@@ -20,9 +18,8 @@ through the same adapter and frame core.
   first subscription, whichever comes first; it then runs once, frames keep
   the recorded gaps divided by ``speed`` (0 or ``inf``: as fast as the
   clients read), and each frame goes to every open connection subscribed to
-  its stream (Binance: the combined envelope's ``stream``; MEXC: the push's
-  ``channel``, protobuf field 1). A frame whose stream cannot be read (a raw
-  Binance payload) goes to every subscribed connection. A client that
+  its stream (as the profile reads it). A frame whose stream cannot be read
+  goes to every subscribed connection. A client that
   reconnects continues where the timeline is, missing what it was down for,
   as with a live exchange.
 - ``finished`` completes when the capture has been played; the counters say
@@ -32,9 +29,10 @@ through the same adapter and frame core.
 Example::
 
     async with ReplayServer("day.fwscap", speed=10) as replay:
-        ws = BinanceWebSocket("binance", binance_config(replay.ws_url()), on_message)
+        entry = fastws.registry.get_exchange(replay.exchange)
+        ws = entry.client(replay.exchange, entry.config(replay.ws_url()), on_message)
         async with ws:
-            await ws.subscribe(["btcusdt@depth"])
+            await ws.subscribe(streams)
             await replay.wait_finished(timeout=60)
 """
 from __future__ import annotations
@@ -44,19 +42,16 @@ import logging
 import math
 import os
 from typing import Any, Iterable, Optional, Union
-from urllib.parse import unquote, urlsplit
 
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
 from fastws.recording import KIND_BINARY, KIND_TEXT, CaptureError, CaptureReader
+from fastws.registry import RegistryError, get_exchange
 
-__all__ = ["PROFILES", "ReplayServer"]
+__all__ = ["ReplayConnection", "ReplayProfile", "ReplayServer", "replay_profile"]
 
 log = logging.getLogger("fastws.testing.replay")
-
-PROFILES = ("binance", "mexc")
-"""Exchanges whose control protocol the replay server speaks."""
 
 # Frames sent between two looks at the clients' write buffers (and, at full
 # speed, two chances for the loop to run other callbacks).
@@ -68,17 +63,26 @@ _SLOW_CLIENT_TIMEOUT = 10.0
 # Seconds stop() waits for the clients to answer its close.
 _CLOSE_TIMEOUT = 1.0
 
-_decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
-_STREAM_PREFIX = b'{"stream":"'
 
 
 # ---------------------------------------------------------------- profiles
 
-class _Profile:
-    """An exchange's control protocol, as far as the replay server needs it."""
+class ReplayProfile:
+    """An exchange's control protocol, as far as the replay server needs it.
+
+    An exchange's package gives one (its registry entry's ``replay``); the replay
+    server finds it by the capture's ``exchange`` name through ``fastws.registry``.
+
+    Attributes:
+        name: The exchange's name.
+        client_path: The path a client's config URL adds to the server's
+            ``ws://127.0.0.1:<port>`` (e.g. ``"/ws"``; ``""`` when the adapter adds
+            its own path).
+    """
 
     name = ""
+    client_path = ""
 
     def initial_streams(self, path: str) -> list[str]:
         """Streams named in the upgrade request's path."""
@@ -92,150 +96,31 @@ class _Profile:
         """The stream a data frame belongs to, None if it cannot be read."""
         raise NotImplementedError
 
-    def on_request(self, connection: "_ReplayConnection", text: bytes) -> None:
-        """Answer one TEXT frame of a client."""
+    def on_request(self, connection: "ReplayConnection", text: bytes) -> None:
+        """Answer one TEXT frame of a client (``connection.reply``, ``subscribe``, ``unsubscribe``)."""
         raise NotImplementedError
 
 
-class _BinanceProfile(_Profile):
-    name = "binance"
+def replay_profile(exchange: Union[str, ReplayProfile]) -> ReplayProfile:
+    """``exchange`` itself, or the replay profile the exchange of that name registers.
 
-    def initial_streams(self, path: str) -> list[str]:
-        target = urlsplit(path)
-        if target.path.startswith("/ws/"):
-            return [target.path[4:]]
-        # Not parse_qs: it would read the "+" of "@+08:00" as a space.
-        query = next((unquote(v) for k, _, v in (p.partition("=") for p in target.query.split("&"))
-                      if k == "streams"), "")
-        return [s for s in query.split("/") if s]
-
-    def is_control(self, kind: int, payload: bytes) -> bool:
-        if kind != KIND_TEXT or payload.startswith(_STREAM_PREFIX):
-            return False
-        try:
-            message = _decode(payload)
-        except msgspec.DecodeError:
-            return False
-        return type(message) is dict and "id" in message and ("result" in message or "error" in message)
-
-    def stream_of(self, kind: int, payload: bytes) -> Optional[str]:
-        if not payload.startswith(_STREAM_PREFIX):
-            return None
-        end = payload.find(b'"', len(_STREAM_PREFIX))
-        return payload[len(_STREAM_PREFIX):end].decode("utf-8", "replace") if end > 0 else None
-
-    def on_request(self, connection: "_ReplayConnection", text: bytes) -> None:
-        try:
-            request = _decode(text)
-        except msgspec.DecodeError as exc:
-            connection.reply({"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None})
-            return
-        request_id = request.get("id") if isinstance(request, dict) else None
-        method = request.get("method") if isinstance(request, dict) else None
-        params = request.get("params") if isinstance(request, dict) else None
-        names = params if isinstance(params, list) and all(isinstance(p, str) for p in params) else None
-        result: Any = None
-        if method == "SUBSCRIBE" and names is not None:
-            connection.subscribe(names)
-        elif method == "UNSUBSCRIBE" and names is not None:
-            connection.unsubscribe(names)
-        elif method == "LIST_SUBSCRIPTIONS":
-            result = list(connection.subscriptions)
-        elif method == "GET_PROPERTY":
-            result = True
-        elif method != "SET_PROPERTY":
-            connection.reply({"error": {"code": 2, "msg": "Invalid request"}, "id": request_id})
-            return
-        connection.reply({"result": result, "id": request_id})
-
-
-class _MexcProfile(_Profile):
-    name = "mexc"
-
-    def is_control(self, kind: int, payload: bytes) -> bool:
-        # MEXC's text frames are all control replies; pushes are binary.
-        return kind == KIND_TEXT
-
-    def stream_of(self, kind: int, payload: bytes) -> Optional[str]:
-        return _protobuf_string_field_1(payload)
-
-    def on_request(self, connection: "_ReplayConnection", text: bytes) -> None:
-        try:
-            request = _decode(text)
-        except msgspec.DecodeError:
-            connection.reply({"id": 0, "code": 0, "msg": "Invalid JSON"})
-            return
-        method = request.get("method") if isinstance(request, dict) else None
-        request_id = request.get("id") if isinstance(request, dict) else 0
-        if not isinstance(request_id, int) or isinstance(request_id, bool):
-            request_id = 0
-        params = request.get("params") if isinstance(request, dict) else None
-        names = [p for p in params if isinstance(p, str)] if isinstance(params, list) else []
-        if method == "PING":
-            connection.reply({"id": request_id, "code": 0, "msg": "PONG"})
-        elif method in ("SUBSCRIPTION", "UNSUBSCRIPTION"):
-            # One ack per channel, then the subscription takes effect.
-            for name in dict.fromkeys(names):
-                connection.reply({"id": request_id, "code": 0, "msg": name})
-            if method == "SUBSCRIPTION":
-                connection.subscribe(names)
-            else:
-                connection.unsubscribe(names)
-        else:
-            connection.reply({"id": request_id, "code": 0, "msg": "Unknown method"})
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    """A protobuf varint at ``data[i:]``: (value, next index); index -1 if cut short."""
-    value = shift = 0
-    for _ in range(10):
-        if i >= len(data):
-            return 0, -1
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i
-        shift += 7
-    return 0, -1
-
-
-def _protobuf_string_field_1(data: bytes) -> Optional[str]:
-    """Field 1 of a serialized protobuf message as a string (MEXC: the push's channel), or None."""
-    i = 0
-    for _ in range(64):        # the channel comes first; a few fields at most before it
-        if i >= len(data):
-            return None
-        key, i = _varint(data, i)
-        if i < 0:
-            return None
-        field, wire = key >> 3, key & 7
-        if wire == 2:
-            length, i = _varint(data, i)
-            if i < 0 or i + length > len(data):
-                return None
-            if field == 1:
-                return data[i:i + length].decode("utf-8", "replace")
-            i += length
-        elif wire == 0:
-            _, i = _varint(data, i)
-            if i < 0:
-                return None
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            return None
-    return None
-
-
-_PROFILES: dict[str, _Profile] = {"binance": _BinanceProfile(), "mexc": _MexcProfile()}
+    Raises:
+        CaptureError: no registered exchange of that name, or it has no replay profile.
+    """
+    if isinstance(exchange, ReplayProfile):
+        return exchange
+    try:
+        profile = get_exchange(str(exchange)).replay
+    except RegistryError as exc:
+        raise CaptureError(f"no replay profile for exchange {exchange!r}: {exc}") from None
+    if profile is None:
+        raise CaptureError(f"no replay profile for exchange {exchange!r}: it registers none")
+    return profile
 
 
 # -------------------------------------------------------------- connection
 
-class _ReplayConnection(WSListener):
+class ReplayConnection(WSListener):
     """The server side of one client connection."""
 
     def __init__(self, server: "ReplayServer", path: str) -> None:
@@ -307,8 +192,9 @@ class ReplayServer:
 
     Args:
         capture: The capture file.
-        exchange: The control protocol to speak (``"binance"``, ``"mexc"``);
-            default: the capture's ``exchange`` metadata.
+        exchange: The control protocol to speak: a ``ReplayProfile``, or the name
+            of a registered exchange (``fastws.registry``); default: the capture's
+            ``exchange`` metadata.
         speed: Divides the recorded gaps between frames; 0 or ``inf``: no waiting.
         port: Port to listen on (0: any free one).
         filter_streams: Send each client only the frames of its streams (else
@@ -338,7 +224,8 @@ class ReplayServer:
         damage: After playback, the capture's damaged tail (see ``CaptureReader.damage``).
     """
 
-    def __init__(self, capture: Union[str, "os.PathLike[str]"], *, exchange: Optional[str] = None,
+    def __init__(self, capture: Union[str, "os.PathLike[str]"], *,
+                 exchange: Union[str, ReplayProfile, None] = None,
                  speed: float = 1.0, port: int = 0, filter_streams: bool = True, start_grace: float = 1.0,
                  max_pause: Optional[float] = None) -> None:
         if speed < 0 or math.isnan(speed):
@@ -346,12 +233,14 @@ class ReplayServer:
         self.path = os.fspath(capture)
         with CaptureReader(self.path) as reader:
             self.metadata = reader.metadata
-        name = exchange or self.metadata.get("exchange")
-        if name not in _PROFILES:
-            raise CaptureError(f"{self.path}: no replay profile for exchange {name!r} "
-                               f"(known: {', '.join(PROFILES)}; pick one with exchange=)")
-        self.exchange: str = name
-        self._profile = _PROFILES[name]
+        chosen = exchange if exchange is not None else self.metadata.get("exchange")
+        if not isinstance(chosen, (str, ReplayProfile)):
+            raise CaptureError(f"{self.path}: the capture names no exchange (pick one with exchange=)")
+        try:
+            self._profile = replay_profile(chosen)
+        except CaptureError as exc:
+            raise CaptureError(f"{self.path}: {exc} (pick one with exchange=)") from None
+        self.exchange: str = self._profile.name
         self.speed = speed
         self.port = port
         self.filter_streams = filter_streams
@@ -370,7 +259,7 @@ class ReplayServer:
         self.unsent = 0
         self.slow_clients_dropped = 0
         self.damage: Optional[str] = None
-        self._connections: list[_ReplayConnection] = []
+        self._connections: list[ReplayConnection] = []
         self._server: Optional[asyncio.AbstractServer] = None
         self._player: Optional[asyncio.Task[None]] = None
         self._grace: Optional[asyncio.TimerHandle] = None
@@ -384,9 +273,8 @@ class ReplayServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def ws_url(self) -> str:
-        """The URL an adapter's config takes: Binance the base (the adapter adds
-        ``/stream``), MEXC the ``/ws`` endpoint."""
-        return f"{self.url}/ws" if self.exchange == "mexc" else self.url
+        """The URL an adapter's config takes: ``url`` and the profile's ``client_path``."""
+        return self.url + self._profile.client_path
 
     def scan(self) -> tuple[int, float, Optional[str]]:
         """Read the capture once: the data frames it will play, their recorded span
@@ -429,7 +317,7 @@ class ReplayServer:
                                f"started: {self.started})") from None
 
     @property
-    def connections(self) -> list[_ReplayConnection]:
+    def connections(self) -> list[ReplayConnection]:
         """Open connections, oldest first."""
         return list(self._connections)
 
@@ -477,20 +365,20 @@ class ReplayServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def _accept(self, request: WSUpgradeRequest) -> _ReplayConnection:
-        return _ReplayConnection(self, request.path.decode("latin-1"))
+    def _accept(self, request: WSUpgradeRequest) -> ReplayConnection:
+        return ReplayConnection(self, request.path.decode("latin-1"))
 
-    def _connected(self, connection: _ReplayConnection) -> None:
+    def _connected(self, connection: ReplayConnection) -> None:
         self.connection_count += 1
         self._connections.append(connection)
 
-    def _disconnected(self, connection: _ReplayConnection) -> None:
+    def _disconnected(self, connection: ReplayConnection) -> None:
         if connection in self._connections:
             self._connections.remove(connection)
 
     # -------------------------------------------------------------- playback
 
-    def _subscribed(self, connection: _ReplayConnection) -> None:
+    def _subscribed(self, connection: ReplayConnection) -> None:
         if self._player is not None or self._server is None:
             return
         if self._expected <= connection.subscriptions.keys():

@@ -77,8 +77,11 @@ class ComplianceProfile:
         simulator: A loopback server of the exchange: ``"module:Class"`` (built
             with ``simulator_options``) or a factory; an async context manager
             with ``drop()``, and optionally ``step(n)`` and
-            ``wait_subscribed(names, timeout)``. None: no live round trip.
-        simulator_options: Keyword arguments of a ``"module:Class"`` simulator.
+            ``wait_subscribed(names, timeout)``. None: the simulator of the
+            adapter's registered exchange (``fastws.registry``), if any; else no
+            live round trip.
+        simulator_options: Keyword arguments of a ``"module:Class"`` simulator
+            (and of the registered exchange's).
         simulator_url: The simulator's attribute (called if it is a method)
             or a function giving the URL the config is built with.
         config: ``config(url, **overrides) -> WebSocketConfig`` (a function or

@@ -10,9 +10,9 @@ import pytest
 
 from exchanges.binance import BinanceWebSocket, DepthUpdate, binance_config
 from exchanges.binance.messages import AggTrade, BookTicker, Kline, MiniTicker, PartialDepth, Ticker24h, Trade
+from exchanges.binance.simulator import BinanceSimulator
 from fastws import (ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError, StreamType,
                     SubscriptionRejectedError)
-from fastws.testing import BinanceSimulator
 from tests.conftest import open_fds, other_tasks
 
 DEPTH = ["btcusdt@depth", "ethusdt@depth@100ms"]

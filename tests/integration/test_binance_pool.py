@@ -8,9 +8,9 @@ import pytest
 
 from exchanges.binance import BinanceWebSocket, ConnectionAttemptLimiter, DepthUpdate, binance_config
 from exchanges.binance import client as binance_client
+from exchanges.binance.simulator import BinanceSimulator
 from fastws import (ConnectionFailedError, ConnectionState, ExchangeName, SequenceGapError,
                     SubscriptionRejectedError)
-from fastws.testing import BinanceSimulator
 from tests.conftest import other_tasks
 from tests.integration.test_binance import Sink, client
 

@@ -8,8 +8,9 @@ import msgspec
 import pytest
 from picows import WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from fastws.testing import BinanceSimulator, is_valid_stream
-from fastws.testing.binance_sim import MAX_STREAMS_PER_CONNECTION
+from exchanges.binance import is_valid_stream
+from exchanges.binance.simulator import BinanceSimulator
+from exchanges.binance.streams import MAX_STREAMS_PER_CONNECTION
 from tests.conftest import other_tasks
 
 Factory = Callable[..., Awaitable[BinanceSimulator]]
@@ -160,6 +161,19 @@ def test_valid_stream_names() -> None:
              *(f"ethbtc@kline_{i}" for i in intervals)]
     assert [n for n in names if not is_valid_stream(n)] == []
     assert not is_valid_stream(None) and not is_valid_stream(["btcusdt@trade"])
+
+
+async def test_names_valid_in_the_adapters_grammar_are_accepted(sim: BinanceSimulator) -> None:
+    # One grammar (exchanges.binance.streams): what the adapter may send, the simulator takes.
+    names = ["btcusdt@depth@1000ms", "btcusdt@depth5@1000ms", "btcusdt@ticker_1h", "!ticker_4h@arr"]
+    assert all(is_valid_stream(n) for n in names)
+    client = await connect(sim.raw_url())
+    assert await client.request("SUBSCRIBE", names, 1) == {"result": None, "id": 1}
+    sim.step(1)
+    events = await client.receive_all(2)       # the depth streams; no window tickers are simulated
+    assert sorted(e.get("e", "partial") for e in events) == ["depthUpdate", "partial"]
+    await asyncio.sleep(0.05)
+    client.assert_silent()
 
 
 async def test_malformed_requests(sim: BinanceSimulator) -> None:

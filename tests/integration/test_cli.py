@@ -3,6 +3,8 @@ import subprocess
 import sys
 from typing import Any
 
+from tests.conftest import run_fastws
+
 
 def test_demo_streams_both_exchanges_recovers_and_exits_by_itself() -> None:
     result = subprocess.run([sys.executable, "-m", "fastws", "demo", "--duration", "2", "--rate", "300"],
@@ -22,17 +24,7 @@ def test_demo_streams_both_exchanges_recovers_and_exits_by_itself() -> None:
 
 async def _fastws(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
     """Run ``python -m fastws ARGS`` without blocking the loop the simulators run on."""
-    import asyncio
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "fastws", *args,
-                                                   stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, out.decode(), err.decode()
+    return await run_fastws(*args, timeout=timeout)
 
 
 async def test_stream_prints_messages_as_json(binance_simulator_factory: Any) -> None:

@@ -10,9 +10,9 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from exchanges.mexc import MexcWebSocket, mexc_config
 from exchanges.mexc.reference import decode_reference
+from exchanges.mexc.simulator import MexcSimulator
 from fastws import (BaseWebSocketInterface, ConnectionState, ExchangeName, InvalidMessageError, SequenceGapError, StreamType,
                     SubscriptionRejectedError)
-from fastws.testing import MexcSimulator
 from tests.conftest import open_fds, other_tasks
 from tests.integration.test_binance import Sink
 

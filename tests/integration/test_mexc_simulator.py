@@ -14,7 +14,7 @@ from picows import WSError, WSMsgType, ws_connect
 from exchanges.mexc import channels
 from exchanges.mexc.channels import body_field, channel_kind, event_type, parse_channel, rejection_msg
 from exchanges.mexc.reference import decode_reference
-from fastws.testing import MexcSimulator
+from exchanges.mexc.simulator import MexcSimulator
 from tests.integration.test_binance_simulator import TIMEOUT, Client, connect, until
 
 Factory = Callable[..., Awaitable[MexcSimulator]]
@@ -433,17 +433,17 @@ async def test_reject_next_subscription(sim: MexcSimulator) -> None:
 # ---------------------------------------------------------------------- layering
 
 def test_fastws_does_not_import_exchanges() -> None:
-    code = ("import sys, fastws, fastws.testing, fastws.testing.fixtures, fastws.testing.mexc_sim; "
+    code = ("import sys, fastws, fastws.testing, fastws.testing.fixtures, fastws.registry, fastws.cli; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'exchanges'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"
 
 
 def test_simulator_loads_the_schema_without_the_client() -> None:
-    code = ("import sys; from fastws.testing import mexc_sim; "
-            "[mexc_sim._schema(n) for n in ('channels', 'reference', 'pb')]; "
+    code = ("import sys; from exchanges.mexc import simulator; "
             "print(sorted(m for m in sys.modules if m.startswith('exchanges.mexc.') and 'pb' not in m)); "
             "from exchanges.mexc import MexcWebSocket; print(MexcWebSocket.__module__)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
-    assert result.stdout.split("\n")[:2] == ["['exchanges.mexc.channels', 'exchanges.mexc.reference']",
-                                             "exchanges.mexc.client"]
+    assert result.stdout.split("\n")[:2] == [
+        "['exchanges.mexc.channels', 'exchanges.mexc.reference', 'exchanges.mexc.simulator']",
+        "exchanges.mexc.client"]

@@ -16,10 +16,11 @@ from typing import Any
 import msgspec
 
 from exchanges.binance import BinanceWebSocket, DepthUpdate, binance_config
+from exchanges.binance.simulator import BinanceSimulator
 from exchanges.mexc import MexcWebSocket, decode_reference, mexc_config
+from exchanges.mexc.simulator import MexcSimulator
 from fastws.commands.record import record
 from fastws.recording import KIND_BINARY, KIND_FEED_BACK, KIND_FEED_LOST, KIND_TEXT, CaptureReader, Record
-from fastws.testing import BinanceSimulator, MexcSimulator
 from fastws.testing.replay import ReplayServer
 from fastws.types import ExchangeName
 

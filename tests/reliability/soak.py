@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from exchanges.binance import BinanceWebSocket, binance_config
+from exchanges.binance.simulator import BinanceSimulator
 from exchanges.mexc import MexcWebSocket, mexc_config
+from exchanges.mexc.simulator import MexcSimulator
 from fastws import ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError
-from fastws.testing import BinanceSimulator, FaultProxy, MexcSimulator
+from fastws.testing import FaultProxy
 
 CLIENTS_PER_EXCHANGE = 10
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]

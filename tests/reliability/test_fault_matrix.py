@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from exchanges.binance import BinanceWebSocket, binance_config
+from exchanges.binance.simulator import BinanceSimulator
 from fastws import ConnectionFailedError, ConnectionState, ExchangeAPIError, ExchangeName, InvalidMessageError
-from fastws.testing import BinanceSimulator
 from tests.conftest import open_fds, other_tasks
 from tests.integration.test_binance import Sink
 

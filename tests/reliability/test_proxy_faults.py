@@ -19,9 +19,10 @@ from typing import Any, AsyncIterator, Callable, Optional
 import pytest
 
 from exchanges.binance import BinanceWebSocket, binance_config
+from exchanges.binance.simulator import BinanceConnection, BinanceSimulator
 from fastws import ConnectionGap, ConnectionState, ExchangeName
 from fastws.errors import ConnectionFailedError, ExchangeTimeoutError
-from fastws.testing import BinanceConnection, BinanceSimulator, FaultProxy
+from fastws.testing import FaultProxy
 from tests.conftest import open_fds, other_tasks, until
 from tests.integration.test_binance import Sink
 

@@ -17,9 +17,10 @@ import msgspec
 import pytest
 
 from exchanges.binance import BinanceWebSocket, binance_config
+from exchanges.binance.simulator import BinanceSimulator
 from exchanges.mexc import MexcWebSocket, mexc_config
+from exchanges.mexc.simulator import MexcSimulator
 from fastws import ExchangeAPIError, ExchangeName
-from fastws.testing import BinanceSimulator, MexcSimulator
 from tests.conftest import open_fds, other_tasks, until
 
 SYMBOLS = ("btcusdt", "ethusdt")

@@ -9,9 +9,10 @@ import pytest
 import trustme
 
 from exchanges.binance import BinanceWebSocket, binance_config
+from exchanges.binance.simulator import BinanceSimulator
 from exchanges.mexc import MexcWebSocket, mexc_config
+from exchanges.mexc.simulator import MexcSimulator
 from fastws import ConnectionFailedError, ConnectionState, ExchangeName
-from fastws.testing import BinanceSimulator, MexcSimulator
 from tests.integration.test_binance import Sink
 
 

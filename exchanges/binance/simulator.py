@@ -25,45 +25,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 from picows import WSCloseCode, WSMsgType, WSTransport, WSUpgradeRequest
 
+from exchanges.binance import streams as _streams
+from exchanges.binance.control import BinanceControl, RequestError, encode_reply, error_reply
+from exchanges.binance.streams import MAX_STREAMS_PER_CONNECTION, StreamKind, is_valid_stream
 from fastws.testing._simbase import SimConnection, Simulator
 from fastws.testing.market import Kline, StepResult, SymbolMarket, SyntheticMarket
 
-__all__ = ["ALL_MARKET_STREAMS", "BinanceConnection", "BinanceSimulator", "KLINE_INTERVALS",
-           "MAX_STREAMS_PER_CONNECTION", "is_valid_stream"]
+__all__ = ["ALL_MARKET_STREAMS", "BinanceConnection", "BinanceSimulator", "KLINE_INTERVALS", "stream_paths"]
 
-log = logging.getLogger("fastws.testing.binance")
-
-MAX_STREAMS_PER_CONNECTION = 1024
-"""Binance's limit of streams on one connection."""
+log = logging.getLogger("exchanges.binance.simulator")
 
 _MINUTE_MS = 60_000
 _DAY_MS = 86_400_000
-KLINE_INTERVALS: dict[str, int] = {
-    "1s": 1000, "1m": _MINUTE_MS, "3m": 3 * _MINUTE_MS, "5m": 5 * _MINUTE_MS, "15m": 15 * _MINUTE_MS,
-    "30m": 30 * _MINUTE_MS, "1h": 60 * _MINUTE_MS, "2h": 120 * _MINUTE_MS, "4h": 240 * _MINUTE_MS,
-    "6h": 360 * _MINUTE_MS, "8h": 480 * _MINUTE_MS, "12h": 720 * _MINUTE_MS, "1d": _DAY_MS,
-    "3d": 3 * _DAY_MS, "1w": 7 * _DAY_MS, "1M": 30 * _DAY_MS,
-}
-"""Binance kline intervals and their length in ms (a month counts as 30 days)."""
+_INTERVAL_MS = {"s": 1000, "m": _MINUTE_MS, "h": 60 * _MINUTE_MS, "d": _DAY_MS, "w": 7 * _DAY_MS,
+                "M": 30 * _DAY_MS}
+KLINE_INTERVALS: dict[str, int] = {i: int(i[:-1]) * _INTERVAL_MS[i[-1]] for i in _streams.KLINE_INTERVALS}
+"""Binance kline intervals (``exchanges.binance.streams``) and their length in ms (a month counts as 30 days)."""
 
 ALL_MARKET_STREAMS = ("!ticker@arr", "!miniTicker@arr", "!bookTicker")
-"""All-market streams: they carry the symbols other streams of the server subscribe to."""
+"""All-market streams the simulator publishes: they carry the symbols other streams subscribe to."""
 
-_STREAM = re.compile(
-    r"(?P<symbol>[a-z0-9]+)@(?P<kind>trade|aggTrade|bookTicker|ticker|miniTicker"
-    r"|depth(?:@100ms)?|depth(?P<levels>5|10|20)(?:@100ms)?"
-    r"|kline_(?P<interval>" + "|".join(KLINE_INTERVALS) + r")(?:@\+08:00)?)")
+# Stream kind -> the _StepEvents builder of its events.
+_BUILDERS = {
+    StreamKind.DEPTH_UPDATE: "depth", StreamKind.PARTIAL_DEPTH: "partial", StreamKind.TRADE: "trade",
+    StreamKind.AGG_TRADE: "aggTrade", StreamKind.BOOK_TICKER: "bookTicker", StreamKind.TICKER: "ticker",
+    StreamKind.MINI_TICKER: "miniTicker", StreamKind.KLINE: "kline",
+}
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
+_CONTROL = BinanceControl()
 
 
 class _Stream:
@@ -85,30 +82,29 @@ _parsed: dict[str, Optional[_Stream]] = {}
 
 
 def _parse_stream(name: str) -> Optional[_Stream]:
-    """The parsed form of a valid stream name, else None (cached)."""
+    """The parsed form of a valid stream name (``exchanges.binance.streams``), else None (cached).
+
+    A valid name the simulator has no events for (the rolling-window tickers
+    ``<symbol>@ticker_1h``, ``!ticker_1h@arr``) parses to a stream that publishes nothing.
+    """
     if name in _parsed:
         return _parsed[name]
     stream: Optional[_Stream] = None
-    if name in ALL_MARKET_STREAMS:
-        stream = _Stream(name, None, name)
-    elif isinstance(name, str):
-        match = _STREAM.fullmatch(name)
-        if match is not None:
-            kind = match["kind"]
-            if match["levels"]:
-                stream = _Stream(name, match["symbol"].upper(), "partial", int(match["levels"]))
-            elif match["interval"]:
-                stream = _Stream(name, match["symbol"].upper(), "kline", interval=match["interval"])
+    if isinstance(name, str) and is_valid_stream(name):
+        if name[:1] == "!":
+            stream = _Stream(name, None, name if name in ALL_MARKET_STREAMS else "")
+        else:
+            symbol, _, suffix = name.partition("@")
+            kind = _BUILDERS.get(_streams.stream_kind(name), "") if not suffix.startswith("ticker_") else ""
+            if kind == "partial":
+                stream = _Stream(name, symbol.upper(), kind, int(suffix[5:].split("@", 1)[0]))
+            elif kind == "kline":
+                stream = _Stream(name, symbol.upper(), kind, interval=suffix[6:].split("@", 1)[0])
             else:
-                stream = _Stream(name, match["symbol"].upper(), kind.split("@", 1)[0])
+                stream = _Stream(name, symbol.upper(), kind)
     if len(_parsed) < 100_000:
         _parsed[name] = stream
     return stream
-
-
-def is_valid_stream(name: object) -> bool:
-    """Whether ``name`` is a Binance spot stream name the simulator serves."""
-    return isinstance(name, str) and _parse_stream(name) is not None
 
 
 def _wrap(name: str, payload: bytes) -> bytes:
@@ -116,28 +112,23 @@ def _wrap(name: str, payload: bytes) -> bytes:
     return b'{"stream":' + _encode(name) + b',"data":' + payload + b"}"
 
 
-class _RequestError(Exception):
-    """A request answered with ``{"error": {"code": code, "msg": msg}}``."""
+def stream_paths(path: str) -> Optional[tuple[list[str], bool]]:
+    """The streams an upgrade path names and whether it is a combined-stream path.
 
-    def __init__(self, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-
-
-def _stream_params(params: Any) -> list[str]:
-    if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-        raise _RequestError(2, "Invalid request: 'params' must be a list of stream names")
-    if not all(is_valid_stream(p) for p in params):
-        raise _RequestError(2, "Invalid request: invalid stream")
-    return list(dict.fromkeys(params))
-
-
-def _property_name(params: Any, count: int) -> None:
-    if not isinstance(params, list) or len(params) != count:
-        raise _RequestError(2, f"Invalid request: 'params' must hold {count} value(s)")
-    if params[0] != "combined":
-        raise _RequestError(0, "Unknown property")
+    ``/stream?streams=a/b`` gives ``(["a", "b"], True)``, ``/ws/a`` ``(["a"], False)``,
+    ``/ws`` ``([], False)``; any other path None.
+    """
+    target = urlsplit(path)
+    if target.path == "/stream":
+        # Not parse_qs: it would read the "+" of "@+08:00" as a space.
+        query = next((unquote(v) for k, _, v in (p.partition("=") for p in target.query.split("&"))
+                      if k == "streams"), "")
+        return [s for s in query.split("/") if s], True
+    if target.path == "/ws":
+        return [], False
+    if target.path.startswith("/ws/"):
+        return [target.path[4:]], False
+    return None
 
 
 class _Counters:
@@ -209,67 +200,43 @@ class BinanceConnection(SimConnection, _Counters):
         self.close(WSCloseCode.POLICY_VIOLATION.value, "Too many requests")
         return True
 
+    @property
+    def max_streams(self) -> int:
+        """Streams this connection may hold (the simulator's ``max_streams_per_connection``)."""
+        return self.sim.max_streams_per_connection
+
     def _on_request(self, text: bytes) -> None:
         try:
-            request = _decode(text)
-        except msgspec.DecodeError as exc:
+            request = _CONTROL.parse(text)
+        except RequestError as exc:
             if not self.muted:
-                self._reply({"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None})
+                self._reply(error_reply(exc, None))
             return
         self.requests.append(request)
-        if self.muted:
-            return
-        request_id = request.get("id") if isinstance(request, dict) else None
-        try:
-            if not isinstance(request, dict):
-                raise _RequestError(2, "Invalid request: expected a JSON object")
-            method = request.get("method")
-            handler = self._METHODS.get(method) if isinstance(method, str) else None
-            if handler is None:
-                raise _RequestError(2, "Invalid request: unknown method")
-            result = handler(self, request.get("params"))
-        except _RequestError as exc:
-            self._reply({"error": {"code": exc.code, "msg": exc.msg}, "id": request_id})
-            return
-        self._reply({"result": result, "id": request_id})
+        if not self.muted:
+            self._reply(_CONTROL.answer(self, request))
 
     def _reply(self, reply: dict[str, Any]) -> None:
         if self.transport is not None:
-            self.transport.send(WSMsgType.TEXT, _encode(reply))
+            self.transport.send(WSMsgType.TEXT, encode_reply(reply))
 
-    def _subscribe(self, params: Any) -> None:
+    def subscribe(self, names: list[str]) -> None:
+        """Add streams (``ControlSession``); refused once after ``reject_next_subscription``."""
         rejection = self.sim._rejection
         if rejection is not None:
             self.sim._rejection = None
-            raise _RequestError(*rejection)
-        streams = _stream_params(params)
-        added = [s for s in streams if s not in self._subscriptions]
-        limit = self.sim.max_streams_per_connection
-        if len(self._subscriptions) + len(added) > limit:
-            raise _RequestError(2, f"Invalid request: too many streams, at most {limit} streams per connection")
-        self._subscriptions.update(dict.fromkeys(added))
+            raise RequestError(*rejection)
+        self._subscriptions.update(dict.fromkeys(names))
 
-    def _unsubscribe(self, params: Any) -> None:
-        for stream in _stream_params(params):
+    def unsubscribe(self, names: list[str]) -> None:
+        """Remove streams (``ControlSession``)."""
+        for stream in names:
             self._subscriptions.pop(stream, None)
 
-    def _list_subscriptions(self, params: Any) -> list[str]:
-        return self.streams
-
-    def _set_property(self, params: Any) -> None:
-        _property_name(params, 2)
-        if not isinstance(params[1], bool):
-            raise _RequestError(1, "Invalid value type: expected Boolean")
-        self.combined = params[1]
-
-    def _get_property(self, params: Any) -> bool:
-        _property_name(params, 1)
-        return self.combined
-
-    _METHODS: dict[str, Callable[["BinanceConnection", Any], Any]] = {
-        "SUBSCRIBE": _subscribe, "UNSUBSCRIBE": _unsubscribe, "LIST_SUBSCRIPTIONS": _list_subscriptions,
-        "SET_PROPERTY": _set_property, "GET_PROPERTY": _get_property,
-    }
+    @property
+    def subscriptions(self) -> dict[str, None]:
+        """Subscribed streams (``ControlSession``)."""
+        return self._subscriptions
 
     # ------------------------------------------------------------------ keepalive
 
@@ -327,6 +294,8 @@ class _StepEvents:
 
     def payloads(self, stream: _Stream) -> list[bytes]:
         """The raw (uncombined) payloads of ``stream`` for this step."""
+        if not stream.kind:
+            return []
         if stream.symbol is None:
             return self._all_market(stream.kind)
         result = self.results.get(stream.symbol)
@@ -455,23 +424,16 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
 
     def _accept(self, request: WSUpgradeRequest) -> Optional[BinanceConnection]:
         """Route an upgrade request: a listener for the stream paths, None (404) for the rest."""
-        target = urlsplit(request.path.decode("latin-1"))
-        if target.path == "/stream":
-            # Not parse_qs: it would read the "+" of "@+08:00" as a space.
-            query = next((unquote(v) for k, _, v in (p.partition("=") for p in target.query.split("&"))
-                          if k == "streams"), "")
-            streams, combined = [s for s in query.split("/") if s], True
-        elif target.path == "/ws":
-            streams, combined = [], False
-        elif target.path.startswith("/ws/"):
-            streams, combined = [target.path[4:]], False
-        else:
-            log.info("refused path %r", target.path)
+        path = request.path.decode("latin-1")
+        found = stream_paths(path)
+        if found is None:
+            log.info("refused path %r", urlsplit(path).path)
             return None
+        streams, combined = found
         if not all(is_valid_stream(s) for s in streams) or len(streams) > self.max_streams_per_connection:
             log.info("refused streams in %r", request.path)
             return None
-        return BinanceConnection(self, request.path.decode("latin-1"), streams, combined)
+        return BinanceConnection(self, path, streams, combined)
 
     # ------------------------------------------------------------------ market data
 

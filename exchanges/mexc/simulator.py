@@ -44,8 +44,8 @@ closed kline before the current one). Every push carries ``channel``, ``symbol``
 channels are accepted (with a listenKey) but carry nothing.
 
 The simulator depends on the MEXC schema only (``exchanges.mexc.channels`` for channel
-names, ``exchanges.mexc.reference`` to encode pushes), never on the client, and imports
-it by name in ``start()``: importing ``fastws`` never imports ``exchanges``.
+names and limits, ``exchanges.mexc.reference`` to encode pushes), never on the client
+or its compiled decoder.
 
 Example::
 
@@ -58,32 +58,24 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from picows import WSCloseCode, WSMsgType, WSTransport, WSUpgradeRequest
 
+from exchanges.mexc import channels
+from exchanges.mexc.channels import Channel
+from exchanges.mexc.pb import PushDataV3ApiWrapper
+from exchanges.mexc.reference import encode_push
 from fastws.testing._simbase import SimConnection, Simulator
 from fastws.testing.market import StepResult, SymbolMarket, SyntheticMarket
 
-if TYPE_CHECKING:
-    from exchanges.mexc.channels import Channel
-
 __all__ = ["MALFORMED_PUSH", "MexcConnection", "MexcSimulator"]
 
-log = logging.getLogger("fastws.testing.mexc")
-
-# The limits of exchanges.mexc.channels, repeated here because fastws does not import
-# exchanges at import time; a unit test keeps the two equal.
-_MAX_SUBSCRIPTIONS = 30
-_MAX_MESSAGES_PER_SECOND = 100
-_NO_SUBSCRIPTION_TIMEOUT = 30.0
-_IDLE_TIMEOUT = 60.0
+log = logging.getLogger("exchanges.mexc.simulator")
 
 MALFORMED_PUSH = b"\n/spot@public.aggre.deals.v3.api.pb@100ms@BTC"
 """A truncated push: the channel's length says 47 bytes, 43 follow (``DecodeError``)."""
@@ -94,10 +86,6 @@ UNKNOWN_METHOD_MSG = "Unknown method"
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
-
-def _schema(name: str) -> ModuleType:
-    """``exchanges.mexc.<name>``, imported by name (see the module docstring)."""
-    return importlib.import_module(f"exchanges.mexc.{name}")
 
 
 class _Counters:
@@ -209,7 +197,7 @@ class MexcConnection(SimConnection, _Counters):
         if self.muted:
             return
         if method == "PING":
-            self._reply(self.sim._channels.PONG_MSG, request_id)
+            self._reply(channels.PONG_MSG, request_id)
         elif method in ("SUBSCRIPTION", "UNSUBSCRIPTION"):
             params = request.get("params")
             names = [p if isinstance(p, str) else _encode(p).decode() for p in
@@ -236,7 +224,7 @@ class MexcConnection(SimConnection, _Counters):
         reject_all, sim._reject_next = sim._reject_next, False
         rejected = []
         for name in dict.fromkeys(names):
-            refusal = "rejected by test" if reject_all else self._refusal(sim._channels.parse_channel(name))
+            refusal = "rejected by test" if reject_all else self._refusal(channels.parse_channel(name))
             if refusal is not None:
                 log.info("connection %d: refused %s: %s", self.id, name, refusal)
                 rejected.append(name)
@@ -259,7 +247,7 @@ class MexcConnection(SimConnection, _Counters):
     def _unsubscribe(self, names: list[str], request_id: int) -> None:
         rejected = []
         for name in dict.fromkeys(names):
-            if self.sim._channels.parse_channel(name) is None:
+            if channels.parse_channel(name) is None:
                 rejected.append(name)
                 continue
             self._subscriptions.pop(name, None)
@@ -271,7 +259,7 @@ class MexcConnection(SimConnection, _Counters):
     def _reject(self, names: list[str], request_id: int) -> None:
         if names:
             self.rejected.extend(names)
-            self._reply(self.sim._channels.rejection_msg(names), request_id)
+            self._reply(channels.rejection_msg(names), request_id)
 
 
 # Channel kind (its value) -> the _StepPushes method building its bodies.
@@ -411,10 +399,10 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
     _data_binary = True
 
     def __init__(self, *, rate: float = 10.0, max_connection_age: Optional[float] = None,
-                 max_messages_per_second: int = _MAX_MESSAGES_PER_SECOND,
-                 max_subscriptions_per_connection: int = _MAX_SUBSCRIPTIONS,
-                 no_subscription_timeout: Optional[float] = _NO_SUBSCRIPTION_TIMEOUT,
-                 idle_timeout: Optional[float] = _IDLE_TIMEOUT, seed: int = 1, depth_levels: int = 20) -> None:
+                 max_messages_per_second: int = channels.MAX_MESSAGES_PER_SECOND,
+                 max_subscriptions_per_connection: int = channels.MAX_SUBSCRIPTIONS_PER_CONNECTION,
+                 no_subscription_timeout: Optional[float] = channels.NO_SUBSCRIPTION_TIMEOUT,
+                 idle_timeout: Optional[float] = channels.IDLE_TIMEOUT, seed: int = 1, depth_levels: int = 20) -> None:
         Simulator.__init__(self, rate=rate, max_connection_age=max_connection_age, seed=seed,
                            depth_levels=depth_levels)
         _Counters.__init__(self)
@@ -423,22 +411,12 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
         self.no_subscription_timeout = no_subscription_timeout
         self.idle_timeout = idle_timeout
         self._reject_next = False
-        self._channels: Any = None
-        self._reference: Any = None
-        self._pb: Any = None
 
     def ws_url(self, listen_key: Optional[str] = None) -> str:
         """The endpoint ``ws://127.0.0.1:<port>/ws``, with ``?listenKey=`` when given."""
         return f"{self.url}/ws?listenKey={listen_key}" if listen_key else f"{self.url}/ws"
 
     # ------------------------------------------------------------------ life cycle
-
-    async def start(self) -> None:
-        """Import the MEXC schema, then listen (see ``Simulator.start``)."""
-        self._channels = _schema("channels")
-        self._reference = _schema("reference")
-        self._pb = _schema("pb")
-        await super().start()
 
     def _accept(self, request: WSUpgradeRequest) -> Optional[MexcConnection]:
         """A listener for ``/ws`` (with an optional ``listenKey``), None (404) for other paths."""
@@ -453,16 +431,18 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
     # ------------------------------------------------------------------ market data
 
     def _symbol_of(self, name: str) -> Optional[str]:
-        channel = self._channels.parse_channel(name)
+        channel = channels.parse_channel(name)
         return None if channel is None else channel.symbol
 
     def _publish_step(self, results: list[StepResult], skipped: set[str],
                       subscribers: dict[str, list[MexcConnection]]) -> int:
-        pushes = _StepPushes(self.market, results, skipped, self._reference.encode_push,
-                             self._channels.KLINE_INTERVALS)
+        pushes = _StepPushes(self.market, results, skipped, encode_push,
+                             channels.KLINE_INTERVALS)
         sent = 0
         for name, connections in subscribers.items():
-            sent += self._deliver(name, pushes.payloads(self._channels.parse_channel(name)), connections)
+            channel = channels.parse_channel(name)
+            if channel is not None:     # always: only valid channels are subscribed
+                sent += self._deliver(name, pushes.payloads(channel), connections)
         return sent
 
     # ------------------------------------------------------------------ faults
@@ -485,7 +465,7 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
 
     def oversized_push(self, size: int) -> bytes:
         """The payload ``send_oversized(size)`` sends."""
-        wrapper = self._pb.PushDataV3ApiWrapper
+        wrapper = PushDataV3ApiWrapper
         channel = "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"
 
         def push(pad: int, send_time: Optional[int]) -> bytes:
