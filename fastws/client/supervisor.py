@@ -55,10 +55,11 @@ class SupervisorMixin(SubscriptionsMixin):
                 self._set_state(ConnectionState.RECONNECTING, error.message)
                 continue
             reconnection.connected()
+            # Taken before resubscribing: data may arrive with the acks.
+            subscribed = self._delivery_mark()
             await self._on_connected()
             if self._stopping:
                 return
-            subscribed = self._delivery_mark()
             reason = await self._watch()
             # A connection that subscribed and then carried data was a
             # success, however it ended: only attempts that fail, and
@@ -74,7 +75,7 @@ class SupervisorMixin(SubscriptionsMixin):
             self._set_state(ConnectionState.RECONNECTING, reason)
 
     def _delivery_mark(self) -> Optional[tuple[FrameHandler, int]]:
-        """The live core and its delivered count once subscribed; None without subscriptions."""
+        """The live core and its delivered count as it connects; None without subscriptions."""
         if self._core is None or not self._subscriptions:
             return None
         return self._core, self._core.messages_delivered

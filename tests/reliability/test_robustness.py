@@ -11,7 +11,7 @@ from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.binance import client as binance_client
 from fastws import (ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError,
                     SubscriptionRejectedError, create_websocket_config)
-from fastws.testing import BinanceSimulator
+from exchanges.binance.simulator import BinanceSimulator
 from tests.conftest import until
 
 TRADE = "btcusdt@trade"
