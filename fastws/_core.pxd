@@ -7,7 +7,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 include "core/common.pxd"
-include "core/stats.pxd"
+include "core/fieldscan.pxd"
 include "core/routes.pxd"
 include "core/handover.pxd"
 include "core/parser.pxd"
@@ -15,7 +15,7 @@ include "core/parser.pxd"
 
 cdef class FrameHandler(WSListener):
     cdef:
-        # --- dispatch (routes.pxi): callables bound once at construction;
+        # --- dispatch (dispatch.pxi): callables bound once at construction;
         # the *_async flags say whether each returns a coroutine, decided
         # once, never per message.
         object _parse

@@ -13,7 +13,9 @@ stays a C call:
 - ``core/common.pxi``: clocks, error kinds, latency buckets, ``FrameInfo``;
 - ``core/fieldscan.pxi``: event time and sequence numbers read from the raw
   bytes, per-stream stats and sequence continuity;
-- ``core/routes.pxi``: the streams' own routes and the one dispatch path;
+- ``core/routes.pxi``: the streams' own routes (the typed fast route);
+- ``core/dispatch.pxi``: the one dispatch path (route or parse + classify,
+  then the handler) and error reporting;
 - ``core/parser.pxi``: the compiled-parser interface;
 - ``core/handover.pxi``: make-before-break de-duplication;
 - ``core/backlog.pxi``: suspended parsers and handlers, the backlog;
@@ -45,6 +47,7 @@ from fastws._suspend import continue_coroutine
 include "core/common.pxi"
 include "core/fieldscan.pxi"
 include "core/routes.pxi"
+include "core/dispatch.pxi"
 include "core/parser.pxi"
 include "core/handover.pxi"
 include "core/backlog.pxi"

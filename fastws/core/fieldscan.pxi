@@ -1,6 +1,6 @@
 # Field scan and sequence state: the event time and sequence numbers read
 # from a message's raw bytes (or set by a compiled parser), per-stream stats,
-# event latency and sequence continuity. Declarations in core/stats.pxd.
+# event latency and sequence continuity. Declarations in core/fieldscan.pxd.
 
 cdef inline int64_t _parse_uint(const char* ptr, Py_ssize_t size) noexcept nogil:
     """The non-negative decimal integer at ``ptr``, or -1 (none, or over 18 digits)."""

@@ -1,6 +1,6 @@
 # Receive and reassembly: a whole message (one frame, reassembled fragments,
 # or inflated) enters here, in order, gets its FrameInfo, and is routed
-# (routes.pxi). FrameHandler.on_ws_frame (in _core.pyx) is the entry.
+# (dispatch.pxi). FrameHandler.on_ws_frame (in _core.pyx) is the entry.
 
 cdef inline void _receive_message(FrameHandler core, const char* ptr, Py_ssize_t size, object owner,
                                   int64_t recv_ns, int opcode):

@@ -1,4 +1,5 @@
-# Per-stream counters and sequence state (fieldscan.pxi fills them).
+# Per-stream counters and sequence state, and where the fields are read
+# from the raw bytes (fieldscan.pxi).
 cdef class StreamStats:
     cdef:
         readonly object stream_type
