@@ -63,6 +63,9 @@ class Route:
     def whole_frame(self) -> bool: ...
     @property
     def pass_stream(self) -> bool: ...
+    @property
+    def adapt(self) -> Optional[Callable[[Any], Any]]:
+        """Makes a default-route message of this stream the decoder's form (None: the default handler takes it)."""
 
 class RouteTable:
     """Streams whose frames skip the generic parser (the typed fast route)."""
@@ -75,7 +78,8 @@ class RouteTable:
     def suffix(self) -> bytes: ...
     def add(self, stream_id: str, decode: Callable[[FrameBuffer], Any],
             handler: Callable[..., Union[None, Awaitable[None]]], stream_type: Any, *,
-            sequenced: bool = True, whole_frame: bool = False, pass_stream: bool = True) -> Route:
+            sequenced: bool = True, whole_frame: bool = False, pass_stream: bool = True,
+            adapt: Optional[Callable[[Any], Any]] = None) -> Route:
         """Route ``stream_id``'s frames to ``decode`` and then ``handler``."""
     def remove(self, stream_id: str) -> None:
         """Stop routing ``stream_id``."""
@@ -103,6 +107,14 @@ class Handover:
     def finish(self) -> list[str]:
         """End the overlap: the old connection delivers nothing more. Returns the unaligned streams."""
 
+class CompiledParser:
+    """Base of parsers written in Cython that read each message in place.
+
+    A Cython subclass overrides ``cdef object parse(self, const char* data,
+    Py_ssize_t size, FrameInfo* frame)`` (see ``fastws/core/parser.pxd``);
+    from Python it is only passed to ``FrameHandler(compiled_parser=...)``.
+    """
+
 class FrameHandler(WSListener):
     """The picows listener that parses and dispatches every frame of a connection."""
     def __init__(
@@ -123,6 +135,8 @@ class FrameHandler(WSListener):
         last_sequences: Optional[dict[str, int]] = None,
         max_streams: int = 100000,
         parse_with_handler: bool = False,
+        compiled_parser: Optional[CompiledParser] = None,
+        handler_takes_stream: bool = False,
     ) -> None: ...
     @property
     def max_streams(self) -> int: ...
@@ -206,6 +220,12 @@ class FrameHandler(WSListener):
     @property
     def compressed_sent(self) -> int:
         """Messages sent compressed."""
+    @property
+    def oversize_errors(self) -> int:
+        """Messages over ``max_message_size`` (each closed the connection with 1009)."""
+    @property
+    def sequence_gap_errors(self) -> int:
+        """Exceptions raised by the ``on_sequence_gap`` callback."""
     @property
     def protocol_errors(self) -> int:
         """Frames that broke the protocol (RSV1 not negotiated, corrupt deflate data)."""

@@ -10,8 +10,9 @@ __all__ = ["ConnectionMetrics", "add_histograms", "latency_percentiles"]
 
 # Counters summed across the connections of one client (a new FrameHandler per
 # connection starts from zero).
-_SUMMED = ("messages_received", "bytes_received", "messages_delivered", "control_messages",
-           "parse_errors", "classify_errors", "handler_errors", "messages_sent", "bytes_sent",
+_SUMMED = ("frames_received", "messages_received", "bytes_received", "messages_delivered", "control_messages",
+           "parse_errors", "classify_errors", "handler_errors", "oversize_errors", "sequence_gap_errors",
+           "messages_sent", "bytes_sent",
            "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages", "overlap_dropped",
            "protocol_errors", "compressed_received", "inflated_bytes", "compressed_sent")
 

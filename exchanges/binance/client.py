@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable, Optional, Union, cast
@@ -135,18 +134,25 @@ def attempt_limiter(url: str) -> ConnectionAttemptLimiter:
 _MAX_CACHED_STREAM_TYPES = 4096
 
 
-class _OffRoute:
-    """Typed mode: a frame that missed the fast route, with its stream, payload and handler."""
-
-    __slots__ = ("stream", "payload", "handler")
-
-    def __init__(self, stream: str, payload: Any, handler: Any) -> None:
-        self.stream = stream
-        self.payload = payload
-        self.handler = handler
-
-
 _DECODERS: dict[Any, Callable[[Any], Any]] = {}
+
+
+def _adapter(label: str, payload_type: Any) -> Callable[[dict[str, Any]], Any]:
+    """Typed mode: what a frame of a stream that missed the fast route (another
+    layout) becomes once parsed and classified: its ``data`` as ``payload_type``
+    (None: as decoded). One that does not fit is a bad message (400), its text
+    beginning with ``label``."""
+    if payload_type is None:
+        return lambda message: message.get("data")
+    name = getattr(payload_type, "__name__", payload_type)
+
+    def adapt(message: dict[str, Any]) -> Any:
+        try:
+            return msgspec.convert(message.get("data"), payload_type, from_attributes=False)
+        except msgspec.ValidationError as exc:
+            raise InvalidMessageError(f"{label}: payload does not fit {name}: {exc}",
+                                      msgspec.json.encode(message)[:256]) from exc
+    return adapt
 
 
 def _decoder(payload_type: Any) -> Callable[[Any], Any]:
@@ -222,14 +228,11 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     def __init__(self, exchange: ExchangeName, config: WebSocketConfig, message_handler: Any,
                  error_handler: Any = None, *, typed: bool = False) -> None:
+        # Typed mode: frames that miss the fast route (a layout other than
+        # Binance's compact envelope) take the default route and continue into
+        # their stream's route, as its type; those of streams without a route
+        # reach the message handler as handler(stream, dict).
         self._typed_handler: Optional[TypedHandler] = message_handler if typed else None
-        # Typed mode: the payload type and handler of each subscribed stream.
-        self._typed_streams: dict[str, tuple[Any, TypedHandler]] = {}
-        if typed:
-            # Frames that miss the fast route (a layout other than Binance's
-            # compact envelope, a stream not subscribed) take the dict route
-            # and still reach their stream's handler, as its type.
-            message_handler = self._deliver_untyped
         super().__init__(exchange, _within_limits(config), message_handler, error_handler)
         if self.config is not config:
             self.logger.info("settings brought within Binance's limits: max_messages_per_second=%s, "
@@ -254,7 +257,6 @@ class BinanceWebSocket(PooledWebSocketInterface):
     def _new_member(self) -> "BinanceWebSocket":
         handler = self._typed_handler if self.typed else self._message_handler
         member = BinanceWebSocket(self.exchange, self.config, handler, self._error_handler, typed=self.typed)
-        member._typed_streams = self._typed_streams    # the pool shares one table, like the routes
         member._url = self._url
         return member
 
@@ -286,7 +288,10 @@ class BinanceWebSocket(PooledWebSocketInterface):
             if stream == _SHUTDOWN_STREAM:
                 self._request_reconnect("server shutdown announced")
                 return None
-            return self._off_route(message, stream, raw_message) if self.typed else message
+            if self.typed and not isinstance(stream, str):
+                raise InvalidMessageError(f"{self.exchange}: stream name is not a string: {stream!r}"[:300],
+                                          bytes(raw_message[:256]))
+            return message
         if "id" in message and ("result" in message or "error" in message):
             self._on_reply(message)
             return None
@@ -298,34 +303,14 @@ class BinanceWebSocket(PooledWebSocketInterface):
             self._request_reconnect("server shutdown announced")
             return None
         # A raw-stream payload.
-        return _OffRoute("", message, self._typed_handler) if self.typed else message
-
-    def _off_route(self, message: dict[str, Any], stream: Any, raw_message: Any) -> "_OffRoute":
-        """Typed mode: a frame that missed the fast route, converted to its stream's type here,
-        in the parse step, so that a payload that does not fit is a bad message (400)."""
-        if not isinstance(stream, str):
-            raise InvalidMessageError(f"{self.exchange}: stream name is not a string: {stream!r}"[:300],
-                                      bytes(raw_message[:256]))
-        typed = self._typed_streams.get(stream)
-        if typed is None:
-            return _OffRoute(stream, message, self._typed_handler)
-        payload_type, handler = typed
-        data = message.get("data")
-        try:
-            payload = data if payload_type is None else msgspec.convert(data, payload_type, from_attributes=False)
-        except msgspec.ValidationError as exc:
-            raise InvalidMessageError(f"{self.exchange}: {stream}: payload does not fit "
-                                      f"{getattr(payload_type, '__name__', payload_type)}: {exc}",
-                                      bytes(raw_message[:256])) from exc
-        return _OffRoute(stream, payload, handler)
+        return message
 
     def _extract_stream_info(self, message: Any) -> Optional[tuple[str, StreamType]]:
-        if type(message) is _OffRoute:
-            if message.stream:
-                return message.stream, self._stream_type_of(message.stream)
-            message = message.payload
         stream = message.get("stream")
         if stream is None:
+            if self.typed:
+                # A raw-stream payload reaches handler("", message), unclassified.
+                return None
             kind = _streams.payload_kind(message)
             symbol = message.get("s")
             return (f"{symbol.lower()}@{kind.value}" if isinstance(symbol, str) else kind.value,
@@ -362,6 +347,8 @@ class BinanceWebSocket(PooledWebSocketInterface):
             "last_sequence_key": b'"u":',
             # Enough for the envelope and the first fields of every payload.
             "scan_window": 192,
+            # Typed mode: the message handler is handler(stream, message).
+            "handler_takes_stream": self.typed,
         }
 
     def _on_reply(self, message: dict[str, Any]) -> None:
@@ -417,7 +404,6 @@ class BinanceWebSocket(PooledWebSocketInterface):
         assert self._routes is not None
         for name in names:
             self._routes.remove(name)
-            self._typed_streams.pop(name, None)
 
     def _add_routes(self, names: list[str], handler: Optional[Callable[..., Any]]) -> None:
         assert self._routes is not None
@@ -435,19 +421,8 @@ class BinanceWebSocket(PooledWebSocketInterface):
                 target = cast(TypedHandler, handler if handler is not None else self._typed_handler)
                 # A stream of a kind without a struct is routed too, as a dict.
                 payload = _streams.decode_type(name)
-                self._typed_streams[name] = (payload, target)
-                self._routes.add(name, _decoder(payload), target, stream_type, sequenced=sequenced)
+                self._routes.add(name, _decoder(payload), target, stream_type, sequenced=sequenced,
+                                 adapt=_adapter(f"{self.exchange}: {name}", payload))
             else:
                 self._routes.add(name, _decoder(None), handler if handler is not None else self._message_handler,
                                  stream_type, sequenced=sequenced, whole_frame=True, pass_stream=False)
-
-    async def _deliver_untyped(self, item: "_OffRoute") -> None:
-        """Typed mode, generic route: hand a converted payload to its stream's handler.
-
-        Rare (frames that miss the fast route), so plain Python; ``async``
-        so that an ``async`` handler is awaited (the core runs this without a
-        Task unless the handler suspends).
-        """
-        result = cast(TypedHandler, item.handler)(item.stream, item.payload)
-        if inspect.isawaitable(result):
-            await result

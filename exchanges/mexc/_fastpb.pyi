@@ -1,7 +1,7 @@
 """Type stub of the compiled MEXC push decoder (exchanges/mexc/_fastpb.pyx)."""
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from fastws._core import FrameHandler
+from fastws._core import CompiledParser
 
 class PushDecoder:
     """Decodes serialized MEXC pushes into MessageToDict-equal dicts."""
@@ -21,5 +21,11 @@ class PushDecoder:
     @property
     def last_version(self) -> int:
         """The last depth update's ``toVersion`` (-1: absent)."""
-    def decode(self, data: Any, core: Optional[FrameHandler] = None) -> Optional[dict[str, Any]]:
+    def decode(self, data: Any) -> Optional[dict[str, Any]]:
         """Decode one push; ``None`` (and a counted parse error) when malformed."""
+
+class PushParser(CompiledParser):
+    """A MEXC connection's messages parsed in place by the frame core (pushes
+    decoded, with their event time and depth versions; text frames to ``on_control``)."""
+    def __init__(self, decoder: PushDecoder, on_control: Callable[[memoryview], Any],
+                 on_malformed: Callable[[Optional[str], bytes], BaseException]) -> None: ...

@@ -20,17 +20,24 @@ decoders cannot disagree on names, numbers or types.
 Malformed input (truncated, bad varints or lengths, invalid UTF-8, invalid
 wire types, no body) returns ``None`` and counts a parse error; nothing is
 half-built, nothing raises.
+
+``PushParser`` plugs the decoder into the frame core through its
+compiled-parser interface (``fastws._core.CompiledParser``): the core hands it
+each message's bytes in place, and it gives the message its event time
+(``sendTime``) and depth versions (``fromVersion``/``toVersion``).
 """
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.bool cimport PyBool_FromLong
 from cpython.dict cimport PyDict_DelItem, PyDict_SetItem
 from cpython.list cimport PyList_Append, PyList_GET_ITEM
 from cpython.long cimport PyLong_FromLong
+from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
-from fastws._core cimport FrameHandler
+from fastws._core cimport CompiledParser, FrameInfo, set_event_time_ns, set_sequence
 
 
 cdef extern from "Python.h":
@@ -365,34 +372,32 @@ cdef class PushDecoder:
     def last_version(self):
         return self._captured[CAPTURE_LAST]
 
-    cpdef object decode(self, object data, FrameHandler core=None):
+    def decode(self, data):
         """Decode one push; ``None`` (and a counted parse error) when malformed.
 
         Args:
             data: Any buffer (bytes, memoryview, the core's frame view); read
                 in place, not copied.
-            core: When given, the push's ``sendTime`` (event time) and depth
-                versions are handed to this connection's core, which records
-                the event latency and checks sequence continuity when it
-                classifies the message.
         """
         cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            return self._decode(<const uint8_t*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef dict _decode(self, const uint8_t* p, Py_ssize_t size):
+        """The push at ``p``; None (counted, ``last_error`` says why) when malformed."""
         cdef dict result = _PyDict_NewPresized(self._root.field_count)
         cdef int status
-        cdef const uint8_t* p
         self._captured[0] = -1
         self._captured[1] = -1
         self._captured[2] = -1
         self._body_seen = False
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
-            p = <const uint8_t*>view.buf
-            try:
-                status = self._message(self._root, &p, p + view.len, result, 0)
-            except UnicodeDecodeError:
-                status = -2
-        finally:
-            PyBuffer_Release(&view)
+            status = self._message(self._root, &p, p + size, result, 0)
+        except UnicodeDecodeError:
+            status = -2
         if status == 0 and not self._body_seen:
             status = -3
         if status != 0:
@@ -400,12 +405,6 @@ cdef class PushDecoder:
             self.last_error = ("malformed protobuf" if status == -1 else
                                "invalid UTF-8 in a string field" if status == -2 else "push without a body")
             return None
-        if core is not None:
-            if self._captured[CAPTURE_SEND_TIME] > 0 and self._captured[CAPTURE_SEND_TIME] < 9223372036854:
-                core._frame_event_ns = self._captured[CAPTURE_SEND_TIME] * 1000000
-            if self._captured[CAPTURE_FIRST] >= 0 and self._captured[CAPTURE_LAST] >= 0:
-                core._frame_first_seq = self._captured[CAPTURE_FIRST]
-                core._frame_last_seq = self._captured[CAPTURE_LAST]
         return result
 
     cdef int _message(self, MessageSpec spec, const uint8_t** pp, const uint8_t* end, dict out,
@@ -529,3 +528,49 @@ cdef class PushDecoder:
         if PyDict_GetItemWithError(out, field.name) is not NULL:
             PyDict_DelItem(out, field.name)
         return 0
+
+
+cdef class PushParser(CompiledParser):
+    """A MEXC connection's messages, parsed in place by the frame core.
+
+    Binary frames are pushes, decoded by ``decoder``; each gets its
+    ``sendTime`` as event time and a depth update its versions as sequence
+    numbers. Text frames are JSON control replies, handed to
+    ``on_control(view)`` (the view is valid during the call only).
+
+    Args:
+        decoder: The connection's ``PushDecoder``.
+        on_control: ``(memoryview) -> message | None`` for text frames.
+        on_malformed: ``(reason: str, payload: bytes) -> Exception``: what
+            a malformed push raises (a counted parse error in the core).
+    """
+    cdef PushDecoder _decoder
+    cdef object _on_control
+    cdef object _on_malformed
+
+    def __init__(self, PushDecoder decoder not None, on_control, on_malformed):
+        self._decoder = decoder
+        self._on_control = on_control
+        self._on_malformed = on_malformed
+
+    cdef object parse(self, const char* data, Py_ssize_t size, FrameInfo* frame):
+        cdef dict message
+        cdef int64_t send_time
+        if frame.opcode == 1:
+            view = PyMemoryView_FromMemory(<char*>data, size, PyBUF_READ)
+            try:
+                return self._on_control(view)
+            finally:
+                try:
+                    view.release()     # a late use raises, as the core's views do
+                except BufferError:
+                    pass
+        message = self._decoder._decode(<const uint8_t*>data, size)
+        if message is None:
+            raise self._on_malformed(self._decoder.last_error,
+                                     PyBytes_FromStringAndSize(data, size if size < 256 else 256))
+        send_time = self._decoder._captured[CAPTURE_SEND_TIME]
+        if 0 < send_time < 9223372036854:
+            set_event_time_ns(frame, send_time * 1000000)
+        set_sequence(frame, self._decoder._captured[CAPTURE_FIRST], self._decoder._captured[CAPTURE_LAST])
+        return message

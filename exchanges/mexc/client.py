@@ -29,10 +29,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import msgspec
 
 from exchanges.mexc import channels as _channels
-from exchanges.mexc._fastpb import PushDecoder
+from exchanges.mexc._fastpb import PushDecoder, PushParser
 from exchanges.mexc.compliance import COMPLIANCE
 from exchanges.mexc.pb import PushDataV3ApiWrapper
-from fastws._core import FrameHandler
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.errors import ExchangeAPIError, InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
@@ -49,8 +48,6 @@ DEFAULT_MAX_CONNECTION_AGE = _channels.MAX_CONNECTION_AGE - 30 * 60.0
 DEFAULT_PING_INTERVAL = 20.0
 """Seconds between our PINGs: a third of the server's 60-s idle close."""
 
-# Opcode of a text frame (control messages; pushes are binary).
-_TEXT = 1
 # The first byte of a JSON control message; a push starts with a protobuf tag
 # (0x7B would be field 15 as a group start, which the schema never sends).
 _JSON_START = 0x7B
@@ -183,30 +180,36 @@ class MexcWebSocket(PooledWebSocketInterface):
         return ack
 
     def _frame_handler_options(self) -> dict[str, Any]:
-        # The core passes itself to _parse_message: while a replacement
-        # connection overlaps this one, self._core is not always the core of
-        # the frame being parsed.
-        return {"parse_with_handler": True}
+        # The core parses in place through the compiled parser (no view, no
+        # Python call per push); a subclass that overrides _parse_message
+        # keeps it.
+        if type(self)._parse_message is not MexcWebSocket._parse_message:
+            return {}
+        return {"compiled_parser": PushParser(self._decoder, self._parse_control, self._malformed_push)}
 
     # A plain ``def``: the core calls it directly, without a coroutine per
     # push (the base class accepts both).
-    def _parse_message(self, raw_message: Any,  # type: ignore[override]
-                       core: Optional[FrameHandler] = None) -> Optional[dict[str, Any]]:
-        # The frame's opcode says text (control) or binary (push); called
-        # without its core, the first byte does.
-        if (core.frame_type == _TEXT) if core is not None else (len(raw_message) and raw_message[0] == _JSON_START):
-            try:
-                reply = self._decode_json(raw_message)
-            except msgspec.DecodeError as exc:
-                raise InvalidMessageError(f"{self.exchange}: control message not JSON: {exc}",
-                                          bytes(raw_message[:256])) from exc
-            self._on_control(reply)
-            return None
-        message: Optional[dict[str, Any]] = self._decoder.decode(raw_message, core)
+    def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:
+        # A control message is JSON, a push protobuf: the first byte tells.
+        if len(raw_message) and raw_message[0] == _JSON_START:
+            return self._parse_control(raw_message)
+        message: Optional[dict[str, Any]] = self._decoder.decode(raw_message)
         if message is None:
-            raise InvalidMessageError(f"{self.exchange}: malformed push: {self._decoder.last_error}",
-                                      bytes(raw_message[:256]))
+            raise self._malformed_push(self._decoder.last_error, bytes(raw_message[:256]))
         return message
+
+    def _parse_control(self, raw_message: Any) -> None:
+        """A JSON control message (a text frame): acks, rejections, PONG."""
+        try:
+            reply = self._decode_json(raw_message)
+        except msgspec.DecodeError as exc:
+            raise InvalidMessageError(f"{self.exchange}: control message not JSON: {exc}",
+                                      bytes(raw_message[:256])) from exc
+        self._on_control(reply)
+        return None
+
+    def _malformed_push(self, reason: Optional[str], payload: bytes) -> InvalidMessageError:
+        return InvalidMessageError(f"{self.exchange}: malformed push: {reason}", payload)
 
     def _extract_stream_info(self, message: dict[str, Any]) -> Optional[tuple[str, StreamType]]:
         channel = message.get("channel")

@@ -190,3 +190,19 @@ def test_object_with_async_call_is_driven_not_dropped() -> None:
     core = make(rec, handle=AsyncHandler())
     core.on_ws_frame(None, frame(MESSAGE))
     assert rec.handled == [msgspec.json.decode(MESSAGE)] and core.messages_delivered == 1
+
+
+def test_every_counter_of_the_core_is_summed_over_connections() -> None:
+    from fastws.metrics import ConnectionMetrics
+
+    rec = Recorder()
+    metrics = ConnectionMetrics()
+    for _ in range(2):
+        core = make(rec)
+        core.on_ws_frame(None, frame(MESSAGE[:10], fin=False))
+        core.on_ws_frame(None, frame(MESSAGE[10:], WSMsgType.CONTINUATION))
+        metrics.fold(core)
+    snapshot = metrics.snapshot(None)
+    assert snapshot["frames_received"] == 4 and snapshot["messages_received"] == 2
+    summed = {name for name, value in core.counters().items() if name != "backlog"}
+    assert summed <= set(snapshot), summed - set(snapshot)

@@ -279,3 +279,124 @@ def test_route_stats_follow_forget_and_a_new_connection() -> None:
     first.forget_stream("btcusdt@depth")
     first.on_ws_frame(None, frame(depth("btcusdt@depth", 3, 3)))
     assert first.stream_stats()["btcusdt@depth"].messages == 1
+
+
+# ------------------------------------------- the default route continues into a route
+
+def _adapt_depth(message: Any) -> Depth:
+    return msgspec.convert(message["data"], Depth)
+
+
+def test_an_off_layout_frame_of_a_stream_with_adapt_continues_into_its_route() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, sink.handle_routed, ORDERBOOK,
+               adapt=_adapt_depth)
+    core = make(sink, routes, first_sequence_key=b'"U":', last_sequence_key=b'"u":')
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 2)))
+    # Spaces in the envelope: the fast route misses, the default route parses
+    # and classifies, then the stream's route takes it in its decoder's form.
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 5, 6).replace(b'"data":', b' "data": ')))
+    assert sink.generic == []
+    assert [(s, m.U) for s, m in sink.routed] == [("btcusdt@depth", 1), ("btcusdt@depth", 5)]
+    # One stream, one set of stats and sequence state, whichever way it came.
+    assert core.stream_stats()["btcusdt@depth"].messages == 2
+    assert sink.gaps == [("btcusdt@depth", 3, 5, 6)]
+
+
+def test_a_message_its_route_cannot_adapt_is_a_parse_error_and_not_counted() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, sink.handle_routed, ORDERBOOK,
+               adapt=_adapt_depth)
+    core = make(sink, routes)
+    core.on_ws_frame(None, frame(b'{"stream": "btcusdt@depth", "data": {"e": 1}}'))
+    assert sink.routed == [] and sink.generic == []
+    assert core.parse_errors == 1 and sink.errors[0][0] == "parse"
+    assert "btcusdt@depth" not in core.stream_stats()
+
+
+def test_without_adapt_an_off_layout_frame_goes_to_the_default_handler() -> None:
+    sink = Sink()
+    routes = RouteTable()
+    routes.add("btcusdt@depth", msgspec.json.Decoder(Depth).decode, sink.handle_routed, ORDERBOOK)
+    core = make(sink, routes)
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 2).replace(b'"data":', b' "data": ')))
+    assert sink.routed == [] and len(sink.generic) == 1
+
+
+def test_a_default_handler_that_takes_the_stream_gets_it() -> None:
+    sink = Sink()
+    core = FrameHandler(sink.parse, sink.extract, sink.handle_routed, sink.report, handler_takes_stream=True)
+    core.on_ws_frame(None, frame(b'{"stream":"ethusdt@trade","data":{}}'))
+    core.on_ws_frame(None, frame(b'{"data":{}}'))        # not classified: ""
+    assert sink.routed == [("ethusdt@trade", {"stream": "ethusdt@trade", "data": {}}), ("", {"data": {}})]
+
+
+# ----------------------------------------------------------------- error counters
+
+def test_a_raising_gap_callback_is_counted_as_a_sequence_gap_error() -> None:
+    sink = Sink()
+
+    def on_gap(*gap: Any) -> None:
+        raise RuntimeError("the gap reporter broke")
+
+    core = FrameHandler(sink.parse, sink.extract, sink.handle, sink.report, on_sequence_gap=on_gap,
+                        first_sequence_key=b'"U":', last_sequence_key=b'"u":')
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 1, 2)))
+    core.on_ws_frame(None, frame(depth("btcusdt@depth", 9, 9)))
+    assert [kind for kind, _ in sink.errors] == ["sequence_gap"]
+    counters = core.counters()
+    assert counters["sequence_gap_errors"] == 1 and counters["classify_errors"] == 0
+    assert len(sink.generic) == 2
+
+
+def test_an_oversized_message_is_counted_as_an_oversize_error() -> None:
+    sink = Sink()
+    core = make(sink, max_message_size=16)
+    core.on_ws_frame(None, _make_test_ws_frame(WSMsgType.TEXT, b"x" * 10, False, False))
+    core.on_ws_frame(None, _make_test_ws_frame(WSMsgType.CONTINUATION, b"x" * 10, True, False))
+    assert [kind for kind, _ in sink.errors] == ["oversize"]
+    assert core.counters()["oversize_errors"] == 1
+
+
+# ------------------------------------------------------- the compiled-parser interface
+
+def test_a_compiled_parser_reads_in_place_and_sets_the_frame_fields() -> None:
+    from exchanges.mexc import encode_push
+    from exchanges.mexc._fastpb import PushDecoder, PushParser
+    from exchanges.mexc.pb import PushDataV3ApiWrapper
+
+    sink = Sink()
+    controls: list[bytes] = []
+
+    def on_control(view: memoryview) -> None:
+        controls.append(bytes(view))
+
+    def malformed(reason: Optional[str], payload: bytes) -> Exception:
+        return ValueError(reason)
+
+    parser = PushParser(PushDecoder(PushDataV3ApiWrapper.DESCRIPTOR), on_control, malformed)
+    channel = "spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT"
+
+    def push(first: int, last: int) -> Any:
+        payload = encode_push(channel, "publicAggreDepths",
+                              {"asks": [{"price": "1.0", "quantity": "2.0"}], "bids": [],
+                               "eventType": "spot@public.aggre.depth.v3.api.pb@100ms",
+                               "fromVersion": str(first), "toVersion": str(last)},
+                              symbol="BTCUSDT", send_time=1_736_411_507_010)
+        return _make_test_ws_frame(WSMsgType.BINARY, payload, True, False)
+
+    core = FrameHandler(lambda view: pytest.fail("the Python parser was called"),
+                        lambda message: (message["channel"], ORDERBOOK), sink.handle, sink.report,
+                        on_sequence_gap=sink.on_gap, compiled_parser=parser)
+    core.on_ws_frame(None, push(10, 12))
+    core.on_ws_frame(None, push(20, 21))
+    core.on_ws_frame(None, frame(b'{"msg":"PONG"}'))
+    core.on_ws_frame(None, _make_test_ws_frame(WSMsgType.BINARY, b"\xff\xff", True, False))
+    assert [m["channel"] for m in sink.generic] == [channel, channel]
+    assert controls == [b'{"msg":"PONG"}'] and core.control_messages == 1
+    stats = core.stream_stats()[channel]
+    assert stats.last_event_ns == 1_736_411_507_010 * 1_000_000 and stats.last_sequence == 21
+    assert sink.gaps == [(channel, 13, 20, 21)]
+    assert core.parse_errors == 1 and isinstance(sink.errors[0][1], ValueError)
