@@ -48,8 +48,12 @@ summary() {
     [ ${#SKIPPED[@]} -eq 0 ] || printf 'SKIPPED: %s\n' "${SKIPPED[@]}"
 }
 
-run_mypy() {
-    "$ROOT/.venv/bin/python" -m mypy
+run_mypy() {   # every compiled module has its .pyi (mypy reads it), then mypy --strict
+    local pyx missing=0
+    for pyx in $(git ls-files '*.pyx'); do
+        [ -f "${pyx%.pyx}.pyi" ] || { echo "no stub for $pyx: ${pyx%.pyx}.pyi"; missing=1; }
+    done
+    [ $missing -eq 0 ] && "$ROOT/.venv/bin/python" -m mypy
 }
 
 # The suite's files without the packages they test: tests import fastws and
