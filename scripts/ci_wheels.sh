@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastws-ci.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+trap 'status=$?; summary; rm -rf "$WORK"; exit $status' EXIT
 PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
 PYTHONS=${FASTWS_CI_PYTHONS:-"3.10.13 3.11.7 3.12.1 3.13.0"}
 TIMES=()
@@ -69,7 +69,7 @@ copy_tests() {
 build_wheel() {
     local python=$1 out=$2
     "$python" -m pip wheel -q --no-deps -w "$out/raw" "$ROOT" &&
-        "$WORK/tools/bin/auditwheel" repair -w "$out" "$out"/raw/fastws-*.whl
+        PATH="$WORK/tools/bin:$PATH" auditwheel repair -w "$out" "$out"/raw/fastws-*.whl
 }
 
 tools() {
@@ -159,4 +159,3 @@ for version in $PYTHONS; do
     step "wheel $version: fastws demo" run_demo "$venv"
     PASSED+=("$version (tests/unit, demo)")
 done
-summary
