@@ -1,23 +1,28 @@
 """``fastws bench``: the loopback benchmark report (Markdown tables and PNG plots).
 
 The measurements live in the repository's ``bench/`` folder (with its feed
-servers and peers), not in the installed package: the command runs from a
-checkout, found from the current directory or beside this package (an
-editable install).
+servers and peers), not in the installed package. From a checkout (found from
+the current directory, or beside this package for an editable install) the
+command runs the repository's ``scripts/benchmark_websocket_performance.py``
+in a child process; elsewhere (an installed wheel) it says where the
+benchmark suite lives and exits with status 2.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
+import subprocess
 import sys
 from typing import Any, Optional
 
-from fastws.commands import CommandError
+__all__ = ["NOT_FOUND", "find_repository", "register", "run"]
 
-__all__ = ["find_repository", "register", "run"]
+_SCRIPT = os.path.join("scripts", "benchmark_websocket_performance.py")
+_MARKERS = (_SCRIPT, os.path.join("bench", "suite.py"))
 
-_MARKER = os.path.join("bench", "suite.py")
+NOT_FOUND = ("fastws bench: error: the benchmark suite lives in the fastws repository (bench/, "
+             "scripts/benchmark_websocket_performance.py), not in the installed package: "
+             "run this from a checkout")
 
 
 def register(commands: Any) -> None:
@@ -30,22 +35,22 @@ def register(commands: Any) -> None:
 
 
 def find_repository() -> Optional[str]:
-    """The fastws checkout holding ``bench/suite.py`` (current directory first), or None."""
+    """The fastws checkout holding the benchmark suite (current directory first), or None."""
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for root in (os.getcwd(), package_parent):
-        if os.path.isfile(os.path.join(root, _MARKER)):
+        if all(os.path.isfile(os.path.join(root, marker)) for marker in _MARKERS):
             return root
     return None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every measurement, write ``args.out``/report.md and the plots, print the report; 0."""
+    """Run the repository's benchmark script (it writes ``args.out``/report.md and the plots, and
+    prints the report) and return its exit status; 2, with one line on stderr, outside a checkout."""
     root = find_repository()
     if root is None:
-        raise CommandError("the benchmarks live in the fastws repository's bench/ folder, which is not here "
-                           "(an installed wheel?): run this from a checkout")
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    suite = importlib.import_module("bench.suite")
-    print(suite.run_report(args.out, quick=args.quick))
-    return 0
+        print(NOT_FOUND, file=sys.stderr)
+        return 2
+    command = [sys.executable, os.path.join(root, _SCRIPT), "--out", args.out]
+    if args.quick:
+        command.append("--quick")
+    return subprocess.call(command)

@@ -14,6 +14,10 @@ user's own adapter included, and returns a ``VerificationReport``:
   frame gives a dict (data) or ``None`` (control), each malformed frame
   gives a dict, ``None`` or an ``ExchangeAPIError``, never another
   exception; ``_extract_stream_info`` gives ``(str, StreamType)`` or ``None``;
+  the samples of the streams the adapter routes (its ``_routes``, filled by
+  subscribing) also go through a core with those routes, built as the
+  adapter's connections build it, and must reach the message handler as
+  they do through ``_parse_message``;
 - live, when the adapter names a simulator: connect, subscribe with its ack,
   receive through the message handler, a forced drop, recovery
   (CONNECTED again, subscriptions restored, a message after), the standard
@@ -32,7 +36,7 @@ from typing import Optional
 from fastws.base import BaseWebSocketInterface
 from fastws.config import create_websocket_config
 from fastws.types import ExchangeName
-from fastws.verify.frames import _frame_checks
+from fastws.verify.frames import HandlerRecorder, _frame_checks
 from fastws.verify.live import _LIVE_CHECKS, _config_factory, _live_checks
 from fastws.verify.loading import AdapterLoadError, load_adapter, profile_of
 from fastws.verify.profile import (BINARY, GENERIC_MALFORMED, HEALTH_CHECK_KEYS, TEXT, ComplianceProfile,
@@ -63,12 +67,13 @@ async def verify_adapter(cls: type, *, profile: Optional[ComplianceProfile] = No
     profile = profile if profile is not None else profile_of(cls) if isinstance(cls, type) else None
     buildable = _static_checks(cls, report)
     adapter: Optional[BaseWebSocketInterface] = None
+    recorder = HandlerRecorder()
     if buildable:
         try:
             url = "ws://127.0.0.1:9/"    # never connected: the frame checks run their own server
             config = _config_factory(profile)(url) if profile is not None else create_websocket_config(url)
             exchange = ExchangeName((profile.exchange if profile is not None else None) or cls.__name__)
-            adapter = cls(exchange, config, lambda message: None, lambda error: None)
+            adapter = cls(exchange, config, recorder, lambda error: None)
             report.add("instantiate", Status.PASSED, f"{cls.__name__}({exchange!r}, config, handler, error_handler)")
         except Exception as exc:
             report.add("instantiate", Status.FAILED, f"{type(exc).__name__}: {exc}"[:200])
@@ -76,7 +81,7 @@ async def verify_adapter(cls: type, *, profile: Optional[ComplianceProfile] = No
         report.add("instantiate", Status.SKIPPED, "the static checks failed")
     if adapter is not None:
         try:
-            await _frame_checks(adapter, profile, report, timeout)
+            await _frame_checks(adapter, recorder, profile, report, timeout)
         finally:
             await asyncio.wait_for(adapter.stop(), timeout)
     else:

@@ -1,14 +1,20 @@
-"""Frame checks: ``_parse_message`` and ``_extract_stream_info`` driven by a real frame core."""
+"""Frame checks: ``_parse_message`` and ``_extract_stream_info`` driven by a real frame core.
+
+The sample frames also go through the adapter's own routes (``_routes``, the
+fast path its subscribed streams take, built by subscribing the samples'
+streams): a core built as the adapter's connections build it must hand its
+message handler what the same core without routes hands it.
+"""
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from picows import WSMsgType, WSTransport, WSListener, ws_connect, ws_create_server
 
-from fastws._core import FrameHandler
+from fastws._core import FrameHandler, RouteTable
 from fastws.base import BaseWebSocketInterface
 from fastws.errors import ExchangeAPIError
 from fastws.types import StreamType
@@ -25,6 +31,22 @@ class _Outcome:
     delivered: bool = False
     info: Any = None
     info_error: Optional[BaseException] = None
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+class HandlerRecorder:
+    """The message handler the verifier builds adapters with.
+
+    Each call's arguments go to the outcome of the frame the core is on.
+    """
+
+    def __init__(self) -> None:
+        self.outcomes: list[_Outcome] = []
+
+    def __call__(self, *args: Any) -> None:
+        """Record one delivery."""
+        if self.outcomes:
+            self.outcomes[-1].calls.append(args)
 
 
 class _SampleServer(WSListener):
@@ -47,14 +69,9 @@ async def _run_frames(adapter: BaseWebSocketInterface, frames: Sequence[SampleFr
                       timeout: float) -> list[_Outcome]:
     """Send ``frames`` to a FrameHandler built as the adapter's connections build it.
 
-    The fast route is left out: every frame reaches ``_parse_message``. The
-    core calls a tap before parsing each frame, which marks where the next
-    frame's outcome starts.
+    The fast route is left out: every frame reaches ``_parse_message``.
     """
     outcomes: list[_Outcome] = []
-
-    def tap(payload: bytes, receive_ns: int, opcode: int) -> None:
-        outcomes.append(_Outcome())
 
     def extract(message: Any) -> Any:
         outcome = outcomes[-1]
@@ -76,6 +93,44 @@ async def _run_frames(adapter: BaseWebSocketInterface, frames: Sequence[SampleFr
 
     core = FrameHandler(adapter._parse_message, extract, deliver, report_error,
                         max_message_size=adapter.config.max_frame_size, **adapter._frame_handler_options())
+    await _serve(core, frames, outcomes, timeout)
+    return outcomes
+
+
+async def _run_adapter_core(adapter: BaseWebSocketInterface, recorder: HandlerRecorder,
+                            routes: Optional[RouteTable], frames: Sequence[SampleFrame],
+                            timeout: float) -> list[_Outcome]:
+    """Send ``frames`` to a core built as the adapter builds its own: its parser, classifier,
+    message handler (the recorder) and options, with ``routes`` or without; each frame's
+    handler calls and first error."""
+    outcomes: list[_Outcome] = []
+    recorder.outcomes = outcomes
+
+    def report_error(kind: str, exc: BaseException, payload: Optional[bytes]) -> None:
+        if outcomes and outcomes[-1].error is None:
+            outcomes[-1].error = exc
+
+    core = FrameHandler(adapter._parse_message, adapter._extract_stream_info, adapter._message_handler,
+                        report_error, max_message_size=adapter.config.max_frame_size, routes=routes,
+                        **adapter._frame_handler_options())
+    try:
+        await _serve(core, frames, outcomes, timeout)
+    finally:
+        recorder.outcomes = []
+    return outcomes
+
+
+async def _serve(core: FrameHandler, frames: Sequence[SampleFrame], outcomes: list[_Outcome],
+                 timeout: float) -> None:
+    """Serve ``frames`` to ``core`` over loopback until each has its outcome (or ``timeout``).
+
+    The core calls a tap before parsing or routing each frame, which marks
+    where the next frame's outcome starts.
+    """
+
+    def tap(payload: bytes, receive_ns: int, opcode: int) -> None:
+        outcomes.append(_Outcome())
+
     core.tap = tap
     server = await ws_create_server(lambda request: _SampleServer(frames), "127.0.0.1", 0)
     transport: Optional[WSTransport] = None
@@ -98,7 +153,54 @@ async def _run_frames(adapter: BaseWebSocketInterface, frames: Sequence[SampleFr
                 pass
         server.close()
         await asyncio.wait_for(server.wait_closed(), timeout)
-    return outcomes
+
+
+async def _route_problems(adapter: BaseWebSocketInterface, recorder: HandlerRecorder,
+                          samples: Sequence[SampleFrame], timeout: float) -> tuple[int, list[str]]:
+    """The samples through the adapter's routes against the same core without them.
+
+    Subscribes the samples' streams (not connected: the adapter only queues
+    them and adds their routes). Returns how many samples belong to a routed
+    stream and, per sample where the two differ, what differs.
+    """
+    routes = adapter._routes
+    streams = list(dict.fromkeys(f.stream for f in samples if f.stream is not None and not f.control))
+    if routes is None or not streams:
+        return 0, []
+    try:
+        await adapter.subscribe(streams)
+    except Exception as exc:
+        return 0, [f"subscribe({streams!r:.80}) before connecting raised {type(exc).__name__}: {exc}"]
+    routed = sum(f.stream in routes for f in samples)
+    if routed == 0:
+        return 0, []
+    through_routes = await _run_adapter_core(adapter, recorder, routes, samples, timeout)
+    through_parse = await _run_adapter_core(adapter, recorder, None, samples, timeout)
+    problems = []
+    for index, frame in enumerate(samples):
+        got = _delivery(through_routes, index)
+        expected = _delivery(through_parse, index)
+        if got != expected:
+            problems.append(f"{_preview(frame)}: through its subscribed route the handler gets {_describe(got)}, "
+                            f"through _parse_message {_describe(expected)}"[:300])
+    return routed, problems
+
+
+def _delivery(outcomes: list[_Outcome], index: int) -> tuple[str, Any]:
+    """What the handler got for frame ``index``: its calls, or why it got nothing."""
+    if index >= len(outcomes):
+        return "ended", "connection ended early"
+    outcome = outcomes[index]
+    if outcome.error is not None:
+        return "error", type(outcome.error).__name__
+    return "calls", outcome.calls
+
+
+def _describe(delivery: tuple[str, Any]) -> str:
+    kind, what = delivery
+    if kind != "calls":
+        return f"nothing ({what})"
+    return ", ".join(f"({', '.join(repr(a) for a in call)})" for call in what) or "nothing"
 
 
 def _preview(frame: SampleFrame) -> str:
@@ -121,7 +223,8 @@ def _info_problem(info: Any, expected_stream: Optional[str]) -> Optional[str]:
     return None
 
 
-def _judge_samples(frames: Sequence[SampleFrame], outcomes: list[_Outcome], report: VerificationReport) -> None:
+def _judge_samples(frames: Sequence[SampleFrame], outcomes: list[_Outcome], routed: int, route_problems: list[str],
+                   report: VerificationReport) -> None:
     problems: list[str] = []
     info_problems: list[str] = []
     info_checked = 0
@@ -147,10 +250,12 @@ def _judge_samples(frames: Sequence[SampleFrame], outcomes: list[_Outcome], repo
                 problem = _info_problem(outcome.info, None if frame.control else frame.stream)
                 if problem is not None:
                     info_problems.append(f"{_preview(frame)}: {problem}")
+    problems.extend(route_problems)
     data = sum(not f.control for f in frames)
+    routes = f"; {routed} through its subscribed route, delivered as through _parse_message" if routed else ""
     report.add("_parse_message samples", Status.FAILED if problems else Status.PASSED,
                "; ".join(problems[:3]) if problems else
-               f"{data} data frame(s) -> dict, {len(frames) - data} control frame(s) -> None")
+               f"{data} data frame(s) -> dict, {len(frames) - data} control frame(s) -> None{routes}")
     if info_checked == 0:
         report.add("_extract_stream_info types", Status.SKIPPED, "no parsed message to classify")
         return
@@ -188,14 +293,15 @@ def _judge_malformed(frames: Sequence[SampleFrame], outcomes: list[_Outcome],
                if problems else f"{len(frames)} frame(s): {seen}")
 
 
-async def _frame_checks(adapter: BaseWebSocketInterface, profile: Optional[ComplianceProfile],
-                        report: VerificationReport, timeout: float) -> None:
+async def _frame_checks(adapter: BaseWebSocketInterface, recorder: HandlerRecorder,
+                        profile: Optional[ComplianceProfile], report: VerificationReport, timeout: float) -> None:
     samples = tuple(profile.samples) if profile is not None else ()
     malformed = GENERIC_MALFORMED + (tuple(profile.malformed) if profile is not None else ())
     # One connection per group: a frame that makes the core close the
     # connection cannot hide the samples' outcomes.
     if samples:
-        _judge_samples(samples, await _run_frames(adapter, samples, timeout), report)
+        outcomes = await _run_frames(adapter, samples, timeout)
+        _judge_samples(samples, outcomes, *await _route_problems(adapter, recorder, samples, timeout), report)
     else:
         report.add("_parse_message samples", Status.SKIPPED, "the adapter provides no sample frames")
         report.add("_extract_stream_info types", Status.SKIPPED, "no sample frames to classify")

@@ -6,15 +6,16 @@ nothing and declares no profile: its sample and live checks are skipped.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import msgspec
 
 from exchanges.binance import BinanceWebSocket
+from exchanges.binance import streams as binance_streams
 from fastws import BaseWebSocketInterface, InvalidMessageError, StreamType, SubscriptionAction
 
 __all__ = ["AbstractAdapter", "DecodeErrorAdapter", "KeyErrorAdapter", "NoAckAdapter", "NonDictAdapter", "PlainAdapter",
-           "WrongSignatureAdapter", "WrongStreamTypeAdapter"]
+           "WrongRouteAdapter", "WrongSignatureAdapter", "WrongStreamTypeAdapter"]
 
 
 class KeyErrorAdapter(BinanceWebSocket):
@@ -121,3 +122,16 @@ class PlainAdapter(BaseWebSocketInterface):
     def _extract_stream_info(self, message: Any) -> Optional[tuple[str, StreamType]]:
         stream = message.get("stream")
         return (stream, StreamType.OTHER) if isinstance(stream, str) else None
+
+
+class WrongRouteAdapter(BinanceWebSocket):
+    """Its subscribed streams' routes hand the handler the ``data`` payload alone, not the
+    combined envelope dict ``_parse_message`` gives (the route's decode reads the wrong part)."""
+
+    def _add_routes(self, names: list[str], handler: Optional[Callable[..., Any]]) -> None:
+        super()._add_routes(names, handler)
+        assert self._routes is not None
+        decode = msgspec.json.Decoder().decode
+        for name in names:
+            self._routes.add(name, decode, handler if handler is not None else self._message_handler,
+                             binance_streams.stream_type(name), pass_stream=False)

@@ -70,6 +70,22 @@ async def test_decode_errors_are_accepted_only_when_declared() -> None:
     assert failed(report) == set()
 
 
+async def test_samples_also_go_through_the_adapters_subscribed_routes() -> None:
+    report = await verify_adapter(BinanceWebSocket, live=False)
+    assert failed(report) == set()
+    # The depth and trade samples' streams are routed (dict route, whole frame).
+    assert "2 through its subscribed route" in next(c.detail for c in report.checks
+                                                    if c.name == "_parse_message samples")
+
+
+async def test_a_route_that_delivers_other_than_parse_message_fails_the_samples() -> None:
+    report = await verify_adapter(broken_adapter.WrongRouteAdapter, live=False)
+    assert failed(report) == {"_parse_message samples"}
+    detail = next(c.detail for c in report.checks if c.name == "_parse_message samples")
+    assert "through its subscribed route the handler gets ({'e': 'depthUpdate'" in detail, detail
+    assert "through _parse_message ({'stream': 'btcusdt@depth@100ms'" in detail, detail
+
+
 async def test_an_adapter_that_does_not_wait_for_the_ack_fails_live() -> None:
     report = await verify_adapter(broken_adapter.NoAckAdapter)
     assert failed(report) == {"live subscribe (ack)"}
