@@ -189,10 +189,11 @@ class MexcWebSocket(PooledWebSocketInterface):
 
     # A plain ``def``: the core calls it directly, without a coroutine per
     # push (the base class accepts both).
-    def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:
+    def _parse_message(self, raw_message: Any) -> Any:
         # A control message is JSON, a push protobuf: the first byte tells.
         if len(raw_message) and raw_message[0] == _JSON_START:
-            return self._parse_control(raw_message)
+            self._parse_control(raw_message)
+            return None
         message: Optional[dict[str, Any]] = self._decoder.decode(raw_message)
         if message is None:
             raise self._malformed_push(self._decoder.last_error, bytes(raw_message[:256]))

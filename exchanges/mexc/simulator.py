@@ -473,7 +473,7 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
             if send_time is not None:
                 msg.sendTime = send_time
             msg.publicAggreDeals.eventType = "x" * pad
-            return msg.SerializeToString()    # type: ignore[no-any-return]
+            return msg.SerializeToString()
         # The length prefixes grow with the padding: find the longest padding that
         # leaves room for a sendTime field (2 to 11 bytes), then fill the gap with it.
         pad = max(0, size - len(push(0, None)) - 2)
