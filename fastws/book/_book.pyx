@@ -51,12 +51,20 @@ cdef str _excerpt(const unsigned char* p, const unsigned char* end):
     return (<bytes>p[:n]).decode("latin-1")
 
 
+cdef enum:
+    DEC_OK = 0
+    DEC_NOT_A_NUMBER = 1
+    DEC_NEGATIVE = 2
+    DEC_TOO_MANY_DIGITS = 3
+    DEC_TOO_LARGE = 4
+    DEC_TOO_PRECISE = 5
+
+
 cdef const unsigned char* read_decimal(const unsigned char* p, const unsigned char* end,
-                                       int64_t* mantissa, int* decimals) except NULL:
+                                       int64_t* mantissa, int* decimals, int* error) noexcept nogil:
     """Digits with at most one point from ``p``: the integer they spell and how many
-    decimals it has. Stops at the first other byte; refuses signs, exponents, no digits
-    and values past int64."""
-    cdef const unsigned char* start = p
+    decimals it has. Stops at the first other byte. A sign, no digits or a value past
+    int64 sets ``error`` and returns NULL (the caller words the error)."""
     cdef int64_t m = 0
     cdef int k = 0, digits = 0, d
     cdef bint point = False
@@ -64,7 +72,8 @@ cdef const unsigned char* read_decimal(const unsigned char* p, const unsigned ch
         d = p[0] - 48
         if 0 <= d <= 9:
             if m > (INT64_MAX - d) // 10:
-                raise ValueError(f"too many digits in a decimal: {_excerpt(start, end)!r}")
+                error[0] = DEC_TOO_MANY_DIGITS
+                return NULL
             m = m * 10 + d
             digits += 1
             if point:
@@ -75,30 +84,41 @@ cdef const unsigned char* read_decimal(const unsigned char* p, const unsigned ch
             break
         p += 1
     if digits == 0:
-        if p < end and p[0] == 45:        # '-'
-            raise ValueError(f"negative value: {_excerpt(start, end)!r}")
-        raise ValueError(f"not a decimal number: {_excerpt(start, end)!r}")
+        error[0] = DEC_NEGATIVE if p < end and p[0] == 45 else DEC_NOT_A_NUMBER
+        return NULL
     mantissa[0] = m
     decimals[0] = k
     return p
 
 
-cdef inline int to_scale(int64_t m, int k, int scale, int64_t* out,
-                         const unsigned char* text, const unsigned char* end) except -1:
-    """``m / 10**k`` as a fixed-point integer of ``scale`` decimals, exactly."""
+cdef inline int to_scale(int64_t m, int k, int scale, int64_t* out) noexcept nogil:
+    """``m / 10**k`` as a fixed-point integer of ``scale`` decimals, exactly; or an error code."""
     if k == scale:
         out[0] = m
-        return 0
+        return DEC_OK
     if k < scale:
         if m > INT64_MAX // POW10[scale - k]:
-            raise ValueError(f"value too large for {scale} decimals: {_excerpt(text, end)!r}")
+            return DEC_TOO_LARGE
         out[0] = m * POW10[scale - k]
-        return 0
+        return DEC_OK
     # More decimals than the scale: exact only when the extra ones are zeros.
     if k - scale > 18 or m % POW10[k - scale] != 0:
-        raise ValueError(f"more decimals than the scale ({scale}): {_excerpt(text, end)!r}")
+        return DEC_TOO_PRECISE
     out[0] = m // POW10[k - scale]
-    return 0
+    return DEC_OK
+
+
+cdef str decimal_error(int error, int scale, const unsigned char* text, const unsigned char* end):
+    cdef str value = repr(_excerpt(text, end))
+    if error == DEC_NEGATIVE:
+        return f"negative value: {value}"
+    if error == DEC_TOO_MANY_DIGITS:
+        return f"too many digits in a decimal: {value}"
+    if error == DEC_TOO_LARGE:
+        return f"value too large for {scale} decimals: {value}"
+    if error == DEC_TOO_PRECISE:
+        return f"more decimals than the scale ({scale}): {value}"
+    return f"not a decimal number: {value}"
 
 
 cdef bytes _as_ascii(object value):
@@ -113,9 +133,9 @@ cdef int _decimals_of(bytes text) except -1:
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(text)
     cdef const unsigned char* end = p + PyBytes_GET_SIZE(text)
     cdef int64_t m
-    cdef int k
-    if read_decimal(p, end, &m, &k) != end:
-        raise ValueError(f"not a decimal number: {text.decode('latin-1')!r}")
+    cdef int k, error = DEC_NOT_A_NUMBER
+    if read_decimal(p, end, &m, &k, &error) != end:
+        raise ValueError(decimal_error(error, 0, p, end))
     return k
 
 
@@ -123,10 +143,12 @@ cdef int64_t _fixed(bytes text, int scale) except? -1:
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(text)
     cdef const unsigned char* end = p + PyBytes_GET_SIZE(text)
     cdef int64_t m, out
-    cdef int k
-    if read_decimal(p, end, &m, &k) != end:
-        raise ValueError(f"not a decimal number: {text.decode('latin-1')!r}")
-    to_scale(m, k, scale, &out, p, end)
+    cdef int k, error = DEC_NOT_A_NUMBER
+    if read_decimal(p, end, &m, &k, &error) != end:
+        raise ValueError(decimal_error(error, scale, p, end))
+    error = to_scale(m, k, scale, &out)
+    if error:
+        raise ValueError(decimal_error(error, scale, p, end))
     return out
 
 

@@ -140,17 +140,21 @@ cdef inline const unsigned char* _read_fixed(Scan* sc, const unsigned char* p, i
     # A quoted decimal string straight to fixed point.
     cdef const unsigned char* text
     cdef int64_t m
-    cdef int k
+    cdef int k, error = DEC_NOT_A_NUMBER
     p = _expect(sc, p, 34)
     text = p
-    p = read_decimal(p, sc.end, &m, &k)
+    p = read_decimal(p, sc.end, &m, &k, &error)
+    if p == NULL:
+        _fail(sc, text, decimal_error(error, scale, text, sc.end))
     if p >= sc.end or p[0] != 34:
-        _fail(sc, text, "not a decimal string")
+        _fail(sc, text, "not a decimal string" if p < sc.end else "truncated")
     if max_decimals != NULL:
         if k > max_decimals[0]:
             max_decimals[0] = k
     else:
-        to_scale(m, k, scale, out, text, sc.end)
+        error = to_scale(m, k, scale, out)
+        if error:
+            _fail(sc, text, decimal_error(error, scale, text, sc.end))
     return p + 1
 
 
