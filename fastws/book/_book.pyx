@@ -19,7 +19,7 @@ from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_ND, PyBUF_SIMPLE, PyBUF_STRIDES
                              PyObject_GetBuffer)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.stdint cimport INT64_MAX, int64_t
+from libc.stdint cimport INT64_MAX, int64_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcmp, memcpy, memmove
 
@@ -65,29 +65,40 @@ cdef const unsigned char* read_decimal(const unsigned char* p, const unsigned ch
     """Digits with at most one point from ``p``: the integer they spell and how many
     decimals it has. Stops at the first other byte. A sign, no digits or a value past
     int64 sets ``error`` and returns NULL (the caller words the error)."""
-    cdef int64_t m = 0
-    cdef int k = 0, digits = 0, d
-    cdef bint point = False
-    while p < end:
-        d = p[0] - 48
-        if 0 <= d <= 9:
-            if m > (INT64_MAX - d) // 10:
-                error[0] = DEC_TOO_MANY_DIGITS
-                return NULL
-            m = m * 10 + d
-            digits += 1
-            if point:
-                k += 1
-        elif p[0] == 46 and not point:    # '.'
-            point = True
-        else:
-            break
+    cdef const unsigned char* start = p
+    cdef const unsigned char* fraction
+    cdef uint64_t m = 0, d
+    cdef Py_ssize_t digits, k = 0
+    # Unchecked (unsigned, so no undefined overflow): up to 18 digits always fit;
+    # longer texts are checked again below.
+    while p < end and <unsigned char>(p[0] - 48) <= 9:
+        m = m * 10 + (p[0] - 48)
         p += 1
+    digits = p - start
+    if p < end and p[0] == 46:            # '.'
+        p += 1
+        fraction = p
+        while p < end and <unsigned char>(p[0] - 48) <= 9:
+            m = m * 10 + (p[0] - 48)
+            p += 1
+        k = p - fraction
+        digits += k
     if digits == 0:
-        error[0] = DEC_NEGATIVE if p < end and p[0] == 45 else DEC_NOT_A_NUMBER
+        error[0] = DEC_NEGATIVE if start < end and start[0] == 45 else DEC_NOT_A_NUMBER
         return NULL
-    mantissa[0] = m
-    decimals[0] = k
+    if digits > 18:
+        # Leading zeros are free; past int64 is too many digits.
+        m = 0
+        while start < p:
+            if start[0] != 46:
+                d = start[0] - 48
+                if m > (<uint64_t>INT64_MAX - d) // 10:
+                    error[0] = DEC_TOO_MANY_DIGITS
+                    return NULL
+                m = m * 10 + d
+            start += 1
+    mantissa[0] = <int64_t>m
+    decimals[0] = <int>k
     return p
 
 
@@ -198,6 +209,16 @@ cdef int side_reserve(Side* s, Py_ssize_t need) except -1:
         raise MemoryError()
     s.lv = lv
     s.cap = cap
+    return 0
+
+
+cdef inline int side_push(Side* s, int64_t key, int64_t qty) except -1:
+    """Append a level (staging: order and duplicates are sorted out at the commit)."""
+    if s.n == s.cap:
+        side_reserve(s, s.n + 1)
+    s.lv[s.n].key = key
+    s.lv[s.n].qty = qty
+    s.n += 1
     return 0
 
 
@@ -444,13 +465,9 @@ cdef class OrderBook:
         self._stage_asks.n = 0
 
     cdef int stage_level(self, bint is_bid, int64_t price, int64_t qty) except -1:
-        cdef Side* s = &self._stage_bids if is_bid else &self._stage_asks
-        if s.n == s.cap:
-            side_reserve(s, s.n + 1)
-        s.lv[s.n].key = price if is_bid else -price
-        s.lv[s.n].qty = qty
-        s.n += 1
-        return 0
+        if is_bid:
+            return side_push(&self._stage_bids, price, qty)
+        return side_push(&self._stage_asks, -price, qty)
 
     cdef int commit_diff(self, int64_t update_id) except -1:
         """Apply the staged levels in order; the book's id becomes ``update_id``."""

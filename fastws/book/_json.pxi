@@ -177,7 +177,10 @@ cdef const unsigned char* _read_levels(Scan* sc, OrderBook book, bint is_bid,
             p = _ws(p, sc.end)
         p = _expect(sc, p, 93)
         if not measure:
-            book.stage_level(is_bid, price, qty)
+            if is_bid:
+                side_push(&book._stage_bids, price, qty)
+            else:
+                side_push(&book._stage_asks, -price, qty)
         p = _ws(p, sc.end)
         if p < sc.end and p[0] == 44:
             p += 1
