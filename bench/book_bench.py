@@ -78,11 +78,12 @@ class _Side:
         return sorted(self.ticks, reverse=self.is_bid)
 
 
-def build_stream(levels: int = 2000, updates: int = 2000, per_side: int = 20, seed: int = 1) -> Stream:
+def build_stream(levels: int = 2000, updates: int = 2000, per_side: int = 20, seed: int = 1,
+                 deep: float = 0.05) -> Stream:
     """A snapshot of ``levels`` per side and ``updates`` diffs of ~``per_side`` levels per side.
 
     Levels are 1 to 3 ticks apart. Depths of the changes are exponential from
-    the top (mean 8 levels) with 5 % anywhere in the book; about a quarter of
+    the top (mean 8 levels), a fraction ``deep`` (5 %) anywhere in the book; about a quarter of
     the changes delete a level, a quarter add one in a gap nearby (balanced so
     the book keeps its size), the rest change a quantity; one diff in ten moves
     the top (the best level goes or a better one comes).
@@ -120,7 +121,7 @@ def build_stream(levels: int = 2000, updates: int = 2000, per_side: int = 20, se
             attempts = 0
             while len(out) < count and attempts < 10 * count:
                 attempts += 1
-                if rng.random() < 0.05:
+                if rng.random() < deep:
                     depth = rng.randrange(len(ranked))
                 else:
                     depth = min(int(rng.expovariate(1 / 8)), len(ranked) - 1)
@@ -371,16 +372,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", type=int, default=2000, help="levels per side in the snapshot")
     parser.add_argument("--updates", type=int, default=2000, help="depthUpdate frames per round")
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--deep", type=float, default=0.05, help="fraction of changes anywhere in the book")
     parser.add_argument("--callgrind", action="store_true", help="also count instructions per level")
     parser.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.callgrind_child:
         _callgrind_child(args.callgrind_child)
         return
-    stream = build_stream(args.levels, args.updates)
+    stream = build_stream(args.levels, args.updates, deep=args.deep)
     peers = make_peers(stream)
     check(peers, stream)
-    print(f"{args.levels} levels per side, {args.updates} depthUpdate frames of "
+    print(f"{args.levels} levels per side ({args.deep:.0%} of changes deep), {args.updates} depthUpdate frames of "
           f"{stream.levels_per_diff:.1f} levels (both sides), {args.rounds} interleaved rounds, medians")
     print(table(measure(peers, stream, args.rounds), stream.levels_per_diff))
     if args.callgrind:

@@ -53,6 +53,13 @@ cdef inline const unsigned char* _ws(const unsigned char* p, const unsigned char
 
 
 cdef inline const unsigned char* _expect(Scan* sc, const unsigned char* p, unsigned char c) except NULL:
+    # The byte is usually right there (compact JSON): no call on that path.
+    if p < sc.end and p[0] == c:
+        return p + 1
+    return _expect_after_ws(sc, p, c)
+
+
+cdef const unsigned char* _expect_after_ws(Scan* sc, const unsigned char* p, unsigned char c) except NULL:
     p = _ws(p, sc.end)
     if p >= sc.end or p[0] != c:
         _fail(sc, p, "expected " + repr(chr(c)) if p < sc.end else "truncated")
