@@ -7,9 +7,24 @@ object per level: ``book.set_level(is_bid, price, qty)`` for a single level, or
 / ``book.commit_snapshot(id)`` to apply a whole message at once (nothing
 reaches the book until the commit, so a message that fails to parse half-way
 leaves the levels untouched). Prices and quantities are fixed-point int64:
-``value * 10**price_scale`` and ``value * 10**qty_scale``.
+``value * 10**price_scale`` and ``value * 10**qty_scale``; ``parse_fixed``
+turns a decimal string's bytes into one, exactly, or raises ValueError.
+
+How MEXC's protobuf depth plugs in (exchanges/mexc/_fastpb.pyx, not done here):
+``cimport fastws.book._book``; for an aggregated depth push, read
+``fromVersion``/``toVersion`` (strings) as integers, then, with the book's
+``_price_scale``/``_qty_scale`` (a snapshot sets them), ``book.stage_clear()``,
+for each asks/bids item ``parse_fixed`` its price and quantity bytes straight
+from the wire (no str) and ``book.stage_level(is_bid, price, qty)``; after the
+whole push decoded, the sync checks ``fromVersion == book.update_id + 1`` and
+calls ``book.commit_diff(toVersion)`` (or ``stage_clear()`` to drop it). On an
+error: ``stage_clear()``, ``book.valid = False``. A limit-depth push (a full
+top N) stages the same way and ends with ``book.commit_snapshot(version)``.
 """
 from libc.stdint cimport int64_t
+
+
+cdef int parse_fixed(const unsigned char* text, Py_ssize_t size, int scale, int64_t* out) except -1
 
 
 cdef struct Level:

@@ -173,16 +173,26 @@ cdef int _decimals_of(bytes text) except -1:
     return k
 
 
-cdef int64_t _fixed(bytes text, int scale) except? -1:
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(text)
-    cdef const unsigned char* end = p + PyBytes_GET_SIZE(text)
-    cdef int64_t m, out
+cdef int parse_fixed(const unsigned char* text, Py_ssize_t size, int scale, int64_t* out) except -1:
+    """The whole of ``text`` as a fixed-point integer of ``scale`` decimals, exactly.
+
+    For compiled readers (declared in _book.pxd). Raises ValueError naming the text.
+    """
+    cdef const unsigned char* end = text + size
+    cdef int64_t m
     cdef int k, error = DEC_NOT_A_NUMBER
-    if read_decimal(p, end, &m, &k, &error) != end:
-        raise ValueError(decimal_error(error, scale, p, end))
-    error = to_scale(m, k, scale, &out)
+    cdef const unsigned char* p = read_decimal(text, end, &m, &k, &error)
+    if p != end:
+        raise ValueError(decimal_error(error, scale, text, end))
+    error = to_scale(m, k, scale, out)
     if error:
-        raise ValueError(decimal_error(error, scale, p, end))
+        raise ValueError(decimal_error(error, scale, text, end))
+    return 0
+
+
+cdef int64_t _fixed(bytes text, int scale) except? -1:
+    cdef int64_t out
+    parse_fixed(<const unsigned char*>PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text), scale, &out)
     return out
 
 
