@@ -66,9 +66,7 @@ cdef class OrderBook:
     cdef int commit_snapshot(self, int64_t update_id) except -1
     cdef int _require_scales(self) except -1
     cdef tuple _best(self, Side* s, int64_t sign)
-    cdef list _top(self, Side* s, int64_t sign, Py_ssize_t n)
-    cdef list _top_exact(self, Side* s, int64_t sign, Py_ssize_t n)
-    cdef list _top_fixed(self, Side* s, int64_t sign, Py_ssize_t n)
+    cdef list _top(self, Side* s, int64_t sign, Py_ssize_t n, int form)
     cdef object _buffer(self, Side* s, int64_t sign, Py_ssize_t n)
 
 

@@ -395,6 +395,13 @@ cdef void _merge_sort(Level* a, Py_ssize_t n) noexcept:
 
 # ---------------------------------------------------------------- the book
 
+cdef enum:
+    # What OrderBook._top makes of a level.
+    FORM_FLOAT = 0
+    FORM_EXACT = 1
+    FORM_FIXED = 2
+
+
 cdef class LevelBuffer:
     """The top levels of one side as C doubles ``[price, qty, price, qty, ...]``.
 
@@ -661,43 +668,44 @@ cdef class OrderBook:
         """The lowest ask as ``(price, qty)`` floats, or None."""
         return self._best(&self._asks, -1)
 
-    cdef list _top(self, Side* s, int64_t sign, Py_ssize_t n):
+    cdef list _top(self, Side* s, int64_t sign, Py_ssize_t n, int form):
         cdef Py_ssize_t i, last = s.n - 1, count = min(max(n, 0), s.n)
-        return [(to_double(sign * s.lv[last - i].key, self._price_scale),
-                 to_double(s.lv[last - i].qty, self._qty_scale)) for i in range(count)]
+        cdef int64_t price, qty
+        cdef list out = []
+        for i in range(count):
+            price = sign * s.lv[last - i].key
+            qty = s.lv[last - i].qty
+            if form == FORM_FLOAT:
+                out.append((to_double(price, self._price_scale), to_double(qty, self._qty_scale)))
+            elif form == FORM_EXACT:
+                out.append((format_fixed(price, self._price_scale), format_fixed(qty, self._qty_scale)))
+            else:
+                out.append((price, qty))
+        return out
 
     def bids(self, n: int = 10) -> list[tuple[float, float]]:
         """The top ``n`` bids as ``(price, qty)`` floats, best first."""
-        return self._top(&self._bids, 1, n)
+        return self._top(&self._bids, 1, n, FORM_FLOAT)
 
     def asks(self, n: int = 10) -> list[tuple[float, float]]:
         """The top ``n`` asks as ``(price, qty)`` floats, best first."""
-        return self._top(&self._asks, -1, n)
-
-    cdef list _top_exact(self, Side* s, int64_t sign, Py_ssize_t n):
-        cdef Py_ssize_t i, last = s.n - 1, count = min(max(n, 0), s.n)
-        return [(format_fixed(sign * s.lv[last - i].key, self._price_scale),
-                 format_fixed(s.lv[last - i].qty, self._qty_scale)) for i in range(count)]
+        return self._top(&self._asks, -1, n, FORM_FLOAT)
 
     def bids_exact(self, n: int = 10) -> list[tuple[str, str]]:
         """The top ``n`` bids as exact decimal strings (``scale`` decimals), best first."""
-        return self._top_exact(&self._bids, 1, n)
+        return self._top(&self._bids, 1, n, FORM_EXACT)
 
     def asks_exact(self, n: int = 10) -> list[tuple[str, str]]:
         """The top ``n`` asks as exact decimal strings, best first."""
-        return self._top_exact(&self._asks, -1, n)
-
-    cdef list _top_fixed(self, Side* s, int64_t sign, Py_ssize_t n):
-        cdef Py_ssize_t i, last = s.n - 1, count = min(max(n, 0), s.n)
-        return [(sign * s.lv[last - i].key, s.lv[last - i].qty) for i in range(count)]
+        return self._top(&self._asks, -1, n, FORM_EXACT)
 
     def bids_fixed(self, n: int = 10) -> list[tuple[int, int]]:
         """The top ``n`` bids as fixed-point integers at the book's scales, best first."""
-        return self._top_fixed(&self._bids, 1, n)
+        return self._top(&self._bids, 1, n, FORM_FIXED)
 
     def asks_fixed(self, n: int = 10) -> list[tuple[int, int]]:
         """The top ``n`` asks as fixed-point integers, best first."""
-        return self._top_fixed(&self._asks, -1, n)
+        return self._top(&self._asks, -1, n, FORM_FIXED)
 
     cdef object _buffer(self, Side* s, int64_t sign, Py_ssize_t n):
         cdef Py_ssize_t i, last = s.n - 1, count = min(max(n, 0), s.n)
