@@ -15,7 +15,7 @@ largest number of decimals in it). A value with a non-zero digit beyond the
 scale, a negative value, or text that is not a plain decimal is refused with
 ``ValueError``, never rounded.
 """
-from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_ND, PyBUF_SIMPLE, PyBUF_STRIDES, PyBuffer_Release,
+from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_ND, PyBUF_SIMPLE, PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release,
                              PyObject_GetBuffer)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -421,6 +421,8 @@ cdef class LevelBuffer:
         return self._n
 
     def __getbuffer__(self, Py_buffer* view, int flags) -> None:
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("a LevelBuffer is read-only")
         self._shape[0] = self._n
         self._shape[1] = 2
         self._strides[0] = 2 * sizeof(double)

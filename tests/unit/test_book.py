@@ -10,6 +10,7 @@ whether the book is crossed.
 """
 from __future__ import annotations
 
+import ctypes
 from decimal import Decimal
 
 import pytest
@@ -163,6 +164,8 @@ def test_new_book_is_invalid_and_empty_until_a_snapshot() -> None:
     book = OrderBook("ETHUSDT")
     assert not book.valid and book.bid_count == book.ask_count == 0
     assert book.best_bid() is None and book.bids(5) == [] and len(book.bids_buffer(5)) == 0
+    view = memoryview(book.asks_buffer(0))
+    assert view.readonly and view.format == "d" and view.shape == (0, 2)
     assert book.price_scale is None and book.symbol == "ETHUSDT"
     with pytest.raises(ValueError, match="no scales yet"):
         book.apply_diff([("1", "1")], [], 1)
@@ -178,6 +181,18 @@ def test_clear_invalidate_and_crossing() -> None:
     assert not book.valid and book.bid_count == 2
     book.clear()
     assert book.bid_count == book.ask_count == 0 and not book.valid
+
+
+def test_level_buffer_is_read_only_doubles_best_first() -> None:
+    book = OrderBook("X", 2, 2)
+    book.apply_snapshot([("1.00", "0.50"), ("2.00", "1.25")], [("3.00", "2")], 1)
+    view = memoryview(book.bids_buffer(5))
+    assert view.format == "d" and view.shape == (2, 2) and view.strides == (16, 8) and view.nbytes == 32
+    assert view.cast("B").cast("d").tolist() == [2.0, 1.25, 1.0, 0.5]
+    with pytest.raises(TypeError):
+        view[0, 0] = 1.0
+    with pytest.raises(TypeError, match="not writable"):      # a writable view is refused
+        (ctypes.c_double * 4).from_buffer(book.bids_buffer(5))
 
 
 def test_fixed_point_level_api() -> None:
