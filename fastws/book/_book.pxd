@@ -36,7 +36,8 @@ cdef struct Level:
 
 cdef struct Side:
     Level* lv
-    Py_ssize_t n
+    Py_ssize_t n         # slots in use, tombstones (qty 0) included
+    Py_ssize_t live      # levels (slots with a quantity)
     Py_ssize_t cap
 
 

@@ -5,9 +5,11 @@ Each side is one sorted C array of ``Level`` (key, qty), ascending by key with
 the best level at the end: the key is the price for bids and minus the price
 for asks. A depth diff mostly touches the levels near the top, so a change
 there is found by a search that starts at the end (galloping, then binary) and
-an insert or delete moves only the few levels above it. Chosen by measurement
-against a best-first array and cryptofeed's ``order-book`` (see
-``bench/book_bench.py``).
+an insert or delete moves only the few levels above it. A level removed deeper
+down becomes a tombstone (qty 0) rather than moving everything above it, and
+an insert takes a tombstone beside it when there is one. Chosen by measurement
+against a plain binary search, a best-first array and cryptofeed's
+``order-book`` (see ``bench/book_bench.py``).
 
 Prices and quantities are int64: ``value * 10**scale``, one scale for prices
 and one for quantities per book, given or read from the first snapshot (the
@@ -279,26 +281,67 @@ cdef inline Py_ssize_t lower_bound_from_top(const Level* a, Py_ssize_t n, int64_
     return lo
 
 
+cdef enum:
+    # How far above an insert a tombstone is looked for before the tail moves.
+    TOMBSTONE_REACH = 32
+
+
 cdef inline int side_set(Side* s, int64_t key, int64_t qty) except -1:
-    cdef Py_ssize_t i = lower_bound_from_top(s.lv, s.n, key)
-    if i < s.n and s.lv[i].key == key:
-        if qty == 0:
-            s.n -= 1
-            if i < s.n:
-                memmove(&s.lv[i], &s.lv[i + 1], (s.n - i) * sizeof(Level))
-        else:
-            s.lv[i].qty = qty
+    """Set one level (qty 0 removes). A level removed below the top becomes a
+    tombstone (qty 0, key kept, order intact) instead of moving the levels above
+    it; an insert takes a tombstone next to its place, or shifts only the levels
+    up to the nearest tombstone above. The best level (the last) is never a
+    tombstone; when tombstones outnumber live levels the side is compacted."""
+    cdef Py_ssize_t i = lower_bound_from_top(s.lv, s.n, key), j, limit
+    cdef Level* lv = s.lv
+    if i < s.n and lv[i].key == key:
+        if qty != 0:
+            if lv[i].qty == 0:
+                s.live += 1
+            lv[i].qty = qty
+        elif lv[i].qty != 0:
+            lv[i].qty = 0
+            s.live -= 1
+            if i == s.n - 1:
+                while s.n > 0 and lv[s.n - 1].qty == 0:
+                    s.n -= 1
+            elif s.n - s.live > s.live + 64:
+                side_compact(s)
         return 0
     if qty == 0:
         return 0                     # removing an absent level: nothing to do
-    if s.n == s.cap:
-        side_reserve(s, s.n + 1)
-    if i < s.n:
-        memmove(&s.lv[i + 1], &s.lv[i], (s.n - i) * sizeof(Level))
-    s.lv[i].key = key
-    s.lv[i].qty = qty
-    s.n += 1
+    s.live += 1
+    if i > 0 and lv[i - 1].qty == 0:
+        lv[i - 1].key = key          # the tombstone just below keeps the order
+        lv[i - 1].qty = qty
+        return 0
+    limit = min(s.n, i + TOMBSTONE_REACH)
+    j = i
+    while j < limit and lv[j].qty != 0:
+        j += 1
+    if j < limit:                    # shift [i, j) up into the tombstone at j
+        memmove(&lv[i + 1], &lv[i], (j - i) * sizeof(Level))
+    else:
+        if s.n == s.cap:
+            side_reserve(s, s.n + 1)
+            lv = s.lv
+        if i < s.n:
+            memmove(&lv[i + 1], &lv[i], (s.n - i) * sizeof(Level))
+        s.n += 1
+    lv[i].key = key
+    lv[i].qty = qty
     return 0
+
+
+cdef void side_compact(Side* s) noexcept:
+    """Drop the tombstones."""
+    cdef Py_ssize_t i, j = 0
+    for i in range(s.n):
+        if s.lv[i].qty != 0:
+            s.lv[j] = s.lv[i]
+            j += 1
+    s.n = j
+    s.live = j
 
 
 cdef int _level_cmp(const void* a, const void* b) noexcept nogil:
@@ -338,6 +381,7 @@ cdef void side_normalize(Side* s) noexcept:
             s.lv[j] = s.lv[i]
             j += 1
     s.n = j
+    s.live = j
 
 
 cdef void _stable_sort(Side* s) noexcept:
@@ -480,7 +524,7 @@ cdef class OrderBook:
 
     def __repr__(self) -> str:
         return (f"<OrderBook {self.symbol} id={self.update_id} valid={bool(self.valid)} "
-                f"bids={self._bids.n} asks={self._asks.n} best={self.best_bid()}/{self.best_ask()}>")
+                f"bids={self._bids.live} asks={self._asks.live} best={self.best_bid()}/{self.best_ask()}>")
 
     # -- C API (see _book.pxd) --
 
@@ -488,7 +532,7 @@ cdef class OrderBook:
         _check_scale(price_scale)
         _check_scale(qty_scale)
         if (self._price_scale not in (-1, price_scale) or self._qty_scale not in (-1, qty_scale)) and (
-                self._bids.n or self._asks.n):
+                self._bids.live or self._asks.live):
             raise ValueError("the scales of a book with levels cannot change")
         self._price_scale = price_scale
         self._qty_scale = qty_scale
@@ -620,8 +664,8 @@ cdef class OrderBook:
 
     def clear(self) -> None:
         """Drop every level; the book becomes invalid (until the next snapshot)."""
-        self._bids.n = 0
-        self._asks.n = 0
+        self._bids.n = self._bids.live = 0
+        self._asks.n = self._asks.live = 0
         self.stage_clear()
         self.valid = False
 
@@ -649,12 +693,12 @@ cdef class OrderBook:
     @property
     def bid_count(self) -> int:
         """Number of bid levels."""
-        return self._bids.n
+        return self._bids.live
 
     @property
     def ask_count(self) -> int:
         """Number of ask levels."""
-        return self._asks.n
+        return self._asks.live
 
     cdef tuple _best(self, Side* s, int64_t sign):
         if s.n == 0:
@@ -671,12 +715,15 @@ cdef class OrderBook:
         return self._best(&self._asks, -1)
 
     cdef list _top(self, Side* s, int64_t sign, Py_ssize_t n, int form):
-        cdef Py_ssize_t i, last = s.n - 1, count = min(max(n, 0), s.n)
+        cdef Py_ssize_t i = s.n, count = min(max(n, 0), s.live)
         cdef int64_t price, qty
         cdef list out = []
-        for i in range(count):
-            price = sign * s.lv[last - i].key
-            qty = s.lv[last - i].qty
+        while len(out) < count:
+            i -= 1
+            qty = s.lv[i].qty
+            if qty == 0:
+                continue             # a tombstone
+            price = sign * s.lv[i].key
             if form == FORM_FLOAT:
                 out.append((to_double(price, self._price_scale), to_double(qty, self._qty_scale)))
             elif form == FORM_EXACT:
@@ -710,14 +757,18 @@ cdef class OrderBook:
         return self._top(&self._asks, -1, n, FORM_FIXED)
 
     cdef object _buffer(self, Side* s, int64_t sign, Py_ssize_t n):
-        cdef Py_ssize_t i, last = s.n - 1, count = min(max(n, 0), s.n)
+        cdef Py_ssize_t i = s.n, k = 0, count = min(max(n, 0), s.live)
         cdef LevelBuffer buf = LevelBuffer.__new__(LevelBuffer)
         buf._data = <double*>PyMem_Malloc(max(count, 1) * 2 * sizeof(double))
         if buf._data == NULL:
             raise MemoryError()
-        for i in range(count):
-            buf._data[2 * i] = to_double(sign * s.lv[last - i].key, self._price_scale)
-            buf._data[2 * i + 1] = to_double(s.lv[last - i].qty, self._qty_scale)
+        while k < count:
+            i -= 1
+            if s.lv[i].qty == 0:
+                continue             # a tombstone
+            buf._data[2 * k] = to_double(sign * s.lv[i].key, self._price_scale)
+            buf._data[2 * k + 1] = to_double(s.lv[i].qty, self._qty_scale)
+            k += 1
         buf._n = count
         return buf
 

@@ -11,6 +11,7 @@ whether the book is crossed.
 from __future__ import annotations
 
 import ctypes
+import random
 from decimal import Decimal
 
 import pytest
@@ -47,6 +48,11 @@ class ReferenceBook:
         return sorted(side.items(), reverse=is_bid)
 
 
+def decimals(text: str) -> int:
+    """Decimals written in ``text``."""
+    return len(text.partition(".")[2])
+
+
 def assert_same(book: OrderBook, ref: ReferenceBook) -> None:
     """Every reading of ``book`` matches the reference, level by level."""
     for is_bid in (True, False):
@@ -54,8 +60,7 @@ def assert_same(book: OrderBook, ref: ReferenceBook) -> None:
         n = len(want) + 2
         exact = book.bids_exact(n) if is_bid else book.asks_exact(n)
         assert [(Decimal(p), Decimal(q)) for p, q in exact] == want
-        assert all(len(p.split(".")[1]) == book.price_scale and len(q.split(".")[1]) == book.qty_scale
-                   for p, q in exact)
+        assert all(decimals(p) == book.price_scale and decimals(q) == book.qty_scale for p, q in exact)
         fixed = book.bids_fixed(n) if is_bid else book.asks_fixed(n)
         assert fixed == [(int(p.scaleb(book.price_scale)), int(q.scaleb(book.qty_scale))) for p, q in want]
         floats = book.bids(n) if is_bid else book.asks(n)
@@ -258,3 +263,27 @@ def test_scale_read_from_the_snapshot_is_the_most_decimals_in_it() -> None:
     book.apply_snapshot([("4.00000000", "431.00000000")], [("4.00000200", "12.5")], 1)
     assert (book.price_scale, book.qty_scale) == (8, 8)
     assert book.asks_exact() == [("4.00000200", "12.50000000")]
+
+
+def test_long_random_sequence_on_a_deep_book_agrees_with_reference() -> None:
+    # Hundreds of levels: removals far below the top, inserts beside them and
+    # mass removals (past what the hypothesis books reach) agree with the reference.
+    rng = random.Random(7)
+    book = OrderBook("X", 2, 0)
+    ref = ReferenceBook()
+    grid = [f"{1000 + i / 100:.2f}" for i in range(0, 2000, 1)]
+    bids = [(p, str(rng.randint(1, 9))) for p in grid[:900]]
+    asks = [(p, str(rng.randint(1, 9))) for p in grid[1000:1900]]
+    book.apply_snapshot(bids, asks, 1)
+    ref.snapshot(bids, asks)
+    for step in range(2, 400):
+        changes: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
+        for side, low, high in ((0, 0, 1000), (1, 1000, 2000)):
+            mass_removal = step % 50 == 0
+            for _ in range(1500 if mass_removal else 20):
+                price = grid[rng.randrange(low, high)]
+                qty = "0" if mass_removal or rng.random() < 0.4 else str(rng.randint(1, 9))
+                changes[side].append((price, qty))
+        book.apply_diff(*changes, step)
+        ref.diff(*changes)
+        assert_same(book, ref)
