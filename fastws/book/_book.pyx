@@ -5,9 +5,9 @@ Each side is one sorted C array of ``Level`` (key, qty), ascending by key with
 the best level at the end: the key is the price for bids and minus the price
 for asks. A depth diff mostly touches the levels near the top, so a change
 there is found by a search that starts at the end (galloping, then binary) and
-an insert or delete moves only the few levels above it. A level removed deeper
-down becomes a tombstone (qty 0) rather than moving everything above it, and
-an insert takes a tombstone beside it when there is one. Chosen by measurement
+an insert or delete moves only the few levels above it. A level removed more
+than 64 levels down becomes a tombstone (qty 0) rather than moving everything
+above it, and an insert takes a tombstone beside it when there is one. Chosen by measurement
 against a plain binary search, a best-first array and cryptofeed's
 ``order-book`` (see ``bench/book_bench.py``).
 
@@ -282,16 +282,20 @@ cdef inline Py_ssize_t lower_bound_from_top(const Level* a, Py_ssize_t n, int64_
 
 
 cdef enum:
-    # How far above an insert a tombstone is looked for before the tail moves.
+    # Within this many levels of the top a removal moves the levels above it
+    # (a few cache lines); deeper down it leaves a tombstone instead.
+    NEAR_TOP = 64
+    # How far above a deep insert a tombstone is looked for before the tail moves.
     TOMBSTONE_REACH = 32
 
 
 cdef inline int side_set(Side* s, int64_t key, int64_t qty) except -1:
-    """Set one level (qty 0 removes). A level removed below the top becomes a
-    tombstone (qty 0, key kept, order intact) instead of moving the levels above
-    it; an insert takes a tombstone next to its place, or shifts only the levels
-    up to the nearest tombstone above. The best level (the last) is never a
-    tombstone; when tombstones outnumber live levels the side is compacted."""
+    """Set one level (qty 0 removes). Near the top a removal or insert moves the
+    few levels above it; deeper down a removal leaves a tombstone (qty 0, key
+    kept, order intact) and an insert takes a tombstone next to its place, or
+    shifts only the levels up to the nearest tombstone above. The best level
+    (the last) is never a tombstone; when tombstones outnumber live levels the
+    side is compacted."""
     cdef Py_ssize_t i = lower_bound_from_top(s.lv, s.n, key), j, limit
     cdef Level* lv = s.lv
     if i < s.n and lv[i].key == key:
@@ -300,13 +304,16 @@ cdef inline int side_set(Side* s, int64_t key, int64_t qty) except -1:
                 s.live += 1
             lv[i].qty = qty
         elif lv[i].qty != 0:
-            lv[i].qty = 0
             s.live -= 1
-            if i == s.n - 1:
+            if s.n - i <= NEAR_TOP:
+                s.n -= 1
+                memmove(&lv[i], &lv[i + 1], (s.n - i) * sizeof(Level))
                 while s.n > 0 and lv[s.n - 1].qty == 0:
                     s.n -= 1
-            elif s.n - s.live > s.live + 64:
-                side_compact(s)
+            else:
+                lv[i].qty = 0
+                if s.n - s.live > s.live + 64:
+                    side_compact(s)
         return 0
     if qty == 0:
         return 0                     # removing an absent level: nothing to do
@@ -315,19 +322,22 @@ cdef inline int side_set(Side* s, int64_t key, int64_t qty) except -1:
         lv[i - 1].key = key          # the tombstone just below keeps the order
         lv[i - 1].qty = qty
         return 0
-    limit = min(s.n, i + TOMBSTONE_REACH)
-    j = i
-    while j < limit and lv[j].qty != 0:
-        j += 1
-    if j < limit:                    # shift [i, j) up into the tombstone at j
-        memmove(&lv[i + 1], &lv[i], (j - i) * sizeof(Level))
-    else:
-        if s.n == s.cap:
-            side_reserve(s, s.n + 1)
-            lv = s.lv
-        if i < s.n:
-            memmove(&lv[i + 1], &lv[i], (s.n - i) * sizeof(Level))
-        s.n += 1
+    if s.n - i > TOMBSTONE_REACH:
+        limit = i + TOMBSTONE_REACH
+        j = i
+        while j < limit and lv[j].qty != 0:
+            j += 1
+        if j < limit:                # shift [i, j) up into the tombstone at j
+            memmove(&lv[i + 1], &lv[i], (j - i) * sizeof(Level))
+            lv[i].key = key
+            lv[i].qty = qty
+            return 0
+    if s.n == s.cap:
+        side_reserve(s, s.n + 1)
+        lv = s.lv
+    if i < s.n:
+        memmove(&lv[i + 1], &lv[i], (s.n - i) * sizeof(Level))
+    s.n += 1
     lv[i].key = key
     lv[i].qty = qty
     return 0

@@ -287,3 +287,22 @@ def test_long_random_sequence_on_a_deep_book_agrees_with_reference() -> None:
         book.apply_diff(*changes, step)
         ref.diff(*changes)
         assert_same(book, ref)
+
+
+deep_levels = st.lists(st.tuples(decimal_text(400, 1).map(lambda t: str(Decimal("500") + Decimal(t))),
+                                 st.sampled_from(["0", "1", "2.5"])), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(diffs=st.lists(st.tuples(deep_levels, deep_levels), min_size=1, max_size=20))
+def test_deep_book_agrees_with_reference_after_every_diff(diffs: list) -> None:
+    # 400 levels a side, so changes land far below the top (tombstones) and near it.
+    book = OrderBook("X", 1, 1)
+    ref = ReferenceBook()
+    snapshot = [(f"{500 + i / 10:.1f}", "1") for i in range(401)]
+    book.apply_snapshot(snapshot, snapshot, 1)
+    ref.snapshot(snapshot, snapshot)
+    for update_id, (bids, asks) in enumerate(diffs, start=2):
+        book.apply_diff(bids, asks, update_id)
+        ref.diff(bids, asks)
+        assert_same(book, ref)
