@@ -85,6 +85,10 @@ def test_partial_depth_is_a_snapshot_and_extra_level_fields_are_skipped() -> Non
     body = b'{"lastUpdateId":160,"bids":[["0.01","5","ignored"]],"asks":[["0.02","7",[1],{"k":2}]]}'
     assert apply_json_snapshot(book, body) == 160
     assert book.bids_exact() == [("0.01", "5.0")] and book.asks_exact() == [("0.02", "7.0")]
+    # the partial depth stream on a combined connection
+    wrapped = b'{"stream":"bnbbtc@depth5","data":' + snapshot(161, [("0.03", "1")], []) + b"}"
+    assert apply_json_snapshot(book, wrapped) == 161
+    assert book.bids_exact() == [("0.03", "1.0")] and book.asks() == []
 
 
 def test_any_buffer_is_read() -> None:
