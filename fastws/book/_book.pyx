@@ -62,6 +62,10 @@ cdef enum:
     DEC_TOO_PRECISE = 5
 
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+
+
 cdef bint LITTLE_ENDIAN = (<unsigned char*>&POW10[1])[0] == 10
 
 
@@ -88,6 +92,21 @@ cdef const unsigned char* read_decimal(const unsigned char* p, const unsigned ch
     cdef const unsigned char* fraction
     cdef uint64_t m = 0, d
     cdef Py_ssize_t digits, k = 0
+    cdef uint64_t v, other
+    cdef int n
+    # Up to eight integer digits at once: find the first byte that is not a
+    # digit (bytes after it may be misjudged by a carry, but are not looked at),
+    # move the digits to the top of the word and fill below with '0's.
+    if LITTLE_ENDIAN and end - p >= 8:
+        memcpy(&v, p, 8)
+        other = (((v & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+                 | (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL))
+        n = 8 if other == 0 else __builtin_ctzll(other) >> 3
+        if n == 8:
+            m = eight_digits_value(v)
+        elif n > 0:
+            m = eight_digits_value((v << (8 * (8 - n))) | (0x3030303030303030ULL >> (8 * n)))
+        p += n
     # Unchecked (unsigned, so no undefined overflow): up to 18 digits always fit;
     # longer texts are checked again below.
     while p < end and <unsigned char>(p[0] - 48) <= 9:

@@ -306,3 +306,24 @@ def test_deep_book_agrees_with_reference_after_every_diff(diffs: list) -> None:
         book.apply_diff(bids, asks, update_id)
         ref.diff(bids, asks)
         assert_same(book, ref)
+
+
+@settings(max_examples=500, deadline=None)
+@given(whole=st.text("0123456789", max_size=12), fraction=st.text("0123456789", max_size=10),
+       point=st.booleans(), tail=st.sampled_from(["", '"', '",', "x", "-1"]))
+def test_parse_decimal_agrees_with_decimal(whole: str, fraction: str, point: bool, tail: str) -> None:
+    # Integer and fraction parts of every length around the eight-at-once reads.
+    text = whole + ("." + fraction if point else "")
+    if not (whole or (point and fraction)):
+        with pytest.raises(ValueError):
+            parse_decimal(text, 10)
+        return
+    want = int(Decimal(text).scaleb(10))
+    if want > 2**63 - 1:
+        with pytest.raises(ValueError, match="too large|too many digits"):
+            parse_decimal(text, 10)
+        return
+    assert parse_decimal(text, 10) == want
+    if tail:
+        with pytest.raises(ValueError, match="not a decimal"):
+            parse_decimal(text + tail, 10)
