@@ -28,6 +28,13 @@ extensions = [
         extra_compile_args=compile_args,
         define_macros=macros,
     ),
+    # The compiled order book and its JSON level reader (includes _json.pxi).
+    Extension(
+        "fastws.book._book",
+        ["fastws/book/_book.pyx"],
+        extra_compile_args=compile_args,
+        define_macros=macros,
+    ),
 ]
 
 setup(

@@ -1,0 +1,27 @@
+"""Compiled order books: exact fixed-point levels read straight from raw frames.
+
+``OrderBook`` keeps one symbol's bids and asks as int64 fixed point (no float
+rounding in the book); ``JsonBookReader`` (and ``apply_json_diff`` /
+``apply_json_snapshot`` with the usual keys) parses JSON depth messages from
+their raw bytes into a book with no Python object per level. Compiled readers
+use the C API declared in ``fastws/book/_book.pxd``.
+"""
+from fastws.book._book import (
+    MAX_SCALE,
+    JsonBookReader,
+    LevelBuffer,
+    OrderBook,
+    apply_json_diff,
+    apply_json_snapshot,
+    parse_decimal,
+)
+
+__all__ = [
+    "MAX_SCALE",
+    "JsonBookReader",
+    "LevelBuffer",
+    "OrderBook",
+    "apply_json_diff",
+    "apply_json_snapshot",
+    "parse_decimal",
+]
