@@ -15,14 +15,14 @@ and calling a trivial handler.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Optional
+from typing import Any, Optional
 
 import msgspec
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from bench.binance_peers import FastwsPeer, RawPeer, StreamCounter
-from fastws import (BaseWebSocketInterface, ExchangeName, StreamType, SubscriptionAction,
-                    create_websocket_config)
+from fastws import ExchangeName, StreamType, create_websocket_config
+from fastws.testing import LoopbackFeedClient
 
 __all__ = ["SEED_PEERS", "RawSeedListener", "RawSeedPeer", "SeedPeer", "SeedWebSocket", "seed_client"]
 
@@ -31,23 +31,13 @@ __all__ = ["SEED_PEERS", "RawSeedListener", "RawSeedPeer", "SeedPeer", "SeedWebS
 _TEXT = WSMsgType.TEXT
 
 
-class SeedWebSocket(BaseWebSocketInterface):
-    """A Binance-style adapter in the interface standard's own words."""
+class SeedWebSocket(LoopbackFeedClient):
+    """A Binance-style adapter whose per-message methods are the interface standard's own words.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._request_id = 0
-
-    async def _connect(self) -> None:
-        await self._open_websocket()
-
-    async def _send_subscription_message(self, streams: list[str],
-                                         action: SubscriptionAction) -> Optional[Awaitable[Any]]:
-        self._request_id += 1
-        ack = self._expect_ack(self._request_id)
-        method = "SUBSCRIBE" if action == SubscriptionAction.SUBSCRIBE else "UNSUBSCRIBE"
-        await self.send_message({"method": method, "params": streams, "id": self._request_id})
-        return ack
+    Connecting and subscribing (Binance's ``SUBSCRIBE`` with ids, acked by id)
+    come from ``LoopbackFeedClient``, an adapter on ``BaseWebSocketInterface``
+    for the same protocol; they are not on the per-message path.
+    """
 
     async def _parse_message(self, raw_message: Any) -> Optional[dict[str, Any]]:
         message: dict[str, Any] = msgspec.json.decode(raw_message)
