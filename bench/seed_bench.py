@@ -76,8 +76,9 @@ def check_in_process(payloads: list[bytes]) -> None:
         feed_all(feed, frames)
         got[name] = recorder.messages
         if name == SEED:
-            kinds = {stream: stats.stream_type for stream, stats in feed.__self__.stream_stats().items()}
-            for stream, kind in kinds.items():
+            core = feed.__self__  # type: ignore[attr-defined]
+            for stream, stats in core.stream_stats().items():
+                kind = stats.stream_type
                 expected = (StreamType.ORDERBOOK if "@depth" in stream else
                             StreamType.TRADES if "@trade" in stream else StreamType.OTHER)
                 assert kind is expected, f"{stream}: {kind}"
@@ -90,8 +91,6 @@ def _feed(peer: str, kind: str, count: int, per_stream: int) -> None:
     sink = StreamCounter()
     feed = _IN_PROCESS[peer](sink)
     feed_all(feed, frames)
-    # The seed adapter's handler is async: its count goes through the same
-    # coroutine machinery as in a real run.
     assert sink.count == count, f"{peer}: {sink.count} of {count}"
 
 

@@ -35,13 +35,14 @@ def getattro_slot(cls: type) -> int:
     get_slot = ctypes.pythonapi.PyType_GetSlot
     get_slot.restype = ctypes.c_void_p
     get_slot.argtypes = (ctypes.py_object, ctypes.c_int)
-    return get_slot(cls, _PY_TP_GETATTRO)
+    return int(get_slot(cls, _PY_TP_GETATTRO))
 
 
 @pytest.mark.parametrize("cls", ENUMS, ids=ids)
 def test_is_an_enum(cls: Any) -> None:
     assert issubclass(cls, enum.Enum) and issubclass(cls, str)
     assert isinstance(cls, enum.EnumMeta)
+    member: Any
     for member in cls:
         assert type(member) is cls
         assert isinstance(member, cls) and isinstance(member, str) and isinstance(member, enum.Enum)
@@ -68,7 +69,8 @@ def test_attribute_access_in_source_form() -> None:
     # Written as adapters write it; the parametrized tests use getattr().
     assert StreamType.ORDERBOOK.value == "orderbook" and StreamType.ORDERBOOK.name == "ORDERBOOK"
     assert StreamType.TRADES is StreamType("trades")
-    assert ConnectionState.CONNECTED == "connected"
+    connected: object = ConnectionState.CONNECTED
+    assert connected == "connected"
     assert SubscriptionAction.UNSUBSCRIBE is SubscriptionAction["UNSUBSCRIBE"]
 
 
@@ -128,7 +130,7 @@ def test_misses_and_protection(cls: Any) -> None:
         delattr(cls, first.name)
     assert getattr(cls, first.name) is first
     with pytest.raises(TypeError):
-        class Sub(cls):  # type: ignore[misc, valid-type]  # an enum with members cannot be extended
+        class Sub(cls):  # type: ignore[misc]  # an enum with members cannot be extended
             pass
 
 
