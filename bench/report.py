@@ -14,7 +14,7 @@ from typing import Any, Optional
 from bench.latency import percentile
 from bench.scale import ScaleResult
 
-__all__ = ["Results", "Target", "issue_targets", "markdown", "standard_targets"]
+__all__ = ["Results", "Target", "issue_targets", "markdown", "seed_targets", "standard_targets"]
 
 Costs = dict[str, dict[str, float]]        # kind -> peer -> seconds per message
 
@@ -31,6 +31,7 @@ class Results:
     binance_in_process: Costs = field(default_factory=dict)
     binance_harness: float = 0.0
     binance_loopback: Costs = field(default_factory=dict)
+    seed_loopback: Costs = field(default_factory=dict)      # the seed-style adapter beside raw picows
     payload_bytes: dict[str, float] = field(default_factory=dict)
     mexc: Costs = field(default_factory=dict)
     mexc_bytes: dict[str, int] = field(default_factory=dict)
@@ -154,6 +155,18 @@ def issue_targets(results: Results) -> list[Target]:
     ]
 
 
+def seed_targets(results: Results) -> list[Target]:
+    """Issue 12's target: an adapter written as the interface standard shows is <= 1.0x raw picows."""
+    loop = results.seed_loopback
+    seed, raw = "seed adapter", "raw picows"
+    worst = max(loop, key=lambda kind: loop[kind][seed] / loop[kind][raw])
+    name = "seed-style adapter <= 1.0x raw picows + msgspec"
+    return [Target(f"{name} (mix)", loop["mix"][seed] / loop["mix"][raw], 1.0, "x", True,
+                   "loopback, Binance mix of every stream type"),
+            Target(f"{name} (worst type)", loop[worst][seed] / loop[worst][raw], 1.0, "x", True,
+                   f"loopback, {worst}")]
+
+
 def _target_table(targets: list[Target]) -> list[str]:
     lines = ["| target | measured | limit | margin | result | measured on |", "| --- | ---: | ---: | ---: | --- | --- |"]
     for t in targets:
@@ -210,6 +223,13 @@ def markdown(results: Results, plots: list[str]) -> str:
         f"pre-built frames; ns per message, median of {s['loopback_rounds']} rounds x "
         f"{s['loopback_messages']} messages.", "",
         *_cost_table(results.binance_loopback, results.payload_bytes, BASE, 1e9, "ns"), "",
+        "## Per-message cost: the seed-style adapter, loopback", "",
+        "**seed adapter**: `bench/seed_adapter.py`, an adapter written as the interface standard shows one "
+        "(`async def _parse_message` with `msgspec.json.decode`, `StreamType.X` inline in "
+        "`_extract_stream_info`, an `async def` handler; no route); **raw picows**: a picows `WSListener` in "
+        "Python doing the same decode and calling a trivial handler. Same server, rounds and counts as above.", "",
+        *_target_table(seed_targets(results)), "",
+        *_cost_table(results.seed_loopback, results.payload_bytes, "raw picows", 1e9, "ns"), "",
         "## Per-message cost: MEXC protobuf pushes, in-process", "",
         "**reference**: protobuf's `ParseFromString` + `json_format.MessageToDict`; **raw picows + protobuf**: "
         "a picows listener doing that and calling a handler; **fast decoder**: fastws's compiled `PushDecoder` "

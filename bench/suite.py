@@ -1,7 +1,7 @@
 """Every measurement of the benchmark report, in one run: ``run_report(out_dir, quick)``.
 
 Each measurement lives in its own module (``binance_bench``, ``mexc_bench``,
-``throughput``, ``latency``, ``peers.reconnect_times``, ``ack``, ``scale``);
+``seed_bench``, ``throughput``, ``latency``, ``peers.reconnect_times``, ``ack``, ``scale``);
 this one picks the counts (``SETTINGS``), starts the feed servers in their own
 processes, runs the measurements one after another, then writes
 ``report.md`` and the plots (``bench/report.py``, ``bench/plots.py``).
@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import uvloop
 
-from bench import ack, binance_bench, latency, mexc_bench, plots, report, scale, throughput
+from bench import ack, binance_bench, latency, mexc_bench, plots, report, scale, seed_bench, throughput
 from bench.binance_payloads import build_payloads
 from bench.binance_peers import LOOPBACK_PEERS, all_loopback_peers, binance_server
 from bench.peers import bench_server, reconnect_times
@@ -84,6 +84,8 @@ def measure(quick: bool, settings: Optional[dict[str, Any]] = None) -> report.Re
     with binance_server(s["per_stream"]) as url:
         results.binance_loopback = _step("Binance per-message cost, loopback", lambda: uvloop.run(
             binance_bench.loopback(url, s["loopback_messages"], s["loopback_rounds"], all_loopback_peers(url))))
+        results.seed_loopback = _step("seed-style adapter, loopback", lambda: uvloop.run(
+            seed_bench.loopback(url, s["loopback_messages"], s["loopback_rounds"])))
         results.throughput = _step("throughput, one connection", lambda: uvloop.run(
             throughput.throughput(all_loopback_peers(url), s["throughput_messages"], s["throughput_rounds"])))
         results.latency = _step("tick-to-handler latency", lambda: uvloop.run(latency.paced_latency(
