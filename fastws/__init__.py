@@ -12,7 +12,7 @@ from fastws.pool import PooledWebSocketInterface
 from fastws.config import WebSocketConfig, create_websocket_config
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
                            InvalidMessageError, MessageHandlerError, RateLimitError,
-                           SequenceGapError, SubscriptionRejectedError)
+                           SequenceGapError, SlowConsumerError, SubscriptionRejectedError)
 from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "InvalidMessageError",
     "MessageHandlerError",
     "PooledWebSocketInterface",
+    "SlowConsumerError",
     "SequenceGap",
     "RateLimitError",
     "SequenceGapError",

@@ -104,6 +104,22 @@ cdef class FrameHandler(WSListener):
         int _suspended_stage
         # The suspended message's context, copied once at suspension.
         FrameInfo _suspended_frame
+        # Bounds of the backlog, and what has been dropped past them.
+        readonly Py_ssize_t max_backlog
+        readonly Py_ssize_t max_backlog_bytes
+        Py_ssize_t _backlog_bytes
+        readonly uint64_t backlog_dropped
+        readonly uint64_t backlog_abandoned
+        int64_t _backlog_warning_ns
+        bint _backlog_warned
+        object _on_backlog
+        # The time slice: a read batch (frames of one read, from the first
+        # frame's stamp) or a drain step yields to the loop after it.
+        int64_t _slice_ns
+        int64_t _batch_start_ns
+        bint _in_batch
+        readonly uint64_t deferrals
+        readonly uint64_t drain_busy_ns
 
         # --- permessage-deflate (deflate.pxi), set by enable_deflate()
         # before the first frame. The uncompressed path tests only frame.rsv1.

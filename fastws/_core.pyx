@@ -33,7 +33,7 @@ from cpython.buffer cimport PyBUF_READ, PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Size
 from cpython.memoryview cimport PyMemoryView_FromMemory
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_Length
 from cpython.list cimport PyList_GET_ITEM
 from cpython.ref cimport Py_DECREF, Py_XDECREF
 from libc.stdint cimport int64_t, uint32_t, uint64_t
@@ -78,8 +78,14 @@ cdef class FrameHandler(WSListener):
 
     ``async`` callables are driven with ``send(None)``: one that completes
     without suspending costs no Task. One that suspends is finished in a Task
-    while later frames of this connection wait in arrival order, and reading
-    from the socket is paused until the backlog is drained.
+    while later messages of this connection wait in arrival order in a
+    backlog. The socket keeps being read meanwhile (pings are answered, the
+    peer's pongs and liveness seen). A read batch whose handlers have kept
+    the event loop longer than ``slice_ns`` leaves the rest of its messages
+    to the backlog too, drained a slice at a time with the loop running in
+    between. A backlog past ``max_backlog`` messages or ``max_backlog_bytes``
+    is dropped whole, counted (``backlog_dropped``) and reported to
+    ``on_backlog``.
 
     Exceptions from ``parse``, ``extract`` and ``handler`` are counted and
     passed to ``report_error(kind, exc, payload_preview)``; the connection
@@ -131,6 +137,18 @@ cdef class FrameHandler(WSListener):
             may set their event time and sequence numbers.
         handler_takes_stream: Call ``handler(stream_id, message)`` (``""``
             for a message without a stream), as a route's handler is called.
+        max_backlog: Messages that may wait behind a slow handler before the
+            backlog is abandoned.
+        max_backlog_bytes: Bytes that may wait, likewise.
+        slice_ns: Nanoseconds of handling after which a read batch, or a
+            step of the drain, yields to the event loop.
+        backlog_warning_ns: Age of the oldest waiting message at which
+            ``on_backlog("aging", ...)`` is called (once until the backlog
+            empties).
+        on_backlog: ``(event, count, first_wall_ns, last_wall_ns) -> None``:
+            ``"dropped"`` when the backlog was abandoned (``count`` messages
+            received between the two wall-clock times are lost), ``"aging"``
+            when its oldest message passed ``backlog_warning_ns``.
     """
 
     def __init__(self, parse, extract, handler, report_error, on_disconnect=None,
@@ -139,7 +157,9 @@ cdef class FrameHandler(WSListener):
                  bytes first_sequence_key=None, bytes last_sequence_key=None,
                  Py_ssize_t scan_window=256, on_sequence_gap=None, dict last_sequences=None,
                  Py_ssize_t max_streams=100000, bint parse_with_handler=False,
-                 CompiledParser compiled_parser=None, bint handler_takes_stream=False):
+                 CompiledParser compiled_parser=None, bint handler_takes_stream=False,
+                 Py_ssize_t max_backlog=100000, Py_ssize_t max_backlog_bytes=128 * 1024 * 1024,
+                 int64_t slice_ns=20000000, int64_t backlog_warning_ns=1000000000, on_backlog=None):
         if scan_window < 0:
             raise ValueError(f"scan_window must be >= 0, got {scan_window}")
         if max_streams < 1:
@@ -173,6 +193,13 @@ cdef class FrameHandler(WSListener):
         self._streams = {}
         self._fragments = bytearray()
         self._backlog = deque()
+        if max_backlog < 1 or max_backlog_bytes < 1 or slice_ns < 1 or backlog_warning_ns < 1:
+            raise ValueError("max_backlog, max_backlog_bytes, slice_ns and backlog_warning_ns must be positive")
+        self.max_backlog = max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
+        self._slice_ns = slice_ns
+        self._backlog_warning_ns = backlog_warning_ns
+        self._on_backlog = on_backlog
         self.close_code = 0
         self.close_reason = None
         memset(self._latency, 0, sizeof(self._latency))
@@ -190,6 +217,11 @@ cdef class FrameHandler(WSListener):
         cdef WSMsgType msg_type = frame.msg_type
         self.frames_received += 1
         self.last_receive_ns = now
+        # The time slice of a read batch (the frames picows parsed from one
+        # read) counts from its first frame; see _receive_message.
+        if not self._in_batch:
+            self._in_batch = True
+            self._batch_start_ns = now
         # The uncompressed path pays one test for compression: frame.rsv1.
         if (msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY) and frame.fin \
                 and not self._assembling and not frame.rsv1:
@@ -205,6 +237,8 @@ cdef class FrameHandler(WSListener):
                 _on_fragment(self, frame, now)
         # PING is answered by picows's auto-pong; a PONG is consumed by its
         # auto-ping. Neither reaches Python.
+        if frame.last_in_buffer:
+            self._in_batch = False
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         if self._on_disconnect is not None:
@@ -274,6 +308,9 @@ cdef class FrameHandler(WSListener):
             "untracked_messages": self.untracked_messages,
             "missing_sequences": self.missing_sequences,
             "backlog": len(self._backlog),
+            "backlog_dropped": self.backlog_dropped,
+            "backlog_abandoned": self.backlog_abandoned,
+            "deferrals": self.deferrals,
             "overlap_dropped": self.overlap_dropped,
             "protocol_errors": self.protocol_errors,
             "compressed_received": self.compressed_received,
@@ -345,5 +382,19 @@ cdef class FrameHandler(WSListener):
 
     @property
     def backlog_size(self):
-        """Messages waiting behind a suspended parser or handler."""
+        """Messages waiting behind a suspended parser or handler, or for the next slice."""
         return len(self._backlog)
+
+    @property
+    def backlog_bytes(self):
+        """Bytes of the messages waiting in the backlog."""
+        return self._backlog_bytes
+
+    def backlog_age_ns(self):
+        """Nanoseconds since the oldest message not yet handled arrived; 0 when none waits."""
+        cdef int64_t oldest = 0
+        if self.pending_task is not None and self._suspended_coro is not None:
+            oldest = self._suspended_frame.receive_ns
+        elif self._backlog:
+            oldest = (<tuple>self._backlog[0])[1]
+        return monotonic_ns() - oldest if oldest else 0

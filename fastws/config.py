@@ -66,6 +66,17 @@ class WebSocketConfig:
         compression_threshold: Outgoing messages shorter than this many
             bytes are sent uncompressed (allowed by the standard, and
             cheaper for tiny control messages); 0 compresses all.
+        max_backlog: Messages that may wait behind a handler slower than the
+            feed (the socket keeps being read meanwhile). Past it the waiting
+            messages are dropped, counted, and reported as a gap ("slow
+            consumer") with an error to the error handler.
+        max_backlog_bytes: Bytes that may wait, likewise.
+        backlog_warning_age: Seconds the oldest waiting message may wait
+            before a WARNING is logged (with the backlog's size and age).
+        handler_time_slice: Seconds of message handling after which the core
+            yields to the event loop (the rest of a read waits in the
+            backlog), so that timers, pings and other tasks run even under a
+            handler slower than the feed.
         ssl_context: TLS settings for ``wss://`` (e.g. a private CA); by
             default ``wss://`` verifies the server's certificate and host name
             against the system's CAs, and a failure is a connection error,
@@ -96,6 +107,10 @@ class WebSocketConfig:
     compression_client_window_bits: Optional[int] = None
     compression_server_window_bits: Optional[int] = None
     compression_threshold: int = 64
+    max_backlog: int = 100_000
+    max_backlog_bytes: int = 128 * 1024 * 1024
+    backlog_warning_age: float = 1.0
+    handler_time_slice: float = 0.02
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -103,7 +118,8 @@ class WebSocketConfig:
         _validate_headers(self.extra_headers)
         for name in ("timeout", "ping_interval", "reconnect_delay", "max_reconnect_delay",
                      "pong_timeout", "healthy_after", "max_messages_per_second",
-                     "subscription_timeout", "overlap_timeout"):
+                     "subscription_timeout", "overlap_timeout", "backlog_warning_age",
+                     "handler_time_slice"):
             _require_positive(name, getattr(self, name))
         for name in ("stale_timeout", "max_connection_age"):
             value = getattr(self, name)
@@ -123,7 +139,8 @@ class WebSocketConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0 (0 retries forever), got {value!r}")
-        for name in ("max_frame_size", "subscription_batch_size", "max_pending_subscriptions"):
+        for name in ("max_frame_size", "subscription_batch_size", "max_pending_subscriptions", "max_backlog",
+                     "max_backlog_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 __all__ = [
     "ExchangeAPIError",
+    "SlowConsumerError",
     "InvalidMessageError",
     "RateLimitError",
     "SubscriptionRejectedError",
@@ -104,3 +105,19 @@ class SequenceGapError(ExchangeAPIError):
         self.expected = expected
         self.received = received
         self.missing = received - expected
+
+
+class SlowConsumerError(ExchangeAPIError):
+    """Messages already received were dropped: the handler fell too far behind (code 503).
+
+    The backlog of messages waiting for a handler slower than the feed passed
+    ``max_backlog`` (or ``max_backlog_bytes``) and was abandoned; the gap is
+    in ``health_check()["gaps"]`` with the exact count.
+
+    Attributes:
+        dropped: How many messages were dropped.
+    """
+
+    def __init__(self, message: str, dropped: int) -> None:
+        super().__init__(503, message)
+        self.dropped = dropped

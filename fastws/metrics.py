@@ -14,7 +14,8 @@ _SUMMED = ("frames_received", "messages_received", "bytes_received", "messages_d
            "parse_errors", "classify_errors", "handler_errors", "oversize_errors", "sequence_gap_errors",
            "messages_sent", "bytes_sent",
            "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages", "overlap_dropped",
-           "protocol_errors", "compressed_received", "inflated_bytes", "compressed_sent")
+           "protocol_errors", "compressed_received", "inflated_bytes", "compressed_sent",
+           "backlog_dropped", "backlog_abandoned", "deferrals")
 
 
 def add_histograms(a: Sequence[int], b: Sequence[int]) -> list[int]:

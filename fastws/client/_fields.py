@@ -84,6 +84,8 @@ class ClientFields:
     _background: set[asyncio.Task[Any]]
     # Why the next connection attempt waits (an exchange's attempt budget), or None.
     _waiting: Optional[str]
+    # health_check()'s handler load: (core, monotonic ns, drain busy ns) last seen.
+    _load_sample: Optional[tuple[FrameHandler, int, int]]
 
     # The adapter's methods and hooks, defined in ``BaseWebSocketInterface``.
     _connect: Callable[[], Awaitable[None]]

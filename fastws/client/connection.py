@@ -8,6 +8,7 @@ is the one place a connection is closed.
 from __future__ import annotations
 
 import asyncio
+import time
 import socket
 from typing import Any, Mapping, Optional, Union
 
@@ -123,6 +124,11 @@ class ConnectionMixin(HealthMixin):
                             max_message_size=self.config.max_frame_size,
                             routes=self._routes, on_sequence_gap=self._on_sequence_gap,
                             last_sequences=self._last_sequences if handover is None else None,
+                            max_backlog=self.config.max_backlog,
+                            max_backlog_bytes=self.config.max_backlog_bytes,
+                            slice_ns=int(self.config.handler_time_slice * 1e9),
+                            backlog_warning_ns=int(self.config.backlog_warning_age * 1e9),
+                            on_backlog=self._on_backlog,
                             **self._frame_handler_options())
         if handover is not None:
             core.begin_handover(handover, True)
@@ -205,16 +211,19 @@ class ConnectionMixin(HealthMixin):
     def _put_back(self, live: Live) -> None:
         self._ws, self._core, self._disconnected, self._rate_limiter = live
 
-    async def _close_transport(self, code: WSCloseCode, reason: str) -> None:
+    async def _close_transport(self, code: WSCloseCode, reason: str, drain: bool = False) -> None:
         """Close the live connection (see ``_close_connection``)."""
-        await self._close_connection(self._ws, self._core, code, reason, self._disconnected)
+        await self._close_connection(self._ws, self._core, code, reason, self._disconnected, drain)
 
     async def _close_connection(self, ws: Any, core: Optional[FrameHandler], code: WSCloseCode,
-                                reason: str, disconnected: Optional[asyncio.Future[None]] = None) -> None:
+                                reason: str, disconnected: Optional[asyncio.Future[None]] = None,
+                                drain: bool = False) -> None:
         """Close one connection: the one place connections are closed.
 
-        Closing handshake, abort if it hangs, end the core's pending task, and
-        set ``disconnected`` (the watch loop's wake-up) if given.
+        Closing handshake, abort if it hangs; with ``drain``, the messages
+        already received still reach the handler (``_drain_backlog``); then
+        end the core's pending task, and set ``disconnected`` (the watch
+        loop's wake-up) if given.
         """
         if ws is not None and not ws.is_disconnected:
             ws.send_close(code, reason.encode())
@@ -223,6 +232,8 @@ class ConnectionMixin(HealthMixin):
                 await asyncio.wait_for(ws.wait_disconnected(), _CLOSE_TIMEOUT)
             except (asyncio.TimeoutError, Exception):
                 ws.disconnect(graceful=False)
+        if drain:
+            await self._drain_backlog(core)
         if core is not None and core.pending_task is not None:
             task = core.pending_task
             task.cancel()
@@ -233,11 +244,30 @@ class ConnectionMixin(HealthMixin):
         if ws is not None and disconnected is not None and not disconnected.done():
             disconnected.set_result(None)
 
+    async def _drain_backlog(self, core: Optional[FrameHandler]) -> None:
+        """Let messages received before a connection ended still reach the handler.
+
+        Waits up to ``pong_timeout`` seconds for the core to finish its
+        backlog (the socket is closed: nothing more arrives); what still
+        waits after that is dropped, counted and reported as a slow-consumer
+        gap, never silently.
+        """
+        task = core.pending_task if core is not None else None
+        if core is None or task is None or task.done():
+            return
+        done, _ = await asyncio.wait({task}, timeout=self.config.pong_timeout)
+        left = core.backlog_size
+        if not done and left:
+            now = time.time()
+            self._slow_consumer_gap(left, now - core.backlog_age_ns() / 1e9, now,
+                                    f"still waiting for the handler {self.config.pong_timeout} s after "
+                                    "the connection ended")
+
     def _close_replaced(self, ws: Any, core: FrameHandler) -> None:
         """Close a replaced connection in the background; its counters still count."""
         async def close() -> None:
             try:
-                await self._close_connection(ws, core, WSCloseCode.OK, "replaced")
+                await self._close_connection(ws, core, WSCloseCode.OK, "replaced", drain=True)
             finally:
                 ws.disconnect(graceful=False)
                 self._metrics.fold(core)

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Optional
 from fastws._core import FrameHandler, monotonic_time_ns
 from fastws.client._fields import ClientFields, StateListener
 from fastws.errors import (ExchangeAPIError, ExchangeTimeoutError, InvalidMessageError, MessageHandlerError,
-                           SequenceGapError)
+                           SequenceGapError, SlowConsumerError)
 from fastws.metrics import latency_percentiles
 from fastws.types import ConnectionState, StreamType
 
@@ -189,6 +189,32 @@ class HealthMixin(ClientFields):
         self._log_error_rate_limited("sequence", error)
         self._emit_error(error)
 
+    def _on_backlog(self, event: str, count: int, first_wall_ns: int, last_wall_ns: int) -> None:
+        """Called by the core when its backlog ages past the warning, or is abandoned.
+
+        ``"aging"``: a WARNING with the backlog's size and age (the handler is
+        slower than the feed). ``"dropped"``: ``count`` messages received
+        between the two wall-clock times were dropped; a gap ("slow
+        consumer") with that exact count, and a ``SlowConsumerError``.
+        """
+        if event == "aging":
+            age = (last_wall_ns - first_wall_ns) / 1e9
+            self.logger.warning("handler behind the feed: %d message(s) waiting, the oldest for %.3f s",
+                                count, age, extra={"exchange": self.exchange, "backlog": count, "age": age})
+            return
+        self._slow_consumer_gap(count, first_wall_ns / 1e9, last_wall_ns / 1e9,
+                                f"past the backlog's bound of {self.config.max_backlog} messages / "
+                                f"{self.config.max_backlog_bytes} bytes")
+
+    def _slow_consumer_gap(self, count: int, start: float, end: float, why: str) -> None:
+        """``count`` received messages were dropped before the handler saw them: a gap and an error."""
+        reason = f"slow consumer: {count} message(s) received but dropped ({why})"
+        self._gaps.append(ConnectionGap(start=start, reason=reason, end=end))
+        self._metrics.errors += 1
+        error = SlowConsumerError(f"{self.exchange}: {reason}", count)
+        self._log_error_rate_limited("slow_consumer", error)
+        self._emit_error(error)
+
     def _on_core_error(self, kind: str, exc: BaseException, payload: Optional[bytes]) -> None:
         """Called by the core for a parse, classify, handler or size error."""
         self._metrics.errors += 1
@@ -254,8 +280,12 @@ class HealthMixin(ClientFields):
         Keys: ``exchange``, ``state``, ``is_connected``, ``subscriptions``,
         ``reconnect_attempts``, ``last_message_age`` (seconds, ``None`` before
         the first message), ``metrics``, plus ``pending_subscriptions``,
-        ``streams``, ``gaps``, ``sequence_gaps`` and ``waiting`` (why the next
-        connection attempt waits, or ``None``).
+        ``streams``, ``gaps``, ``sequence_gaps``, ``waiting`` (why the next
+        connection attempt waits, or ``None``), ``backlog`` (``messages``,
+        ``bytes`` and ``oldest_age`` in seconds of the messages waiting for
+        the handler) and ``slow_handler`` (``handler_seconds_per_second``
+        since the previous check: near 1 when the handler cannot keep up;
+        ``deferrals``).
 
         Per stream (this connection): ``type``, ``messages``,
         ``messages_per_second`` (since the previous health check, or since
@@ -267,6 +297,10 @@ class HealthMixin(ClientFields):
         core = self._core
         now_ns = monotonic_time_ns()
         last_age = None
+        backlog_age = core.backlog_age_ns() if core is not None else 0
+        backlog = {"messages": core.backlog_size if core is not None else 0,
+                   "bytes": core.backlog_bytes if core is not None else 0,
+                   "oldest_age": backlog_age / 1e9 if backlog_age else None}
         streams: dict[str, dict[str, Any]] = {}
         if core is not None and core.frames_received:
             last_age = (now_ns - core.last_receive_ns) / 1e9
@@ -286,7 +320,29 @@ class HealthMixin(ClientFields):
             "sequence_gaps": [{"time": g.time, "stream": g.stream, "expected": g.expected,
                                "received": g.received, "missing": g.missing} for g in self._sequence_gaps],
             "metrics": self.metrics,
+            "backlog": backlog,
+            "slow_handler": self._handler_load(core, now_ns),
         }
+
+    def _handler_load(self, core: Optional[FrameHandler], now_ns: int) -> dict[str, Any]:
+        """How much of the time the handler kept the core draining, since the previous health check.
+
+        ``handler_seconds_per_second`` near 1 means the handler is slower than
+        the feed (the backlog grows); ``deferrals`` counts read batches that
+        ran out of their time slice.
+        """
+        if core is None:
+            return {"handler_seconds_per_second": None, "deferrals": 0}
+        previous = self._load_sample
+        busy = core.drain_busy_ns
+        if previous is None or previous[0] is not core:
+            since, busy_before = core.connected_ns, 0
+        else:
+            since, busy_before = previous[1], previous[2]
+        self._load_sample = (core, now_ns, busy)
+        elapsed = now_ns - since
+        return {"handler_seconds_per_second": (busy - busy_before) / elapsed if elapsed > 0 else None,
+                "deferrals": core.deferrals}
 
     def _stream_health(self, stream_id: str, stats: Any, now_ns: int) -> dict[str, Any]:
         previous = self._rate_samples.get(stream_id)

@@ -108,6 +108,7 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._handover_end = None
         self._frame_tap = None
         self._waiting = None
+        self._load_sample = None
 
     # ------------------------------------------------------------------ the four
     @abstractmethod

@@ -53,7 +53,7 @@ class RotationMixin(SupervisorMixin):
                 wanted.set_result(reason)
             return
         self.logger.warning("reconnecting: %s", reason, extra={"exchange": self.exchange, "reason": reason})
-        self._in_background(self._close_transport(WSCloseCode.GOING_AWAY, reason))
+        self._in_background(self._close_transport(WSCloseCode.GOING_AWAY, reason, drain=True))
 
     async def _rotate(self, reason: str) -> bool:
         """Make before break: replace the live connection without a gap.

@@ -65,6 +65,8 @@ class SupervisorMixin(SubscriptionsMixin):
             # success, however it ended: only attempts that fail, and
             # connections that die before delivering, grow the delay and
             # count toward the limit.
+            # What the peer sent before it went away still reaches the handler.
+            await self._drain_backlog(self._core)
             delivered = subscribed is not None and self._delivered_since(subscribed)
             self._on_disconnected(reason)
             if self._stopping:
@@ -232,7 +234,7 @@ class SupervisorMixin(SubscriptionsMixin):
             if cfg.stale_timeout is not None and \
                     (monotonic_time_ns() - core.last_receive_ns) / 1e9 >= cfg.stale_timeout:
                 reason = f"stale: no message for {cfg.stale_timeout} s"
-                await self._close_transport(WSCloseCode.GOING_AWAY, "stale")
+                await self._close_transport(WSCloseCode.GOING_AWAY, "stale", drain=True)
                 return reason
             replace = None
             if wanted.done() and not wanted.cancelled():
@@ -246,6 +248,6 @@ class SupervisorMixin(SubscriptionsMixin):
                 continue
             if self._ws is None or self._ws.is_disconnected:
                 return self._close_reason()
-            await self._close_transport(WSCloseCode.GOING_AWAY, replace[:100])
+            await self._close_transport(WSCloseCode.GOING_AWAY, replace[:100], drain=True)
             self._reconnection.replaced()
             return replace

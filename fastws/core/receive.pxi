@@ -13,8 +13,16 @@ cdef inline void _receive_message(FrameHandler core, const char* ptr, Py_ssize_t
         # An earlier message is still being handled: keep order, so this
         # one waits (as a copy when it lives in the read buffer, which will
         # be reused).
-        core._backlog.append((owner if owner is not None else PyBytes_FromStringAndSize(ptr, size),
-                              recv_ns, opcode))
+        _wait_in_backlog(core, owner if owner is not None else PyBytes_FromStringAndSize(ptr, size),
+                         recv_ns, opcode)
+        return
+    if recv_ns - core._batch_start_ns > core._slice_ns:
+        # This read batch has kept the event loop for a whole time slice
+        # (``recv_ns`` is stamped after the earlier messages' handlers ran):
+        # the rest of it waits for the next turns of the loop.
+        _wait_in_backlog(core, owner if owner is not None else PyBytes_FromStringAndSize(ptr, size),
+                         recv_ns, opcode)
+        _defer(core)
         return
     if _receive(core, ptr, size, owner, recv_ns, opcode):
         _start_resume_task(core)
