@@ -33,6 +33,9 @@ from fastws.types import ConnectionState, ExchangeName, StreamType, Subscription
 
 __all__ = ["BaseWebSocketInterface"]
 
+# Seconds stop() waits for the cancelled supervisor before cancelling it again.
+_STOP_RECHECK = 0.5
+
 
 class BaseWebSocketInterface(RotationMixin, ABC):
     """One exchange connection with reconnection, subscriptions and metrics.
@@ -243,10 +246,14 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         # awaited ack completes in the same loop iteration).
         await self._close_transport(WSCloseCode.OK, "client stop")
         if supervisor is not None:
-            try:
-                await supervisor
-            except (asyncio.CancelledError, Exception):
-                pass
+            # A cancellation swallowed by wait_for (before 3.12) would leave
+            # the supervisor running, and stop() waiting for it for ever: it
+            # is cancelled again until it ends (it also checks _stopping).
+            while not supervisor.done():
+                supervisor.cancel()
+                await asyncio.wait({supervisor}, timeout=_STOP_RECHECK)
+            if not supervisor.cancelled():
+                supervisor.exception()   # retrieved: its failure was reported by _on_supervisor_done
         await self._close_transport(WSCloseCode.OK, "client stop")
         self._fail_acks(ConnectionFailedError(f"{self.exchange}: stopped before the ack arrived"))
         self._cancel_handover_end()

@@ -204,6 +204,8 @@ class SupervisorMixin(SubscriptionsMixin):
         connected_at = time.monotonic()
         healthy = False
         while True:
+            if self._stopping:
+                return "client stop"
             core = self._core
             disconnected = self._disconnected
             assert core is not None and disconnected is not None
@@ -243,7 +245,7 @@ class SupervisorMixin(SubscriptionsMixin):
                 replace = f"max_connection_age {cfg.max_connection_age} s reached"
             if replace is None:
                 continue
-            if cfg.make_before_break and await self._rotate(replace):
+            if cfg.make_before_break and not self._stopping and await self._rotate(replace):
                 connected_at = time.monotonic()
                 continue
             if self._ws is None or self._ws.is_disconnected:
