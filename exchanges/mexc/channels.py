@@ -34,6 +34,7 @@ __all__ = [
     "PONG_MSG",
     "REJECTION_PREFIX",
     "UPDATE_SPEEDS",
+    "WS_PATH",
     "WS_URL",
     "Channel",
     "ChannelKind",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 WS_URL = "wss://wbs-api.mexc.com/ws"
+WS_PATH = "/ws"
+"""The path of MEXC's WebSocket endpoint."""
 """The spot v3 endpoint; private channels need ``?listenKey=<key>``."""
 
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 30

@@ -58,8 +58,11 @@ def mexc_config(url: str = _channels.WS_URL, **overrides: Any) -> WebSocketConfi
     """A ``WebSocketConfig`` with MEXC's defaults, for ``MexcWebSocket``.
 
     ``url`` is the endpoint (``wss://wbs-api.mexc.com/ws``, or a
-    ``MexcSimulator``'s ``url``).
+    ``MexcSimulator``'s ``url`` or ``ws_url()``): a URL without a path gets
+    MEXC's ``/ws``.
     """
+    if isinstance(url, str) and urlsplit(url).path in ("", "/") and "?" not in url:
+        url = url.rstrip("/") + _channels.WS_PATH
     overrides.setdefault("max_messages_per_second", CONTROL_MESSAGES_PER_SECOND)
     overrides.setdefault("max_connection_age", DEFAULT_MAX_CONNECTION_AGE)
     overrides.setdefault("subscription_batch_size", _channels.MAX_SUBSCRIPTIONS_PER_CONNECTION)

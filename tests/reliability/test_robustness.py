@@ -271,3 +271,30 @@ async def test_subscribe_awaited_inside_a_handler_does_not_stall_the_feed(
         # The invalid one was refused by name, through the error handler.
         await until(lambda: any(isinstance(e, SubscriptionRejectedError) for e in sink.errors), 3, "refusal")
     assert [e.code for e in sink.errors] == [403]
+
+
+async def test_mexc_config_takes_the_simulators_url_as_its_docstring_says(mexc_simulator: Any) -> None:
+    from exchanges.mexc import MexcWebSocket, mexc_config
+    sink = Sink()
+    channel = "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"
+    for url in (mexc_simulator.url, mexc_simulator.ws_url()):
+        async with MexcWebSocket(ExchangeName("mexc"), mexc_config(url), sink.on_message, sink.on_error) as ws:
+            await ws.subscribe([channel])
+            assert ws.subscriptions == [channel]
+    assert sink.errors == []
+
+
+async def test_a_retired_channel_beside_good_ones_is_refused_by_mexc_and_the_good_ones_kept(
+        mexc_simulator: Any) -> None:
+    """Well-formed names pass the client's check; MEXC's own partial refusal still keeps the rest."""
+    from exchanges.mexc import MexcWebSocket, mexc_config
+    sink = Sink()
+    good = ["spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT", "spot@public.aggre.deals.v3.api.pb@100ms@ETHUSDT"]
+    retired = "spot@public.miniTicker.v3.api.pb@BTCUSDT@UTC+8"
+    async with MexcWebSocket(ExchangeName("mexc"), mexc_config(mexc_simulator.url), sink.on_message,
+                             sink.on_error) as ws:
+        with pytest.raises(SubscriptionRejectedError) as info:
+            await ws.subscribe([good[0], retired, good[1]])
+        assert info.value.rejected_streams == [retired] and "Not Subscribed successfully" in str(
+            info.value.exchange_message)
+        assert ws.subscriptions == good and mexc_simulator.subscribed() == set(good)
