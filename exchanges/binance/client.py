@@ -174,21 +174,25 @@ class BinanceConfig(WebSocketConfig):
     Attributes:
         rest_url: ``https://api.binance.com``, or a ``BinanceSimulator``'s ``rest_url``.
         book_depth: Snapshot levels per side asked for by ``subscribe_books`` (1 to 5000).
+        book_catch_up_timeout: Seconds a snapshot ahead of the diff stream waits
+            for the stream to reach it before it is fetched again.
     """
 
     rest_url: str = REST_URL
     book_depth: int = DEFAULT_BOOK_DEPTH
+    book_catch_up_timeout: float = 10.0
 
 
 def binance_config(url: str = _streams.SPOT_URL, *, rest_url: str = REST_URL,
-                   book_depth: int = DEFAULT_BOOK_DEPTH, **overrides: Any) -> BinanceConfig:
+                   book_depth: int = DEFAULT_BOOK_DEPTH, book_catch_up_timeout: float = 10.0,
+                   **overrides: Any) -> BinanceConfig:
     """A ``WebSocketConfig`` with Binance's defaults, for ``BinanceWebSocket``.
 
     ``url`` is the endpoint's base (``wss://stream.binance.com:9443``, or a
     ``BinanceSimulator``'s ``url``); the adapter adds ``/stream``. A
     ``?timeUnit=MICROSECOND`` query is kept and switches event times to
     microseconds. ``rest_url`` is where order book snapshots come from
-    (``subscribe_books``), ``book_depth`` their limit.
+    (``subscribe_books``), ``book_depth`` their limit (``BinanceConfig``).
     """
     overrides.setdefault("max_messages_per_second", CONTROL_MESSAGES_PER_SECOND)
     overrides.setdefault("max_connection_age", DEFAULT_MAX_CONNECTION_AGE)
@@ -196,7 +200,8 @@ def binance_config(url: str = _streams.SPOT_URL, *, rest_url: str = REST_URL,
     overrides.setdefault("ping_interval", _streams.SERVER_PING_INTERVAL)
     base = create_websocket_config(url, **overrides)
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
-    return BinanceConfig(**fields, rest_url=rest_url, book_depth=book_depth)
+    return BinanceConfig(**fields, rest_url=rest_url, book_depth=book_depth,
+                         book_catch_up_timeout=book_catch_up_timeout)
 
 
 def _within_limits(config: WebSocketConfig) -> WebSocketConfig:
@@ -477,7 +482,8 @@ class BinanceWebSocket(PooledWebSocketInterface):
         if books is None:
             books = self._books = BinanceBooks(
                 self.exchange, getattr(config, "rest_url", REST_URL), self._emit_error,
-                depth=getattr(config, "book_depth", DEFAULT_BOOK_DEPTH), timeout=config.timeout)
+                depth=getattr(config, "book_depth", DEFAULT_BOOK_DEPTH), timeout=config.timeout,
+                catch_up_timeout=getattr(config, "book_catch_up_timeout", 10.0))
             self.add_state_listener(self._on_connection_state)
             for member in self._members:
                 member.add_state_listener(self._on_connection_state)

@@ -1,0 +1,292 @@
+"""Binance order books end to end: ``subscribe_books`` against BinanceSimulator's stream and REST.
+
+The simulator publishes only when stepped; a background stepper moves the
+market while a test waits, and is paused at checkpoints, where the client's
+book must equal the simulator's own book level by level (exact strings).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, AsyncIterator, Callable, Optional
+
+import pytest
+
+from exchanges.binance import BinanceWebSocket, binance_config
+from exchanges.binance.simulator import BinanceSimulator
+from fastws import ExchangeAPIError, ExchangeName, SequenceGapError
+from fastws.book import BannedError, OrderBook, TooManyRequestsError
+from fastws.errors import ExchangeTimeoutError, InvalidMessageError
+from tests.conftest import other_tasks
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+
+class Books:
+    """The book handler and error handler of a test, with what they got."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, int, bool]] = []
+        self.errors: list[ExchangeAPIError] = []
+
+    def on_book(self, book: OrderBook) -> None:
+        self.updates.append((book.symbol, book.update_id, bool(book.valid)))
+
+    def on_error(self, error: ExchangeAPIError) -> None:
+        self.errors.append(error)
+
+    def codes(self) -> list[int]:
+        return [e.code for e in self.errors]
+
+
+class Stepper:
+    """Steps the simulator's market every ``period`` seconds until paused."""
+
+    def __init__(self, sim: BinanceSimulator, period: float = 0.005) -> None:
+        self.sim = sim
+        self.period = period
+        self.running = True
+
+    async def run(self) -> None:
+        while True:
+            if self.running:
+                self.sim.step(1)
+            await asyncio.sleep(self.period)
+
+
+@contextlib.asynccontextmanager
+async def stepping(sim: BinanceSimulator) -> AsyncIterator[Stepper]:
+    stepper = Stepper(sim)
+    task = asyncio.get_running_loop().create_task(stepper.run())
+    try:
+        yield stepper
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(done: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"{what} not met after {timeout} s"
+        await asyncio.sleep(0.005)
+
+
+def client(sim: BinanceSimulator, books: Books, **overrides: Any) -> BinanceWebSocket:
+    overrides.setdefault("book_depth", 100)
+    config = binance_config(sim.url, rest_url=sim.rest_url, **overrides)
+    return BinanceWebSocket(ExchangeName("binance"), config, lambda message: None, books.on_error)
+
+
+async def agrees(sim: BinanceSimulator, stepper: Stepper, ws: BinanceWebSocket, symbols: list[str],
+                 levels: int = 20, timeout: float = 5.0) -> None:
+    """Wait for valid books, pause the market, wait until each book caught up, compare it with
+    the simulator's book."""
+    for symbol in symbols:
+        await until(lambda: (b := ws.book(symbol)) is not None and bool(b.valid), timeout, f"{symbol} valid")
+    stepper.running = False
+    try:
+        for symbol in symbols:
+            book = ws.book(symbol)
+            assert book is not None
+            truth_id = sim.market.symbol(symbol).last_update_id
+            await until(lambda: bool(book.valid) and book.update_id == truth_id, timeout,
+                        f"{symbol} valid at {truth_id} (book {book!r})")
+            truth = sim.book(symbol, levels)
+            assert book.bids_exact(levels) == [tuple(level) for level in truth.bids]
+            assert book.asks_exact(levels) == [tuple(level) for level in truth.asks]
+            assert not book.is_crossed()
+    finally:
+        stepper.running = True
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[BinanceSimulator]:
+    async with BinanceSimulator(rate=0, ping_interval=0) as simulator:
+        for symbol in SYMBOLS:
+            simulator.market.symbol(symbol)
+        yield simulator
+
+
+async def test_books_equal_the_simulators_at_checkpoints(sim: BinanceSimulator) -> None:
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim) as stepper:
+        started = time.perf_counter()
+        result = await ws.subscribe_books(SYMBOLS, books.on_book)
+        assert sorted(result) == SYMBOLS
+        await until(lambda: all(b.valid for b in result.values()), what="books valid")
+        first_valid = time.perf_counter() - started
+        for _ in range(3):
+            await asyncio.sleep(0.1)
+            await agrees(sim, stepper, ws, SYMBOLS)
+        # The handler saw each symbol's ids increase, every one of them valid.
+        for symbol in SYMBOLS:
+            ids = [i for s, i, valid in books.updates if s == symbol and valid]
+            assert len(ids) > 10 and ids == sorted(set(ids))
+        health = (await ws.health_check())["books"]
+        assert health["BTCUSDT"]["valid"] and health["BTCUSDT"]["resyncs"] == 0
+        assert health["BTCUSDT"]["bid_levels"] == 20 and health["BTCUSDT"]["ask_levels"] == 20
+        assert health["BTCUSDT"]["last_update_id"] == result["BTCUSDT"].update_id
+        assert books.errors == []
+        # Two snapshots of limit 100: weight 5 each.
+        assert sim.rest_requests == [("BTCUSDT", 100), ("ETHUSDT", 100)] or \
+            sorted(sim.rest_requests) == [("BTCUSDT", 100), ("ETHUSDT", 100)]
+        assert sim.rest_weight_used == 10
+        print(f"first valid book after {first_valid * 1000:.1f} ms")
+
+
+async def test_a_snapshot_older_than_the_stream_is_fetched_again(sim: BinanceSimulator) -> None:
+    sim.rest_fault("stale", "BTCUSDT")
+    for _ in range(5):               # the market moves on: the stale snapshot is behind every diff
+        sim.market.step(["BTCUSDT"])
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim) as stepper:
+        await ws.subscribe_books(["BTCUSDT"], books.on_book)
+        await agrees(sim, stepper, ws, ["BTCUSDT"])
+        sync = ws.books.syncs["BTCUSDT"]  # type: ignore[union-attr]
+        assert sync.stale_snapshots >= 1 and sync.snapshots >= 2
+        assert books.errors == []
+
+
+async def test_a_snapshot_far_ahead_is_waited_for_then_fetched_again(sim: BinanceSimulator) -> None:
+    sim.rest_fault("ahead", 1000)
+    books = Books()
+    async with client(sim, books, book_catch_up_timeout=0.3) as ws, stepping(sim) as stepper:
+        await ws.subscribe_books(["BTCUSDT"], books.on_book)
+        await agrees(sim, stepper, ws, ["BTCUSDT"])
+        sync = ws.books.syncs["BTCUSDT"]  # type: ignore[union-attr]
+        assert sync.stale_snapshots == 1 and sync.snapshots == 2
+
+
+async def test_429_backs_off_for_retry_after(sim: BinanceSimulator) -> None:
+    sim.rest_fault("429", 0.4)
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim) as stepper:
+        started = time.monotonic()
+        result = await ws.subscribe_books(["BTCUSDT"], books.on_book)
+        await until(lambda: bool(result["BTCUSDT"].valid), what="valid after the 429")
+        assert time.monotonic() - started >= 0.4
+        assert isinstance(books.errors[0], TooManyRequestsError) and books.errors[0].retry_after == 0.4
+        assert books.codes() == [429]
+        await agrees(sim, stepper, ws, ["BTCUSDT"])
+
+
+async def test_418_stops_the_book_and_reports(sim: BinanceSimulator) -> None:
+    sim.rest_fault("418", 120)
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim):
+        result = await ws.subscribe_books(["BTCUSDT"], books.on_book)
+        await until(lambda: bool(books.errors), what="the ban reported")
+        await asyncio.sleep(0.3)
+        error = books.errors[0]
+        assert isinstance(error, BannedError) and error.code == 418 and error.retry_after == 120
+        assert "banned" in str(error) and "BTCUSDT" in str(error)
+        assert not result["BTCUSDT"].valid
+        assert len(sim.rest_requests) == 1          # nothing more asked during the ban
+        health = (await ws.health_check())["books"]["BTCUSDT"]
+        assert health["valid"] is False and "418" in health["stopped"]
+        assert not ws.books.syncs["BTCUSDT"].running  # type: ignore[union-attr]
+        # The handler was told the book is invalid.
+        assert books.updates and books.updates[-1][2] is False
+
+
+async def test_a_slow_snapshot_times_out_and_is_fetched_again(sim: BinanceSimulator) -> None:
+    sim.rest_fault("slow", 1.5)
+    books = Books()
+    async with client(sim, books, timeout=0.5) as ws, stepping(sim) as stepper:
+        await ws.subscribe_books(["BTCUSDT"], books.on_book)
+        await agrees(sim, stepper, ws, ["BTCUSDT"])
+        assert isinstance(books.errors[0], ExchangeTimeoutError) and books.codes() == [408]
+
+
+async def test_a_snapshot_that_is_not_json_is_reported_and_fetched_again(sim: BinanceSimulator) -> None:
+    sim.rest_fault("garbage")
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim) as stepper:
+        await ws.subscribe_books(["BTCUSDT"], books.on_book)
+        await agrees(sim, stepper, ws, ["BTCUSDT"])
+        assert isinstance(books.errors[0], InvalidMessageError) and books.codes() == [400]
+
+
+async def test_a_gap_in_the_diffs_resyncs(sim: BinanceSimulator) -> None:
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim) as stepper:
+        result = await ws.subscribe_books(SYMBOLS, books.on_book)
+        await agrees(sim, stepper, ws, SYMBOLS)
+        sim.skip_sequence(1)
+        await until(lambda: ws.books.syncs["BTCUSDT"].resyncs == 1, what="resync")  # type: ignore[union-attr]
+        await agrees(sim, stepper, ws, SYMBOLS)
+        assert any(isinstance(e, SequenceGapError) and "resyncing" in str(e) for e in books.errors)
+        assert (False in [valid for s, _, valid in books.updates if s == "BTCUSDT"])
+        assert (await ws.health_check())["books"]["BTCUSDT"]["seconds_invalid"] > 0
+        assert result["BTCUSDT"].valid
+
+
+async def test_a_crossed_book_resyncs(sim: BinanceSimulator) -> None:
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim) as stepper:
+        await ws.subscribe_books(["BTCUSDT"], books.on_book)
+        await agrees(sim, stepper, ws, ["BTCUSDT"])
+        stepper.running = False
+        sim.send_crossed_diff("BTCUSDT")
+        await until(lambda: ws.books.syncs["BTCUSDT"].resyncs == 1, what="resync")  # type: ignore[union-attr]
+        stepper.running = True
+        await agrees(sim, stepper, ws, ["BTCUSDT"])
+        assert any(isinstance(e, InvalidMessageError) and "crossed" in str(e) for e in books.errors)
+        # No update the handler saw as valid was crossed.
+
+
+async def test_a_dropped_connection_resyncs(sim: BinanceSimulator) -> None:
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim) as stepper:
+        await ws.subscribe_books(SYMBOLS, books.on_book)
+        await agrees(sim, stepper, ws, SYMBOLS)
+        sim.drop()
+        await until(lambda: all(s.resyncs >= 1 for s in ws.books.syncs.values()),  # type: ignore[union-attr]
+                    what="resyncs after the drop")
+        await agrees(sim, stepper, ws, SYMBOLS)
+
+
+async def test_make_before_break_keeps_the_book_valid() -> None:
+    async with BinanceSimulator(rate=0, ping_interval=0, max_connection_age=1.0) as sim:
+        sim.market.symbol("BTCUSDT")
+        books = Books()
+        async with client(sim, books, max_connection_age=0.4) as ws, stepping(sim) as stepper:
+            await ws.subscribe_books(["BTCUSDT"], books.on_book)
+            await agrees(sim, stepper, ws, ["BTCUSDT"])
+            await until(lambda: ws.metrics["rotations"] >= 2, what="two rotations")
+            await agrees(sim, stepper, ws, ["BTCUSDT"])
+            assert ws.books.syncs["BTCUSDT"].resyncs == 0  # type: ignore[union-attr]
+            assert [v for _, _, v in books.updates].count(False) == 0
+            assert ws.gaps == []
+
+
+async def test_unsubscribe_books_stops_the_sync(sim: BinanceSimulator) -> None:
+    books = Books()
+    async with client(sim, books) as ws, stepping(sim) as stepper:
+        await ws.subscribe_books(SYMBOLS, books.on_book)
+        await agrees(sim, stepper, ws, SYMBOLS)
+        await ws.unsubscribe_books(["ETHUSDT"])
+        assert ws.book("ETHUSDT") is None and "ethusdt@depth@100ms" not in ws.subscriptions
+        assert list((await ws.health_check())["books"]) == ["BTCUSDT"]
+        await agrees(sim, stepper, ws, ["BTCUSDT"])
+
+
+async def test_stop_leaves_no_task_or_session(sim: BinanceSimulator) -> None:
+    books = Books()
+    tasks_before = other_tasks()
+    ws = client(sim, books)
+    await ws.start()
+    result = await ws.subscribe_books(SYMBOLS, books.on_book)
+    await until(lambda: len(sim.rest_requests) == 2, what="snapshots asked")
+    manager = ws.books
+    assert manager is not None
+    await until(lambda: not manager.fetcher.closed, what="session open")
+    session: Optional[Any] = manager.fetcher._session
+    await ws.stop()
+    await asyncio.sleep(0.05)
+    assert other_tasks() - tasks_before == set()
+    assert manager.fetcher.closed and session is not None and session.closed
+    assert ws.books is None and not any(b.valid for b in result.values())
