@@ -44,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from fastws._core import RouteTable
+from fastws._core import RouteTable, is_async_callable
 from fastws.book import OrderBook
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.client.subscriptions import stream_names
@@ -279,6 +279,7 @@ class BinanceWebSocket(PooledWebSocketInterface):
         self._dict_fast_route = (cls._parse_message is BinanceWebSocket._parse_message
                                  and cls._extract_stream_info is BinanceWebSocket._extract_stream_info)
         self._books: Optional[BinanceBooks] = None
+        self._book_listening = False
 
     def _new_member(self) -> "BinanceWebSocket":
         handler = self._typed_handler if self.typed else self._message_handler
@@ -476,6 +477,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
         Raises:
             SubscriptionRejectedError: Binance refused the stream.
         """
+        if is_async_callable(handler):
+            raise TypeError("subscribe_books: the book handler must be a plain function (it runs in "
+                            "the frame's dispatch, before the next update reaches the book)")
         wanted = [symbols] if isinstance(symbols, str) else list(symbols)
         config = self.config
         books = self._books
@@ -484,9 +488,11 @@ class BinanceWebSocket(PooledWebSocketInterface):
                 self.exchange, getattr(config, "rest_url", REST_URL), self._emit_error,
                 depth=getattr(config, "book_depth", DEFAULT_BOOK_DEPTH), timeout=config.timeout,
                 catch_up_timeout=getattr(config, "book_catch_up_timeout", 10.0))
-            self.add_state_listener(self._on_connection_state)
-            for member in self._members:
-                member.add_state_listener(self._on_connection_state)
+            if not self._book_listening:
+                self._book_listening = True
+                self.add_state_listener(self._on_connection_state)
+                for member in self._members:
+                    member.add_state_listener(self._on_connection_state)
         assert self._routes is not None
         syncs = []
         for symbol in wanted:
@@ -494,7 +500,8 @@ class BinanceWebSocket(PooledWebSocketInterface):
             if symbol.upper() in books.syncs:
                 continue
             sync = books.add(symbol, handler)
-            self._routes.add(stream, sync.on_frame, sync.deliver, StreamType.ORDERBOOK, sequenced=True,
+            # Not sequenced: the sync checks U/u itself (one report per gap, no scan).
+            self._routes.add(stream, sync.on_frame, sync.deliver, StreamType.ORDERBOOK, sequenced=False,
                              pass_stream=False)
             syncs.append(sync)
         streams = [depth_stream(s.book.symbol) for s in syncs]

@@ -440,7 +440,8 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
         await super().start()
         app = web.Application()
         app.router.add_get("/api/v3/depth", self._depth)
-        runner = web.AppRunner(app, access_log=None)
+        # Open requests (a "slow" fault, a client not stopped) get 0.5 s at stop.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -4,7 +4,7 @@
 
 1. While the book is not live, every diff's raw bytes are buffered (a copy of
    the frame's data; nothing is parsed until a snapshot gives the scales).
-2. A snapshot is fetched through the injected ``fetch()`` coroutine and applied.
+2. Once the first diff is buffered, a snapshot is fetched through the injected ``fetch()`` coroutine and applied.
    The buffered diffs are then staged one by one (``JsonBookReader.stage_diff``
    reads their ids and levels from the bytes): those wholly before the
    snapshot are dropped; the first one kept must straddle the snapshot's id
@@ -129,6 +129,7 @@ class BookSync:
         self._valid_since = 0.0
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task[None]] = None
+        self._catch_up_timer: Optional[asyncio.TimerHandle] = None
 
     # ------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -136,17 +137,27 @@ class BookSync:
         if self._task is None:
             self._wake.set()
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"fastws-book-{self.name}")
+            self._task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: "asyncio.Task[None]") -> None:
+        """A sync task that died of a bug leaves an invalid book and says why."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        self._mark_invalid(f"sync failed: {exc!r}")
+        error = ExchangeAPIError(500, f"{self.name}: the book's sync failed: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        self._on_error(error)
 
     async def stop(self) -> None:
         """Stop the sync task; the book becomes invalid."""
         task, self._task = self._task, None
         self._mark_invalid("stopped")
-        if task is not None:
+        # No asyncio.wait_for in the task (before 3.12 it can lose a
+        # cancellation), and cancelled until done all the same.
+        while task is not None and not task.done():
             task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.wait({task}, timeout=0.5)
 
     @property
     def running(self) -> bool:
@@ -181,7 +192,9 @@ class BookSync:
             if self._held_since is not None:
                 self._catch_up(data)
             elif self.stopped is None:
-                if len(self._buffer) >= self.max_buffer:
+                if not self._buffer:
+                    self._wake.set()            # the first diff: time to fetch the snapshot
+                elif len(self._buffer) >= self.max_buffer:
                     del self._buffer[0]
                 self._buffer.append(bytes(data))
             return book
@@ -230,6 +243,7 @@ class BookSync:
         self.book.invalidate()
         self._live = False
         self._held_since = None
+        self._cancel_catch_up()
         self.last_reason = reason
         if self.invalid_since is None:
             self.invalid_since = time.monotonic()
@@ -292,6 +306,7 @@ class BookSync:
             self._crossed()
             return
         self._held_since = None
+        self._cancel_catch_up()
         self._live = True
         book.valid = True
         self._valid_since = now = time.monotonic()
@@ -353,8 +368,8 @@ class BookSync:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._live:
-                continue
+            if self._live or self._held_since is not None or not self._buffer:
+                continue        # in sync, or waiting for the stream's first diff
             if not first:
                 delay = self._policy.next_delay()
                 if delay:
@@ -382,7 +397,8 @@ class BookSync:
             self.snapshots += 1
             self._install(snapshot)
             if self._held_since is not None:
-                await self._wait_caught_up()
+                self._catch_up_timer = asyncio.get_running_loop().call_later(
+                    self.catch_up_timeout, self._catch_up_expired)
 
     def _failed_snapshot(self, error: ExchangeAPIError) -> None:
         # A 429's Retry-After is kept by the fetcher (no request before it);
@@ -391,13 +407,16 @@ class BookSync:
         self._on_error(error)
         self._wake.set()
 
-    async def _wait_caught_up(self) -> None:
-        """Wait while the stream catches up with a held snapshot; fetch again if it does not."""
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.catch_up_timeout)
-        except asyncio.TimeoutError:
-            if self._held_since is not None:
-                self.stale_snapshots += 1
-                self._mark_invalid(f"stream did not reach snapshot {self.book.update_id} within "
-                                   f"{self.catch_up_timeout} s")
-                self._wake.set()
+    def _catch_up_expired(self) -> None:
+        """The stream did not reach a held snapshot in time: fetch again."""
+        self._catch_up_timer = None
+        if self._held_since is not None:
+            self.stale_snapshots += 1
+            self._mark_invalid(f"stream did not reach snapshot {self.book.update_id} within "
+                               f"{self.catch_up_timeout} s")
+            self._wake.set()
+
+    def _cancel_catch_up(self) -> None:
+        timer, self._catch_up_timer = self._catch_up_timer, None
+        if timer is not None:
+            timer.cancel()

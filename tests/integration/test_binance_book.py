@@ -280,6 +280,7 @@ async def test_stop_leaves_no_task_or_session(sim: BinanceSimulator) -> None:
     ws = client(sim, books)
     await ws.start()
     result = await ws.subscribe_books(SYMBOLS, books.on_book)
+    sim.step(1)                      # the first diffs: the snapshots are fetched
     await until(lambda: len(sim.rest_requests) == 2, what="snapshots asked")
     manager = ws.books
     assert manager is not None
