@@ -291,3 +291,94 @@ async def test_stop_leaves_no_task_or_session(sim: BinanceSimulator) -> None:
     assert other_tasks() - tasks_before == set()
     assert manager.fetcher.closed and session is not None and session.closed
     assert ws.books is None and not any(b.valid for b in result.values())
+
+
+# ---------------------------------------------------------------- the sync's rules, in process
+# BookSync with its injected fetch returning fixed snapshot bytes: the edge cases
+# of Binance's procedure, frame by frame.
+
+_SNAPSHOT = (b'{"lastUpdateId":100,"bids":[["10.00","1.0"],["9.00","2.0"]],'
+             b'"asks":[["11.00","1.0"],["12.00","2.0"]]}')
+
+
+def _diff(first: int, last: int, bids: str = "[]", asks: str = "[]") -> bytes:
+    return f'{{"e":"depthUpdate","E":5,"s":"X","U":{first},"u":{last},"b":{bids},"a":{asks}}}'.encode()
+
+
+async def _synced(frames: list[bytes], snapshots: Optional[list[bytes]] = None) -> tuple[Any, Books]:
+    from fastws.book import BookSync, JsonBookReader
+    books = Books()
+    pending = list(snapshots or [_SNAPSHOT])
+
+    async def fetch() -> bytes:
+        return pending.pop(0) if len(pending) > 1 else pending[0]
+    sync = BookSync(OrderBook("X"), JsonBookReader(), fetch, on_update=books.on_book, on_error=books.on_error,
+                    catch_up_timeout=0.2)
+    sync.start()
+    for frame in frames:
+        sync.deliver(sync.on_frame(frame))
+    await until(lambda: sync.live or sync.stale_snapshots > 0 or bool(books.errors), 2.0, "sync settled")
+    return sync, books
+
+
+@pytest.mark.parametrize("first,last", [(101, 101), (95, 101), (100, 105), (101, 130)])
+async def test_the_first_diff_applied_straddles_the_snapshot(first: int, last: int) -> None:
+    # 90..94 is wholly before the snapshot (100): dropped.
+    sync, books = await _synced([_diff(90, 94), _diff(first, last, bids='[["10.00","5.0"]]')])
+    try:
+        assert sync.live and sync.book.valid and sync.book.update_id == last
+        assert sync.book.bids_exact(1) == [("10.00", "5.0")]
+        assert books.errors == []
+        # The next diff continues it; an old one and a duplicate are dropped.
+        sync.deliver(sync.on_frame(_diff(last + 1, last + 2, asks='[["11.00","0"]]')))
+        sync.deliver(sync.on_frame(_diff(last + 1, last + 2, asks='[["11.00","3.0"]]')))
+        assert sync.book.update_id == last + 2 and sync.book.best_ask() == (12.0, 2.0)
+        assert [u for _, u, valid in books.updates if valid][-2:] == [last, last + 2]
+    finally:
+        await sync.stop()
+
+
+async def test_a_diff_past_the_snapshot_fetches_again() -> None:
+    """The first diff after the snapshot starts at 102: the snapshot (100) is older than the stream."""
+    newer = b'{"lastUpdateId":104,"bids":[["10.00","1.0"]],"asks":[["11.00","1.0"]]}'
+    sync, books = await _synced([_diff(102, 104)], [_SNAPSHOT, newer])
+    try:
+        await until(lambda: sync.snapshots == 2, 2.0, "refetch")
+        assert sync.stale_snapshots == 1 and not sync.live     # waits for 105
+        sync.deliver(sync.on_frame(_diff(105, 106, bids='[["10.50","1.0"]]')))
+        assert sync.live and sync.book.update_id == 106 and sync.book.best_bid() == (10.5, 1.0)
+    finally:
+        await sync.stop()
+
+
+async def test_a_level_that_does_not_parse_reports_400_and_resyncs() -> None:
+    sync, books = await _synced([_diff(100, 101)])
+    try:
+        assert sync.live
+        sync.deliver(sync.on_frame(_diff(102, 102, bids='[["abc","1.0"]]')))
+        assert not sync.book.valid and sync.resyncs == 1
+        assert books.codes() == [400] and isinstance(books.errors[0], InvalidMessageError)
+        # The levels stayed as they were; the sync starts over with the next diff.
+        assert sync.book.bids_exact(2) == [("10.00", "1.0"), ("9.00", "2.0")]
+    finally:
+        await sync.stop()
+
+
+async def test_a_raising_handler_does_not_corrupt_the_book() -> None:
+    from fastws.book import BookSync, JsonBookReader
+    errors: list[ExchangeAPIError] = []
+
+    def handler(book: OrderBook) -> None:
+        raise RuntimeError("strategy bug")
+
+    async def fetch() -> bytes:
+        return _SNAPSHOT
+    sync = BookSync(OrderBook("X"), JsonBookReader(), fetch, on_update=handler, on_error=errors.append)
+    sync.start()
+    sync.on_frame(_diff(99, 101))
+    await until(lambda: sync.live, 2.0, "live")
+    with pytest.raises(RuntimeError):
+        sync.deliver(sync.on_frame(_diff(102, 102, bids='[["9.50","1.0"]]')))
+    assert sync.live and sync.book.update_id == 102 and sync.book.bids_exact(3)[1] == ("9.50", "1.0")
+    assert [e.code for e in errors] == [500]        # the raise when the sync went live
+    await sync.stop()
