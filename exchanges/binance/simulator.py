@@ -464,7 +464,8 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
 
         Args:
             kind: ``"stale"``: the book as it is now (``value``: the symbol),
-                served later when the stream has moved on; ``"ahead"``: the
+                served later when the stream has moved on; ``"stale_book"``:
+                ``value`` (a ``PartialBook`` of ``book()``); ``"ahead"``: the
                 current book with ``lastUpdateId`` ``value`` (default 1000) ids
                 ahead; ``"429"`` / ``"418"``: that status with ``Retry-After:
                 value`` (seconds, default 1); ``"slow"``: the answer after
@@ -472,8 +473,7 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
                 error body; ``"garbage"``: a body that is not JSON.
         """
         if kind == "stale":
-            book = self.book(str(value))
-            value = {"lastUpdateId": book.last_update_id, "bids": book.bids, "asks": book.asks}
+            kind, value = "stale_book", self.book(str(value))
         self._rest_faults.append((kind, value))
 
     async def _depth(self, request: web.Request) -> web.Response:
@@ -502,8 +502,8 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
                 return web.Response(body=b"<html>not json</html>", status=200, headers=headers)
             if kind == "slow":
                 await asyncio.sleep(float(value))
-            elif kind == "stale":
-                body = value
+            elif kind == "stale_book":
+                body = {"lastUpdateId": value.last_update_id, "bids": value.bids, "asks": value.asks}
             elif kind == "ahead":
                 book = self.book(symbol, limit)
                 body = {"lastUpdateId": book.last_update_id + (1000 if value is None else int(value)),

@@ -137,27 +137,31 @@ async def test_books_equal_the_simulators_at_checkpoints(sim: BinanceSimulator) 
         print(f"first valid book after {first_valid * 1000:.1f} ms")
 
 
-async def test_a_snapshot_older_than_the_stream_is_fetched_again(sim: BinanceSimulator) -> None:
-    sim.rest_fault("stale", "BTCUSDT")
-    for _ in range(5):               # the market moves on: the stale snapshot is behind every diff
-        sim.market.step(["BTCUSDT"])
+async def synced_after_fault(sim: BinanceSimulator, kind: str, value: Any = None,
+                             **overrides: Any) -> tuple[Any, Books]:
+    """Queue a REST fault, keep a BTCUSDT book until it agrees with the simulator's; its sync and handler."""
+    sim.rest_fault(kind, value)
     books = Books()
-    async with client(sim, books) as ws, stepping(sim) as stepper:
+    async with client(sim, books, **overrides) as ws, stepping(sim) as stepper:
         await ws.subscribe_books(["BTCUSDT"], books.on_book)
         await agrees(sim, stepper, ws, ["BTCUSDT"])
-        sync = ws.books.syncs["BTCUSDT"]  # type: ignore[union-attr]
-        assert sync.stale_snapshots >= 1 and sync.snapshots >= 2
-        assert books.errors == []
+        assert ws.books is not None
+        return ws.books.syncs["BTCUSDT"], books
+
+
+async def test_a_snapshot_older_than_the_stream_is_fetched_again(sim: BinanceSimulator) -> None:
+    book = sim.book("BTCUSDT")
+    for _ in range(5):               # the market moves on: the stale snapshot is behind every diff
+        sim.market.step(["BTCUSDT"])
+    assert sim.book("BTCUSDT").last_update_id > book.last_update_id + 5
+    sync, books = await synced_after_fault(sim, "stale_book", book)
+    assert sync.stale_snapshots >= 1 and sync.snapshots >= 2
+    assert books.errors == []
 
 
 async def test_a_snapshot_far_ahead_is_waited_for_then_fetched_again(sim: BinanceSimulator) -> None:
-    sim.rest_fault("ahead", 1000)
-    books = Books()
-    async with client(sim, books, book_catch_up_timeout=0.3) as ws, stepping(sim) as stepper:
-        await ws.subscribe_books(["BTCUSDT"], books.on_book)
-        await agrees(sim, stepper, ws, ["BTCUSDT"])
-        sync = ws.books.syncs["BTCUSDT"]  # type: ignore[union-attr]
-        assert sync.stale_snapshots == 1 and sync.snapshots == 2
+    sync, books = await synced_after_fault(sim, "ahead", 1000, book_catch_up_timeout=0.3)
+    assert sync.stale_snapshots == 1 and sync.snapshots == 2
 
 
 async def test_429_backs_off_for_retry_after(sim: BinanceSimulator) -> None:
@@ -193,21 +197,13 @@ async def test_418_stops_the_book_and_reports(sim: BinanceSimulator) -> None:
 
 
 async def test_a_slow_snapshot_times_out_and_is_fetched_again(sim: BinanceSimulator) -> None:
-    sim.rest_fault("slow", 1.5)
-    books = Books()
-    async with client(sim, books, timeout=0.5) as ws, stepping(sim) as stepper:
-        await ws.subscribe_books(["BTCUSDT"], books.on_book)
-        await agrees(sim, stepper, ws, ["BTCUSDT"])
-        assert isinstance(books.errors[0], ExchangeTimeoutError) and books.codes() == [408]
+    _, books = await synced_after_fault(sim, "slow", 1.5, timeout=0.5)
+    assert isinstance(books.errors[0], ExchangeTimeoutError) and books.codes() == [408]
 
 
 async def test_a_snapshot_that_is_not_json_is_reported_and_fetched_again(sim: BinanceSimulator) -> None:
-    sim.rest_fault("garbage")
-    books = Books()
-    async with client(sim, books) as ws, stepping(sim) as stepper:
-        await ws.subscribe_books(["BTCUSDT"], books.on_book)
-        await agrees(sim, stepper, ws, ["BTCUSDT"])
-        assert isinstance(books.errors[0], InvalidMessageError) and books.codes() == [400]
+    _, books = await synced_after_fault(sim, "garbage")
+    assert isinstance(books.errors[0], InvalidMessageError) and books.codes() == [400]
 
 
 async def test_a_gap_in_the_diffs_resyncs(sim: BinanceSimulator) -> None:
@@ -382,3 +378,21 @@ async def test_a_raising_handler_does_not_corrupt_the_book() -> None:
     assert sync.live and sync.book.update_id == 102 and sync.book.bids_exact(3)[1] == ("9.50", "1.0")
     assert [e.code for e in errors] == [500]        # the raise when the sync went live
     await sync.stop()
+
+
+async def test_levels_beyond_the_snapshots_depth_are_not_presented_as_covered() -> None:
+    from fastws.book import BookSync, JsonBookReader
+
+    async def fetch() -> bytes:
+        return _SNAPSHOT                # two levels a side: a full answer to limit=2
+    sync = BookSync(OrderBook("X"), JsonBookReader(), fetch, on_update=lambda book: None,
+                    on_error=lambda error: None, depth=2)
+    sync.start()
+    sync.on_frame(_diff(100, 101, bids='[["8.00","1.0"]]', asks='[["13.00","1.0"]]'))
+    await until(lambda: sync.live, 2.0, "live")
+    try:
+        assert sync.book.bids(3) == [(10.0, 1.0), (9.0, 2.0), (8.0, 1.0)]
+        assert sync.covered_bids(3) == [(10.0, 1.0), (9.0, 2.0)]
+        assert sync.covered_asks(3) == [(11.0, 1.0), (12.0, 2.0)]
+    finally:
+        await sync.stop()
