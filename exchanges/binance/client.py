@@ -28,6 +28,11 @@ Two routes for data:
   ``Trade``, ...) and handed to ``handler(stream, message)``, the stream's own
   handler when ``subscribe(..., handler=...)`` gave one.
 
+Order books: ``subscribe_books(["BTCUSDT"], handler)`` keeps compiled local
+books synced from ``<sym>@depth@100ms`` (a route of its own whose decoder
+reads the levels from the frame's bytes into the book) and REST snapshots from
+the config's ``rest_url`` (``BinanceConfig``; exchanges/binance/book.py).
+
 In both, the core reads the event time (``E``) and the depth update ids
 (``U``/``u``) from the raw frame: ``health_check()`` reports per stream the
 event-to-receive latency and messages per second, and a depth update whose
