@@ -58,10 +58,12 @@ class BinanceBooks:
         depth: Snapshot limit (levels per side).
         catch_up_timeout: Seconds a snapshot ahead of the stream waits for it.
         timeout: Seconds allowed for a snapshot request.
+        expect_reorder: True while a make-before-break overlap may deliver diffs out of order.
     """
 
     def __init__(self, exchange: str, rest_url: str, report: Callable[[ExchangeAPIError], None], *,
-                 depth: int = DEFAULT_BOOK_DEPTH, catch_up_timeout: float = 10.0, timeout: float = 10.0) -> None:
+                 depth: int = DEFAULT_BOOK_DEPTH, catch_up_timeout: float = 10.0, timeout: float = 10.0,
+                 expect_reorder: Optional[Callable[[], bool]] = None) -> None:
         if not 1 <= depth <= 5000:
             raise ValueError(f"depth must be 1 to 5000 (Binance's limits), got {depth}")
         self.exchange = exchange
@@ -72,6 +74,7 @@ class BinanceBooks:
         self.reader = JsonBookReader()
         self.syncs: dict[str, BookSync] = {}
         self._report = report
+        self._expect_reorder = expect_reorder
         self._started = time.monotonic()
 
     def add(self, symbol: str, handler: BookHandler) -> BookSync:
@@ -83,7 +86,7 @@ class BinanceBooks:
                 return await self.fetcher.fetch(key, self.depth)
             sync = BookSync(OrderBook(key), self.reader, fetch, on_update=handler, on_error=self._report,
                             rules=SequenceRules(), depth=self.depth, catch_up_timeout=self.catch_up_timeout,
-                            name=f"{self.exchange} {key}")
+                            name=f"{self.exchange} {key}", expect_reorder=self._expect_reorder)
             self.syncs[key] = sync
         return sync
 

@@ -492,7 +492,8 @@ class BinanceWebSocket(PooledWebSocketInterface):
             books = self._books = BinanceBooks(
                 self.exchange, getattr(config, "rest_url", REST_URL), self._emit_error,
                 depth=getattr(config, "book_depth", DEFAULT_BOOK_DEPTH), timeout=config.timeout,
-                catch_up_timeout=getattr(config, "book_catch_up_timeout", 10.0))
+                catch_up_timeout=getattr(config, "book_catch_up_timeout", 10.0),
+                expect_reorder=self._overlapping)
             if not self._book_listening:
                 self._book_listening = True
                 self.add_state_listener(self._on_connection_state)
@@ -545,6 +546,10 @@ class BinanceWebSocket(PooledWebSocketInterface):
     def books(self) -> Optional[BinanceBooks]:
         """The books' syncs and snapshot fetcher (None before ``subscribe_books``)."""
         return self._books
+
+    def _overlapping(self) -> bool:
+        """True while a connection of the pool is being replaced (make before break)."""
+        return self._rotating or any(member._rotating for member in self._members)
 
     def _on_connection_state(self, old: ConnectionState, new: ConnectionState, reason: Optional[str]) -> None:
         # A connection lost (not a make-before-break rotation, which changes no

@@ -84,6 +84,12 @@ class BookSync:
         max_buffer: Diffs buffered while syncing; more drop the oldest.
         healthy_after: Seconds a book stays valid before the delays start over.
         name: Prefix of error messages (``"binance BTCUSDT"``).
+        expect_reorder: True while diffs may come out of order (a make-before-break
+            overlap: the new connection can be ahead of the old one before the
+            handover aligns them). A diff ahead of the book is then set aside
+            (at most ``max_ahead``) until the old connection fills the hole,
+            instead of being a gap; one still ahead once the overlap is over is a gap.
+        max_ahead: Diffs set aside at most.
 
     Attributes:
         resyncs: Syncs started after the first (gaps, reconnections, ...).
@@ -99,7 +105,8 @@ class BookSync:
                  on_update: Callable[[OrderBook], Any], on_error: Callable[[ExchangeAPIError], None],
                  rules: SequenceRules = SequenceRules(), depth: int = 1000,
                  policy: Optional[ReconnectPolicy] = None, catch_up_timeout: float = 10.0,
-                 max_buffer: int = 10_000, healthy_after: float = 5.0, name: str = "") -> None:
+                 max_buffer: int = 10_000, healthy_after: float = 5.0, name: str = "",
+                 expect_reorder: Optional[Callable[[], bool]] = None, max_ahead: int = 64) -> None:
         self.book = book
         self.reader = reader
         self.rules = rules
@@ -126,6 +133,9 @@ class BookSync:
         # Set while a snapshot is applied but the stream has not reached it.
         self._held_since: Optional[float] = None
         self._buffer: list[bytes] = []
+        self._ahead: list[bytes] = []
+        self._expect_reorder = expect_reorder
+        self.max_ahead = max_ahead
         self._notified = -1
         self._valid_since = 0.0
         self._wake = asyncio.Event()
@@ -213,8 +223,36 @@ class BookSync:
                 self._crossed()
         else:
             book.discard_staged()
-            self._gap(book_id, first, last, data)
+            if self._expect_reorder is not None and len(self._ahead) < self.max_ahead and self._expect_reorder():
+                self._ahead.append(bytes(data))     # a replacement connection ahead of the old one
+            else:
+                self._gap(book_id, first, last, data)
+            return book
+        if self._ahead and self._live:
+            self._drain_ahead()
         return book
+
+    def _drain_ahead(self) -> None:
+        """Apply the diffs set aside during a make-before-break that now continue the book."""
+        book = self.book
+        pending, self._ahead = self._ahead, []
+        for index, data in enumerate(pending):
+            try:
+                first, last, event_time = self.reader.stage_diff(book, data)
+            except ValueError as exc:
+                self._bad_level(exc, data)
+                return
+            if last <= book.update_id:
+                book.discard_staged()
+            elif first == book.update_id + self._step:
+                book.commit_staged(last, event_time)
+                if book.is_crossed():
+                    self._crossed()
+                    return
+            else:
+                book.discard_staged()
+                self._ahead = pending[index:]
+                return
 
     def deliver(self, book: OrderBook) -> None:
         """The route's handler: ``on_update(book)`` once per update that advanced a valid book."""
@@ -241,6 +279,7 @@ class BookSync:
 
     # ------------------------------------------------------------ failures
     def _mark_invalid(self, reason: str) -> None:
+        self._ahead.clear()
         self.book.invalidate()
         self._live = False
         self._held_since = None

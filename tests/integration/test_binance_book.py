@@ -396,3 +396,34 @@ async def test_levels_beyond_the_snapshots_depth_are_not_presented_as_covered() 
         assert sync.covered_asks(3) == [(11.0, 1.0), (12.0, 2.0)]
     finally:
         await sync.stop()
+
+
+@pytest.mark.parametrize("overlapping", [True, False])
+async def test_a_diff_ahead_during_an_overlap_waits_for_the_hole_to_fill(overlapping: bool) -> None:
+    """While a replacement connection overlaps the old one, it may be ahead: not a gap until the overlap ends."""
+    from fastws.book import BookSync, JsonBookReader
+    errors: list[ExchangeAPIError] = []
+    flag = [overlapping]
+
+    async def fetch() -> bytes:
+        return _SNAPSHOT
+    sync = BookSync(OrderBook("X"), JsonBookReader(), fetch, on_update=lambda book: None,
+                    on_error=errors.append, expect_reorder=lambda: flag[0])
+    sync.start()
+    sync.on_frame(_diff(99, 101))
+    await until(lambda: sync.live, 2.0, "live")
+    try:
+        sync.on_frame(_diff(103, 103, bids='[["9.50","1.0"]]'))     # the new connection, ahead
+        if not overlapping:
+            assert not sync.book.valid and isinstance(errors[0], SequenceGapError)
+            return
+        assert sync.book.valid and sync.book.update_id == 101
+        sync.on_frame(_diff(102, 102, bids='[["9.00","0"]]'))       # the old connection fills the hole
+        assert sync.book.valid and sync.book.update_id == 103 and errors == []
+        assert sync.book.bids_exact(3) == [("10.00", "1.0"), ("9.50", "1.0")]
+        sync.on_frame(_diff(103, 103))                              # its copy from the old one: dropped
+        flag[0] = False
+        sync.on_frame(_diff(105, 105))                              # after the overlap: a real gap
+        assert not sync.book.valid and isinstance(errors[0], SequenceGapError)
+    finally:
+        await sync.stop()
