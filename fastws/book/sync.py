@@ -237,14 +237,13 @@ class BookSync:
         book = self.book
         pending, self._ahead = self._ahead, []
         for index, data in enumerate(pending):
-            try:
-                first, last, event_time = self.reader.stage_diff(book, data)
-            except ValueError as exc:
-                self._bad_level(exc, data)
-                return
-            if last <= book.update_id:
-                book.discard_staged()
-            elif first == book.update_id + self._step:
+            ids = self._stage_new(data)
+            if ids is None:
+                if not self._live:
+                    return          # a bad level: resyncing
+                continue            # old: dropped
+            first, last, event_time = ids
+            if first == book.update_id + self._step:
                 book.commit_staged(last, event_time)
                 if book.is_crossed():
                     self._crossed()
@@ -319,18 +318,31 @@ class BookSync:
         error.__cause__ = exc
         self._restart(f"bad message: {exc}", error)
 
+    def _stage_new(self, data: Any) -> Optional[tuple[int, int, int]]:
+        """Stage a diff newer than the book (off the per-message path): its ids.
+
+        None for a diff wholly at or before the book's id (dropped) and after
+        a level that does not parse (reported, the book resyncing).
+        """
+        try:
+            ids = self.reader.stage_diff(self.book, data)
+        except ValueError as exc:
+            self._bad_level(exc, data)
+            return None
+        if ids[1] <= self.book.update_id:
+            self.book.discard_staged()
+            return None
+        return ids
+
     # ------------------------------------------------------------ syncing
     def _catch_up(self, data: Any) -> None:
         """A snapshot is applied and ahead of the stream: drop diffs until one straddles it."""
         book = self.book
-        try:
-            first, last, event_time = self.reader.stage_diff(book, data)
-        except ValueError as exc:
-            self._bad_level(exc, data)
+        ids = self._stage_new(data)
+        if ids is None:
             return
-        if last <= book.update_id:
-            book.discard_staged()
-        elif self.rules.straddles(first, last, book.update_id):
+        first, last, event_time = ids
+        if self.rules.straddles(first, last, book.update_id):
             book.commit_staged(last, event_time)
             self._go_live()
         else:
