@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Callable, Optional
-
-import aiohttp
+from typing import TYPE_CHECKING, Callable, Optional
 
 from fastws.errors import ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError, RateLimitError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["BannedError", "SnapshotFetcher", "TooManyRequestsError", "WeightBudget"]
 
@@ -131,7 +132,7 @@ class SnapshotFetcher:
         self.name = name
         self.requests = 0
         self.server_used_weight: Optional[int] = None
-        self._session: Optional[aiohttp.ClientSession] = None
+        self._session: Optional["aiohttp.ClientSession"] = None
         self._blocked_until = 0.0
         self._banned: Optional[BannedError] = None
 
@@ -140,7 +141,8 @@ class SnapshotFetcher:
         """True when no session is open."""
         return self._session is None
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self) -> "aiohttp.ClientSession":
+        import aiohttp      # on first use: importing fastws.book (or an adapter) stays light
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self._session
@@ -154,6 +156,7 @@ class SnapshotFetcher:
             ExchangeTimeoutError: no whole response within ``timeout``.
             ConnectionFailedError: another HTTP status (its code) or a network failure.
         """
+        import aiohttp
         url = f"{self.base_url}{self.path}"
         if self._banned is not None and time.monotonic() < self._blocked_until:
             raise self._banned
