@@ -2,7 +2,7 @@
 
 ``from exchanges.binance import BinanceWebSocket, binance_config``.
 """
-from exchanges.binance.client import (CONTROL_MESSAGES_PER_SECOND, DEFAULT_MAX_CONNECTION_AGE,
+from exchanges.binance.client import (CONTROL_MESSAGES_PER_SECOND, DEFAULT_MAX_CONNECTION_AGE, BinanceConfig,
                                       BinanceWebSocket, ConnectionAttemptLimiter, binance_config)
 from exchanges.binance.messages import (AggTrade, BookTicker, DepthUpdate, Kline, KlineData, MiniTicker,
                                         PartialDepth, Ticker24h, Trade, WindowTicker)
@@ -10,6 +10,7 @@ from exchanges.binance.streams import StreamKind, is_valid_stream, stream_kind, 
 
 __all__ = [
     "AggTrade",
+    "BinanceConfig",
     "BinanceWebSocket",
     "BookTicker",
     "CONTROL_MESSAGES_PER_SECOND",

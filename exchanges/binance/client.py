@@ -28,6 +28,11 @@ Two routes for data:
   ``Trade``, ...) and handed to ``handler(stream, message)``, the stream's own
   handler when ``subscribe(..., handler=...)`` gave one.
 
+Order books: ``subscribe_books(["BTCUSDT"], handler)`` keeps compiled local
+books synced from ``<sym>@depth@100ms`` (a route of its own whose decoder
+reads the levels from the frame's bytes into the book) and REST snapshots from
+the config's ``rest_url`` (``BinanceConfig``; exchanges/binance/book.py).
+
 In both, the core reads the event time (``E``) and the depth update ids
 (``U``/``u``) from the raw frame: ``health_check()`` reports per stream the
 event-to-receive latency and messages per second, and a depth update whose
@@ -44,17 +49,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from fastws._core import RouteTable
+from fastws._core import RouteTable, is_async_callable
+from fastws.book import OrderBook
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.client.subscriptions import stream_names
 from fastws.errors import InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
-from fastws.types import ExchangeName, StreamType, SubscriptionAction
+from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
 
 from exchanges.binance import streams as _streams
+from exchanges.binance.book import DEFAULT_BOOK_DEPTH, REST_URL, BinanceBooks, BookHandler, depth_stream
 from exchanges.binance.compliance import COMPLIANCE
 
 __all__ = [
+    "BinanceConfig",
     "BinanceWebSocket",
     "CONTROL_MESSAGES_PER_SECOND",
     "ConnectionAttemptLimiter",
@@ -164,19 +172,41 @@ def _decoder(payload_type: Any) -> Callable[[Any], Any]:
     return decode
 
 
-def binance_config(url: str = _streams.SPOT_URL, **overrides: Any) -> WebSocketConfig:
+@dataclasses.dataclass(frozen=True)
+class BinanceConfig(WebSocketConfig):
+    """A ``WebSocketConfig`` that also carries Binance's REST base URL (order book snapshots).
+
+    Attributes:
+        rest_url: ``https://api.binance.com``, or a ``BinanceSimulator``'s ``rest_url``.
+        book_depth: Snapshot levels per side asked for by ``subscribe_books`` (1 to 5000).
+        book_catch_up_timeout: Seconds a snapshot ahead of the diff stream waits
+            for the stream to reach it before it is fetched again.
+    """
+
+    rest_url: str = REST_URL
+    book_depth: int = DEFAULT_BOOK_DEPTH
+    book_catch_up_timeout: float = 10.0
+
+
+def binance_config(url: str = _streams.SPOT_URL, *, rest_url: str = REST_URL,
+                   book_depth: int = DEFAULT_BOOK_DEPTH, book_catch_up_timeout: float = 10.0,
+                   **overrides: Any) -> BinanceConfig:
     """A ``WebSocketConfig`` with Binance's defaults, for ``BinanceWebSocket``.
 
     ``url`` is the endpoint's base (``wss://stream.binance.com:9443``, or a
     ``BinanceSimulator``'s ``url``); the adapter adds ``/stream``. A
     ``?timeUnit=MICROSECOND`` query is kept and switches event times to
-    microseconds.
+    microseconds. ``rest_url`` is where order book snapshots come from
+    (``subscribe_books``), ``book_depth`` their limit (``BinanceConfig``).
     """
     overrides.setdefault("max_messages_per_second", CONTROL_MESSAGES_PER_SECOND)
     overrides.setdefault("max_connection_age", DEFAULT_MAX_CONNECTION_AGE)
     overrides.setdefault("subscription_batch_size", DEFAULT_BATCH_SIZE)
     overrides.setdefault("ping_interval", _streams.SERVER_PING_INTERVAL)
-    return create_websocket_config(url, **overrides)
+    base = create_websocket_config(url, **overrides)
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    return BinanceConfig(**fields, rest_url=rest_url, book_depth=book_depth,
+                         book_catch_up_timeout=book_catch_up_timeout)
 
 
 def _within_limits(config: WebSocketConfig) -> WebSocketConfig:
@@ -253,11 +283,14 @@ class BinanceWebSocket(PooledWebSocketInterface):
         cls = type(self)
         self._dict_fast_route = (cls._parse_message is BinanceWebSocket._parse_message
                                  and cls._extract_stream_info is BinanceWebSocket._extract_stream_info)
+        self._books: Optional[BinanceBooks] = None
+        self._book_listening = False
 
     def _new_member(self) -> "BinanceWebSocket":
         handler = self._typed_handler if self.typed else self._message_handler
         member = BinanceWebSocket(self.exchange, self.config, handler, self._error_handler, typed=self.typed)
         member._url = self._url
+        member.add_state_listener(self._on_connection_state)
         return member
 
     # ------------------------------------------------------------- the four
@@ -426,3 +459,119 @@ class BinanceWebSocket(PooledWebSocketInterface):
             else:
                 self._routes.add(name, _decoder(None), handler if handler is not None else self._message_handler,
                                  stream_type, sequenced=sequenced, whole_frame=True, pass_stream=False)
+
+    # ---------------------------------------------------------- order books
+    async def subscribe_books(self, symbols: Union[str, Iterable[str]], handler: BookHandler) -> dict[str, OrderBook]:
+        """Keep local order books of ``symbols``, synced from ``<sym>@depth@100ms`` and REST snapshots.
+
+        The diff stream is subscribed first and buffered; the snapshot
+        (``GET /api/v3/depth``, the config's ``rest_url`` and ``book_depth``)
+        follows, as Binance documents. Each diff's levels go from the frame's
+        bytes into the compiled book; ``handler(book)`` is called after each
+        applied update, and when a book becomes invalid (a gap, a lost
+        connection, a crossed book, a failed snapshot: the book then syncs
+        again by itself, and the error reaches the error handler).
+
+        Args:
+            symbols: ``"BTCUSDT"`` or several (any case).
+            handler: ``handler(book)`` (a plain function, called in the frame's dispatch).
+
+        Returns:
+            The ``OrderBook`` of each symbol (uppercase), invalid until synced.
+
+        Raises:
+            SubscriptionRejectedError: Binance refused the stream.
+        """
+        if is_async_callable(handler):
+            raise TypeError("subscribe_books: the book handler must be a plain function (it runs in "
+                            "the frame's dispatch, before the next update reaches the book)")
+        wanted = [symbols] if isinstance(symbols, str) else list(symbols)
+        config = self.config
+        books = self._books
+        if books is None:
+            books = self._books = BinanceBooks(
+                self.exchange, getattr(config, "rest_url", REST_URL), self._emit_error,
+                depth=getattr(config, "book_depth", DEFAULT_BOOK_DEPTH), timeout=config.timeout,
+                catch_up_timeout=getattr(config, "book_catch_up_timeout", 10.0),
+                expect_reorder=self._overlapping)
+            if not self._book_listening:
+                self._book_listening = True
+                self.add_state_listener(self._on_connection_state)
+                for member in self._members:
+                    member.add_state_listener(self._on_connection_state)
+        assert self._routes is not None
+        syncs = []
+        for symbol in wanted:
+            stream = depth_stream(symbol)
+            if symbol.upper() in books.syncs:
+                continue
+            sync = books.add(symbol, handler)
+            # Not sequenced: the sync checks U/u itself (one report per gap, no scan).
+            self._routes.add(stream, sync.on_frame, sync.deliver, StreamType.ORDERBOOK, sequenced=False,
+                             pass_stream=False)
+            syncs.append(sync)
+        streams = [depth_stream(s.book.symbol) for s in syncs]
+        try:
+            await PooledWebSocketInterface.subscribe(self, streams)
+        except Exception:
+            for sync in syncs:
+                self._routes.remove(depth_stream(sync.book.symbol))
+                await books.remove(sync.book.symbol)
+            raise
+        for sync in syncs:
+            sync.start()
+        return {s.upper(): books.syncs[s.upper()].book for s in wanted}
+
+    async def unsubscribe_books(self, symbols: Union[str, Iterable[str]]) -> None:
+        """Stop keeping the books of ``symbols``: unsubscribe their diff streams and stop their syncs."""
+        wanted = [symbols] if isinstance(symbols, str) else list(symbols)
+        books = self._books
+        if books is None:
+            return
+        present = [s.upper() for s in wanted if s.upper() in books.syncs]
+        streams = [depth_stream(s) for s in present]
+        try:
+            await PooledWebSocketInterface.unsubscribe(self, streams)
+        finally:
+            assert self._routes is not None
+            for symbol, stream in zip(present, streams):
+                self._routes.remove(stream)
+                await books.remove(symbol)
+
+    def book(self, symbol: str) -> Optional[OrderBook]:
+        """The book of ``symbol`` kept by ``subscribe_books``, or None."""
+        return None if self._books is None else self._books.book(symbol)
+
+    @property
+    def books(self) -> Optional[BinanceBooks]:
+        """The books' syncs and snapshot fetcher (None before ``subscribe_books``)."""
+        return self._books
+
+    def _overlapping(self) -> bool:
+        """True while a connection of the pool is being replaced (make before break)."""
+        return self._rotating or any(member._rotating for member in self._members)
+
+    def _on_connection_state(self, old: ConnectionState, new: ConnectionState, reason: Optional[str]) -> None:
+        # A connection lost (not a make-before-break rotation, which changes no
+        # state): the updates in between are gone, every book syncs again.
+        if new is ConnectionState.RECONNECTING and self._books is not None:
+            self._books.connection_lost(reason or "reconnecting")
+
+    async def stop(self) -> None:
+        """Stop the books' syncs, close the REST session, then every connection."""
+        books, self._books = self._books, None
+        if books is not None:
+            assert self._routes is not None
+            for symbol in list(books.syncs):
+                self._routes.remove(depth_stream(symbol))
+            await books.close()
+        await super().stop()
+
+    async def health_check(self) -> dict[str, Any]:
+        """As ``PooledWebSocketInterface.health_check``, plus ``books``: per symbol ``valid``,
+        ``resyncs``, ``seconds_invalid``, ``last_update_id``, ``bid_levels``, ``ask_levels``,
+        ``snapshots``, ``stale_snapshots``, ``buffered``, ``last_reason``, ``stopped``."""
+        health = await super().health_check()
+        if self._books is not None:
+            health["books"] = self._books.health()
+        return health

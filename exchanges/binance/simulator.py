@@ -26,17 +26,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any, Iterable, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 import msgspec
+from aiohttp import web
 from picows import WSCloseCode, WSMsgType, WSTransport, WSUpgradeRequest
 
 from exchanges.binance import streams as _streams
 from exchanges.binance.control import BinanceControl, RequestError, encode_reply, error_reply
+from exchanges.binance.book import depth_weight
 from exchanges.binance.streams import MAX_STREAMS_PER_CONNECTION, StreamKind, is_valid_stream
 from fastws.testing._simbase import SimConnection, Simulator
-from fastws.testing.market import Kline, StepResult, SymbolMarket, SyntheticMarket
+from fastws.testing.market import Kline, PartialBook, StepResult, SymbolMarket, SyntheticMarket, format_price
 
 __all__ = ["ALL_MARKET_STREAMS", "BinanceConnection", "BinanceSimulator", "KLINE_INTERVALS", "stream_paths"]
 
@@ -408,6 +411,11 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
         self.max_incoming_per_second = max_incoming_per_second
         self.max_streams_per_connection = max_streams_per_connection
         self._rejection: Optional[tuple[int, str]] = None
+        self.rest_port = 0
+        self.rest_requests: list[tuple[str, int]] = []
+        self.rest_weight_used = 0
+        self._rest_faults: deque[tuple[str, Any]] = deque()
+        self._rest_runner: Optional[web.AppRunner] = None
 
     # ------------------------------------------------------------------ addresses
 
@@ -419,6 +427,109 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
     def raw_url(self, stream: str = "") -> str:
         """The raw-stream URL ``/ws/<stream>`` (``/ws`` without a stream)."""
         return f"{self.url}/ws/{stream}" if stream else f"{self.url}/ws"
+
+    @property
+    def rest_url(self) -> str:
+        """The REST base URL (``GET /api/v3/depth``), ``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    # ------------------------------------------------------------------ REST
+
+    async def start(self) -> None:
+        """Listen for WebSocket connections and, on another port, REST requests."""
+        await super().start()
+        app = web.Application()
+        app.router.add_get("/api/v3/depth", self._depth)
+        # Open requests (a "slow" fault, a client not stopped) get 0.5 s at stop.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._rest_runner = runner
+        self.rest_port = runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop the REST server, then the WebSocket server."""
+        runner, self._rest_runner = self._rest_runner, None
+        if runner is not None:
+            await runner.cleanup()
+        await super().stop()
+
+    def book(self, symbol: str, levels: Optional[int] = None) -> PartialBook:
+        """The simulator's own book of ``symbol`` (the truth a client's book is compared with)."""
+        return self.market.symbol(symbol).book(levels)
+
+    def rest_fault(self, kind: str, value: Any = None) -> None:
+        """Answer a coming ``GET /api/v3/depth`` awkwardly (faults queue, one per request).
+
+        Args:
+            kind: ``"stale"``: the book as it is now (``value``: the symbol),
+                served later when the stream has moved on; ``"stale_book"``:
+                ``value`` (a ``PartialBook`` of ``book()``); ``"ahead"``: the
+                current book with ``lastUpdateId`` ``value`` (default 1000) ids
+                ahead; ``"429"`` / ``"418"``: that status with ``Retry-After:
+                value`` (seconds, default 1); ``"slow"``: the answer after
+                ``value`` seconds; ``"status"``: HTTP ``value`` with Binance's
+                error body; ``"garbage"``: a body that is not JSON.
+        """
+        if kind == "stale":
+            kind, value = "stale_book", self.book(str(value))
+        self._rest_faults.append((kind, value))
+
+    async def _depth(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol", "")
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            limit = -1
+        if not symbol or not 1 <= limit <= 5000:
+            return web.json_response({"code": -1100, "msg": "Illegal characters found in parameter."},
+                                     status=400)
+        self.rest_requests.append((symbol, limit))
+        self.rest_weight_used += depth_weight(limit)
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self.rest_weight_used)}
+        body: Any = None
+        if self._rest_faults:
+            kind, value = self._rest_faults.popleft()
+            if kind in ("429", "418"):
+                headers["Retry-After"] = str(1 if value is None else value)
+                return web.json_response({"code": -1003, "msg": "Way too much request weight used."},
+                                         status=int(kind), headers=headers)
+            if kind == "status":
+                return web.json_response({"code": -1000, "msg": "An unknown error occurred."},
+                                         status=int(value), headers=headers)
+            if kind == "garbage":
+                return web.Response(body=b"<html>not json</html>", status=200, headers=headers)
+            if kind == "slow":
+                await asyncio.sleep(float(value))
+            elif kind == "stale_book":
+                body = {"lastUpdateId": value.last_update_id, "bids": value.bids, "asks": value.asks}
+            elif kind == "ahead":
+                book = self.book(symbol, limit)
+                body = {"lastUpdateId": book.last_update_id + (1000 if value is None else int(value)),
+                        "bids": book.bids, "asks": book.asks}
+        if body is None:
+            book = self.book(symbol, limit)
+            body = {"lastUpdateId": book.last_update_id, "bids": book.bids, "asks": book.asks}
+        return web.Response(body=_encode(body), content_type="application/json", headers=headers)
+
+    def send_crossed_diff(self, symbol: str) -> None:
+        """Send depth subscribers of ``symbol`` a diff (next update id) with a bid above the best ask.
+
+        The market's own book is left as it was (only its update id advances),
+        so a client that resyncs afterwards agrees with ``book()`` again.
+        """
+        market = self.market.symbol(symbol)
+        market.last_update_id += 1
+        bid = format_price(min(market.asks) + 5)
+        event = _encode({"e": "depthUpdate", "E": int(time.time() * 1000), "s": market.symbol,
+                         "U": market.last_update_id, "u": market.last_update_id,
+                         "b": [[bid, "1.00000000"]], "a": []})
+        for connection in self.connections:
+            for name in connection.streams:
+                stream = _parse_stream(name)
+                if stream is not None and stream.kind == "depth" and stream.symbol == market.symbol:
+                    connection.send(_wrap(name, event) if connection.combined else event)
 
     # ------------------------------------------------------------------ life cycle
 

@@ -4,7 +4,8 @@
 rounding in the book); ``JsonBookReader`` (and ``apply_json_diff`` /
 ``apply_json_snapshot`` with the usual keys) parses JSON depth messages from
 their raw bytes into a book with no Python object per level. Compiled readers
-use the C API declared in ``fastws/book/_book.pxd``.
+use the C API declared in ``fastws/book/_book.pxd``. ``BookSync`` keeps a book
+in sync from a diff stream and REST snapshots (``SnapshotFetcher``, aiohttp).
 """
 from fastws.book._book import (
     MAX_SCALE,
@@ -15,12 +16,20 @@ from fastws.book._book import (
     apply_json_snapshot,
     parse_decimal,
 )
+from fastws.book.rest import BannedError, SnapshotFetcher, TooManyRequestsError, WeightBudget
+from fastws.book.sync import BookSync, SequenceRules
 
 __all__ = [
+    "BannedError",
+    "BookSync",
     "MAX_SCALE",
     "JsonBookReader",
     "LevelBuffer",
     "OrderBook",
+    "SequenceRules",
+    "SnapshotFetcher",
+    "TooManyRequestsError",
+    "WeightBudget",
     "apply_json_diff",
     "apply_json_snapshot",
     "parse_decimal",
