@@ -238,7 +238,7 @@ async def test_cli_record_then_replay(tmp_path: Path) -> None:
                              "--out", str(path))
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    assert out.decode().startswith("recorded 50 messages (51 records"), out
+    assert out.decode().startswith("recorded 50 data messages (51 records with the control replies"), out
     assert len(_data(path)) == 50
 
     proc = await _fastws("replay", str(path), "--speed", "0", "--port", "0")
