@@ -6,6 +6,8 @@ many messages, in the output and in a recording's file.
 """
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import msgspec
@@ -82,3 +84,26 @@ async def test_record_max_messages_records_and_reports_exactly_that_many(limit: 
     # One ack (the subscription's control reply) besides the data.
     assert out.startswith(f"recorded {limit} data messages ({limit + 1} records with the control replies "
                           "and markers, "), out
+
+
+async def test_a_sequence_gap_says_it_counts_update_ids() -> None:
+    async with BinanceSimulator(rate=0) as sim:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fastws", "stream", "binance", DEPTH, "--url", sim.url, "--json",
+            "--max-messages", "10", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            await sim.wait_subscribed([DEPTH], timeout=30)
+            sim.step(5)
+            sim.skip_sequence(10)     # ten whole messages are never sent
+            sim.step(20)
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    updates = [msgspec.json.decode(line)["data"] for line in out.decode().splitlines()]
+    jumps = [b["U"] - a["u"] - 1 for a, b in zip(updates, updates[1:])]
+    skipped_ids = max(jumps)
+    assert skipped_ids > 10 and jumps.count(0) == len(jumps) - 1, jumps     # ids, not messages
+    (line,) = [line for line in err.decode().splitlines() if "missing" in line]
+    assert f"{DEPTH}: {skipped_ids} update id(s) missing (expected sequence " in line, line
