@@ -87,9 +87,8 @@ async def nothing_left_behind(sim: BinanceSimulator) -> AsyncIterator[None]:
     await asyncio.sleep(0.01)
     tasks, fds = other_tasks(), open_fds()
     yield
-    await asyncio.sleep(0.05)
-    assert other_tasks() - tasks == set()
-    assert open_fds() <= fds
+    await until(lambda: other_tasks() - tasks == set() and open_fds() <= fds, RECOVERY_BOUND,
+                "every task ended and every socket closed")
 
 
 async def start_run(sim: BinanceSimulator, proxy: FaultProxy, **overrides: Any) -> Run:
@@ -120,22 +119,28 @@ def report(fault: str, run: Run, gaps: list[ConnectionGap], **figures: float) ->
 
 @dataclass
 class Drop:
-    """A fault that ends the connection; ``detect`` bounds its detection (None: immediate)."""
+    """A fault that ends the connection, and the reason its gap must give.
 
+    The reason says which mechanism detected the fault: the socket's end for
+    a cut (at once, no timer involved), the keepalive's ping or the stale
+    check (after their configured times) for a blackhole. Detection times
+    are printed (``pytest -s``), not bounded: a loaded machine delays them.
+    """
+
+    reason: str
     config: dict[str, Any] = field(default_factory=dict)
-    detect: Optional[float] = None
     rate: float = 0.0               # simulator steps per second (the stale check needs traffic)
 
 
+LOST = "connection lost (no close frame)"
 DROPS = {
-    "cut": Drop(),
-    "reset": Drop(),
-    # ping_interval + pong_timeout = 0.6 s; asserted within 3x that.
-    "blackhole (keepalive)": Drop(KEEPALIVE, detect=3 * (0.3 + 0.3)),
-    # stale_timeout = 0.5 s of a 20 steps/s feed; asserted within 3x that.
-    "blackhole (stale)": Drop(STALE, detect=3 * 0.5, rate=20.0),
-    "refuse on reconnect": Drop(),
-    "stall on reconnect": Drop({"timeout": 0.5}),
+    "cut": Drop(LOST),
+    "reset": Drop(LOST),
+    "blackhole (keepalive)": Drop("client closed (1001): peer has not replied to ping/heartbeat request "
+                                  "within 0.3 second(s)", KEEPALIVE),
+    "blackhole (stale)": Drop("stale: no message for 0.5 s", STALE, rate=20.0),
+    "refuse on reconnect": Drop(LOST),
+    "stall on reconnect": Drop(LOST, {"timeout": 0.5}),
 }
 
 
@@ -170,7 +175,8 @@ async def test_recovers_from_a_dropping_fault(fault: str, binance_simulator_fact
             gaps = await run.wait_recovered(accepted)
             report(fault, run, gaps)
             gap = gaps[0]
-            assert gap.start - run.fault_at <= (drop.detect or 2.0), gap
+            assert gap.reason == drop.reason, gap
+            assert gap.start - run.fault_at <= RECOVERY_BOUND, gap
             assert len(gaps) == 1, gaps
             if fault == "refuse on reconnect":
                 # Refused attempts are failed attempts inside the one gap.
