@@ -43,18 +43,23 @@ def _data(path: Path) -> list[Record]:
             if (r.kind == KIND_TEXT and r.payload.startswith(b'{"stream"')) or r.kind == KIND_BINARY]
 
 
-def _check_timing(recorded: list[Record], arrivals: list[float], speed: float) -> float:
-    """Each frame's replay offset matches its recorded offset / speed; return the worst error (s)."""
+def _check_timing(recorded: list[Record], arrivals: list[float], speed: float, subscribed_at: float) -> float:
+    """No frame arrives before its recorded offset / speed; return the worst lateness (s).
+
+    The server plays from the subscription on, so ``subscribed_at`` (taken
+    before the client sent it) is earlier than the playback's start: a frame
+    that arrives sooner than its offset after it was sent early. That holds
+    however loaded the machine (a load only makes frames late). A replay
+    that sent all at once fails at any speed; one that ignored the speed, or
+    multiplied by it, fails at a speed below 1.
+    """
     assert len(recorded) == len(arrivals)
     worst = 0.0
-    for frame, arrival in zip(recorded, arrivals):
+    for index, (frame, arrival) in enumerate(zip(recorded, arrivals)):
         expected = (frame.receive_ns - recorded[0].receive_ns) / 1e9 / speed
-        worst = max(worst, abs((arrival - arrivals[0]) - expected))
-    span = (recorded[-1].receive_ns - recorded[0].receive_ns) / 1e9 / speed
-    # Loose: 2 shared cores and a 1-ms timer; a replay that ignored the
-    # recorded gaps (all at once) or did not divide them by speed fails.
-    assert worst <= 0.05 + 0.15 * span, (worst, span)
-    assert arrivals[-1] - arrivals[0] >= 0.7 * span
+        # uvloop's timers have a 1 ms granularity.
+        assert arrival - subscribed_at >= expected - 0.002, (index, arrival - subscribed_at, expected)
+        worst = max(worst, arrival - subscribed_at - expected)
     return worst
 
 
@@ -81,12 +86,13 @@ async def test_binance_dict_route_same_messages_order_and_timing(tmp_path: Path)
         received.append(message)
         arrivals.append(time.monotonic())
 
-    speed = 2.0
+    speed = 0.5      # below 1: a replay that ignored the speed (or multiplied by it) would be early
     async with ReplayServer(path, speed=speed) as replay:
         started = time.monotonic()
         async with BinanceWebSocket(ExchangeName("binance"), binance_config(replay.ws_url()), on_message) as ws:
             await asyncio.sleep(0.05)
             assert not replay.started and replay.frames_sent == 0     # nothing before the subscription
+            subscribed_at = time.monotonic()
             await ws.subscribe([DEPTH])
             assert await replay.wait_finished(timeout=10) == 60
             await until(lambda: len(received) == 60, 5, "all replayed messages")
@@ -94,7 +100,7 @@ async def test_binance_dict_route_same_messages_order_and_timing(tmp_path: Path)
     assert received == [msgspec.json.decode(r.payload) for r in data]
     assert replay.controls_skipped == 1 and replay.frames_sent == 60 and replay.unsent == 0
     assert replay.damage is None
-    _check_timing(data, arrivals, speed)
+    _check_timing(data, arrivals, speed, subscribed_at)
     assert elapsed < recorded_span / speed + 3.0
 
 
@@ -123,7 +129,9 @@ async def test_binance_typed_route_as_fast_as_possible(tmp_path: Path) -> None:
         envelope = msgspec.json.decode(frame.payload)
         expected.append((envelope["stream"], envelope["data"]["U"], envelope["data"]["u"]))
     assert received == expected
-    assert elapsed < recorded_span / 3           # the 1.2-s recording in a fraction of it
+    # A paced replay cannot take less than the recording's span (its frames
+    # are never early): faster than that, it did not pace.
+    assert elapsed < recorded_span
 
 
 async def test_mexc_record_and_replay(tmp_path: Path) -> None:
@@ -147,13 +155,14 @@ async def test_mexc_record_and_replay(tmp_path: Path) -> None:
     async with ReplayServer(path, speed=speed) as replay:
         assert replay.exchange == "mexc" and replay.ws_url().endswith("/ws")
         async with MexcWebSocket(ExchangeName("mexc"), mexc_config(replay.ws_url()), on_message) as ws:
+            subscribed_at = time.monotonic()
             await ws.subscribe([MEXC_DEPTH])
             await replay.wait_finished(timeout=10)
             await until(lambda: len(received) == 50, 5, "all replayed pushes")
             assert ws.metrics["sequence_gaps"] == 0
     assert received == [decode_reference(r.payload) for r in data]
     assert replay.controls_skipped == 1
-    _check_timing(data, arrivals, speed)
+    _check_timing(data, arrivals, speed, subscribed_at)
 
 
 async def test_only_subscribed_streams_are_sent(tmp_path: Path) -> None:
@@ -165,7 +174,8 @@ async def test_only_subscribed_streams_are_sent(tmp_path: Path) -> None:
     received: list[Any] = []
     # The capture names two streams, the client subscribes to one: playback
     # starts after the grace period.
-    async with ReplayServer(path, speed=0, start_grace=0.2) as replay:
+    # The grace is long beside the 0.05 s look below, for a loaded machine.
+    async with ReplayServer(path, speed=0, start_grace=0.5) as replay:
         async with BinanceWebSocket(ExchangeName("binance"), binance_config(replay.ws_url()),
                                     received.append) as ws:
             await ws.subscribe([DEPTH])
