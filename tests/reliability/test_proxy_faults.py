@@ -11,6 +11,7 @@ behind. Run with ``-s`` to see the measured detection and recovery times.
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -266,3 +267,29 @@ async def test_a_connection_lost_in_the_handshake_is_a_failed_attempt(binance_si
             assert run.ws.metrics["reconnections"] == 1
         finally:
             await run.ws.stop()
+
+
+# ------------------------------------------------------------------ the proxy's own back-pressure
+
+
+async def test_a_client_that_stops_reading_holds_the_proxy_at_its_high_water() -> None:
+    """The proxy queues at most about its high-water mark for a client that does not
+    read (it stops reading the server instead), and loses nothing once it reads again."""
+    from fastws.testing import fault_proxy
+    from tests.reliability.test_fault_proxy import EchoServer
+    payload = os.urandom(32 * 1024 * 1024)      # more than the sockets' buffers hold
+    async with EchoServer() as echo, FaultProxy("127.0.0.1", echo.port) as proxy:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", proxy.port), 5)
+        writer.transport.pause_reading()
+        writer.write(payload)
+        await until(lambda: len(proxy._connections) == 1, RECOVERY_BOUND, "the proxied connection")
+        (connection,) = proxy._connections
+        down = connection.down                  # server -> client
+        await until(lambda: down.src.reading_paused, RECOVERY_BOUND, "the proxy to stop reading the server")
+        # One read (at most 256 kB) may land after the mark was passed.
+        assert down.queued_bytes <= fault_proxy._HIGH_WATER + 256 * 1024
+        writer.transport.resume_reading()
+        echoed = await asyncio.wait_for(reader.readexactly(len(payload)), 60)
+        assert echoed == payload
+        assert not down.src.reading_paused and down.queued_bytes == 0
+        writer.transport.abort()
