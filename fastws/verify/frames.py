@@ -152,6 +152,11 @@ async def _serve(core: FrameHandler, frames: Sequence[SampleFrame], outcomes: li
                 break
             await asyncio.sleep(_POLL)
     finally:
+        pending = core.pending_task
+        if pending is not None:
+            # A parser or handler that never finished: end it, as the client does on close.
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
         if transport is not None:
             transport.disconnect(graceful=False)
             try:
