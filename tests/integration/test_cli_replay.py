@@ -8,7 +8,6 @@ with ``CaptureWriter``, so their frames and times are exact.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from fastws.testing.replay import ReplayServer
 from fastws.types import ExchangeName
 
 from tests.conftest import run_fastws, until
+from tests.integration.test_record_replay import fastws_process, replay_url
 
 BTC = "btcusdt@trade"
 ETH = "ethusdt@trade"
@@ -74,14 +74,9 @@ async def test_a_damaged_capture_is_served_up_to_its_damage(tmp_path: Path) -> N
     with open(path, "ab") as file:
         file.write(b"\x01\x02\x03")        # a record cut short, as by a crash mid-write
     received: list[Any] = []
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fastws", "replay", str(path), "--speed", "0", "--port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await fastws_process("replay", str(path), "--speed", "0", "--port", "0")
     try:
-        assert process.stdout is not None
-        first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        assert first.startswith(f"replaying {path} (binance, 5 data frames"), first
-        url = (await asyncio.wait_for(process.stdout.readline(), 10)).decode().split("connect to: ", 1)[1].strip()
+        url = await replay_url(process, path, 5)
         ws = BinanceWebSocket(ExchangeName("binance"), binance_config(url, max_reconnect_attempts=1),
                               received.append)
         async with ws:

@@ -235,29 +235,35 @@ def _env() -> dict[str, str]:
     return env
 
 
-async def _fastws(*args: str) -> asyncio.subprocess.Process:
+async def fastws_process(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "fastws", *args, cwd=REPO, env=_env(),
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def replay_url(proc: asyncio.subprocess.Process, path: Path, frames: int) -> str:
+    """Read ``fastws replay``'s first two lines: check the first (a Binance capture of
+    ``frames`` data frames), return the URL of the second."""
+    assert proc.stdout is not None
+    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    assert first.startswith(f"replaying {path} (binance, {frames} data frames"), first
+    line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+    return line.split("connect to: ", 1)[1].strip()
 
 
 async def test_cli_record_then_replay(tmp_path: Path) -> None:
     path = tmp_path / "cli.fwscap"
     # The simulator keeps publishing (paced) while the subprocess records.
     async with BinanceSimulator(rate=100) as sim:
-        proc = await _fastws("record", "binance", DEPTH, "--url", sim.url, "--max-messages", "50",
+        proc = await fastws_process("record", "binance", DEPTH, "--url", sim.url, "--max-messages", "50",
                              "--out", str(path))
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     assert out.decode().startswith("recorded 50 data messages (51 records with the control replies"), out
     assert len(_data(path)) == 50
 
-    proc = await _fastws("replay", str(path), "--speed", "0", "--port", "0")
+    proc = await fastws_process("replay", str(path), "--speed", "0", "--port", "0")
     try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert first.startswith(f"replaying {path} (binance, 50 data frames"), first
-        url_line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        url = url_line.split("connect to: ", 1)[1].strip()
+        url = await replay_url(proc, path, 50)
         received: list[Any] = []
         ws = BinanceWebSocket(ExchangeName("binance"), binance_config(url, max_reconnect_attempts=1), received.append)
         async with ws:
@@ -276,12 +282,12 @@ async def test_cli_record_then_replay(tmp_path: Path) -> None:
 async def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not a capture\n")
-    proc = await _fastws("replay", str(text))
+    proc = await fastws_process("replay", str(text))
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert err.decode().strip().splitlines() == [
         f"fastws replay: error: {text}: not a fastws capture (wrong magic bytes)"]
-    proc = await _fastws("record", "binance", DEPTH, "--url", "ws://127.0.0.1:9", "--out", str(tmp_path / "x"),
+    proc = await fastws_process("record", "binance", DEPTH, "--url", "ws://127.0.0.1:9", "--out", str(tmp_path / "x"),
                          "--duration", "5", "--connect-timeout", "1")
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
@@ -293,7 +299,7 @@ async def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 async def test_recording_killed_mid_write_still_replays(tmp_path: Path) -> None:
     path = tmp_path / "killed.fwscap"
     async with BinanceSimulator(rate=500) as sim:
-        proc = await _fastws("record", "binance", DEPTH, ETH_DEPTH, "--url", sim.url, "--out", str(path),
+        proc = await fastws_process("record", "binance", DEPTH, ETH_DEPTH, "--url", sim.url, "--out", str(path),
                              "--duration", "60")
         try:
             # The writer flushes every second: wait for a few flushes.
