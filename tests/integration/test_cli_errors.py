@@ -107,3 +107,31 @@ async def test_a_sequence_gap_says_it_counts_update_ids() -> None:
     assert skipped_ids > 10 and jumps.count(0) == len(jumps) - 1, jumps     # ids, not messages
     (line,) = [line for line in err.decode().splitlines() if "missing" in line]
     assert f"{DEPTH}: {skipped_ids} update id(s) missing (expected sequence " in line, line
+
+
+async def test_messages_after_the_limit_are_neither_printed_nor_counted() -> None:
+    """The handlers alone: messages the client hands over between the limit and its stop
+    (a read holding several) change nothing."""
+    import io
+
+    from exchanges.binance import BinanceWebSocket, binance_config
+    from fastws.commands.record import _Recorder
+    from fastws.commands.stream import _Printer
+    from fastws.types import ExchangeName
+
+    out = io.StringIO()
+    printer = _Printer(out, as_json=True, quiet=False, max_messages=2)
+    for index in range(5):
+        printer.on_message({"stream": TRADE, "data": {"t": index}})
+    assert printer.count == 2 and printer.done.is_set()
+    assert out.getvalue().splitlines() == ['{"stream":"btcusdt@trade","data":{"t":0}}',
+                                           '{"stream":"btcusdt@trade","data":{"t":1}}']
+
+    recorder = _Recorder(max_messages=2, done=asyncio.Event())
+    recorder.ws = BinanceWebSocket(ExchangeName("binance"), binance_config("ws://127.0.0.1:9/"), print)
+    recorder.ws.set_frame_tap(lambda payload, receive_ns, opcode: None)
+    for index in range(5):
+        recorder.on_message({"stream": TRADE, "data": {"t": index}})
+    assert recorder.messages == 2 and recorder.limit_reached and recorder.done.is_set()
+    assert recorder.ws._frame_tap is None       # nothing written after the limit
+    await recorder.ws.stop()
