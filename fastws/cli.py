@@ -41,4 +41,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.debug:
             raise
         print(f"fastws {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_status if isinstance(exc, CommandError) else 1

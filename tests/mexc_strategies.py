@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
 
 from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from hypothesis import strategies as st
 
 from exchanges.mexc import pb
-from exchanges.mexc.reference import BODY_FIELDS
+from exchanges.mexc.reference import BODY_FIELDS, decode_reference
 
 __all__ = ["BODY_FIELDS", "CHANNELS", "WireField", "mutated_push_bytes", "parse_wire", "push_bytes",
+           "reference_or_refused",
            "serialize_wire", "wrappers"]
 
 Descriptor = Any     # a message descriptor: the upb and the pure-Python classes differ
@@ -394,3 +395,21 @@ def _mutated(draw: st.DrawFn, body_fields: Optional[Iterable[str]]) -> bytes:
 def mutated_push_bytes(body_fields: Optional[Iterable[str]] = None) -> st.SearchStrategy[bytes]:
     """Serialized wrappers after structural mutations and, half of the time, byte damage."""
     return _mutated(body_fields)
+
+
+def reference_or_refused(data: bytes) -> Optional[dict[str, Any]]:
+    """The reference decoder's dict of ``data``, or None where it refuses the bytes.
+
+    Only the refusals ``decode_reference`` documents count as one (a
+    ``DecodeError``, a ``UnicodeDecodeError``, "push without a body"); any
+    other exception is a bug of the oracle and propagates, so a differential
+    test cannot mistake it for a refusal that agrees with the decoder's.
+    """
+    try:
+        return decode_reference(data)
+    except (DecodeError, UnicodeDecodeError):
+        return None
+    except ValueError as exc:
+        if str(exc) != "push without a body":
+            raise
+        return None

@@ -183,7 +183,8 @@ class HealthMixin(ClientFields):
         """Called by the core when a stream's sequence numbers skip: record, log, report."""
         gap = SequenceGap(time=time.time(), stream=stream, expected=expected, received=received, last=last)
         self._sequence_gaps.append(gap)
-        error = SequenceGapError(f"{self.exchange}: {stream}: {gap.missing} message(s) missing "
+        # Sequence numbers (update ids), not messages: one message may span many.
+        error = SequenceGapError(f"{self.exchange}: {stream}: {gap.missing} update id(s) missing "
                                  f"(expected sequence {expected}, got {received})",
                                  stream, expected, received)
         self._log_error_rate_limited("sequence", error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Optional, Sequence
 
-from fastws.commands import CommandError
+from fastws.commands import CommandError, UsageError
 from fastws.errors import ExchangeAPIError
 from fastws.registry import ExchangeEntry, RegistryError, exchange_names, get_exchange, load_exchanges
 from fastws.types import ExchangeName
@@ -22,16 +22,25 @@ def load_exchange(name: str) -> ExchangeEntry:
 
 def make_client(name: str, url: Optional[str], handler: Callable[..., Any],
                 error_handler: Callable[[Any], Any], *, typed: bool = False, **overrides: Any) -> Any:
-    """A client of exchange ``name`` on ``url`` (default: its public endpoint)."""
+    """A client of exchange ``name`` on ``url`` (default: its public endpoint).
+
+    Raises:
+        CommandError: an unknown exchange, or ``typed`` for one without a typed route.
+        UsageError: ``url`` is not a valid endpoint.
+    """
     exchange = load_exchange(name)
-    # Without a URL, the config function's default: the exchange's public endpoint.
-    config = exchange.config(url, **overrides) if url else exchange.config(**overrides)
-    if typed:
-        if not exchange.typed:
-            typed_ones = ", ".join(e.name for e in load_exchanges() if e.typed) or "none"
-            raise CommandError(f"--typed: {exchange.name} has no typed route (only {typed_ones} has)")
-        return exchange.client(ExchangeName(exchange.name), config, handler, error_handler, typed=True)
-    return exchange.client(ExchangeName(exchange.name), config, handler, error_handler)
+    if typed and not exchange.typed:
+        typed_ones = ", ".join(e.name for e in load_exchanges() if e.typed) or "none"
+        raise CommandError(f"--typed: {exchange.name} has no typed route (only {typed_ones} has)")
+    options = {"typed": True} if typed else {}
+    try:
+        # Without a URL, the config function's default: the exchange's public endpoint.
+        config = exchange.config(url, **overrides) if url else exchange.config(**overrides)
+        return exchange.client(ExchangeName(exchange.name), config, handler, error_handler, **options)
+    except ValueError as exc:     # the config's (or the client's) check of the endpoint
+        if url is None:
+            raise
+        raise UsageError(f"--url {url}: {exc}") from None
 
 
 async def start_client(client: Any, timeout: float, errors: Sequence[ExchangeAPIError] = ()) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any, Optional, TextIO
 
 import uvloop
 
-from fastws.commands import CommandError
+from fastws.commands import CommandError, configure_logging, require_positive
 from fastws.commands.adapters import exchange_names, make_client, start_client
 from fastws.commands.liveview import write_progress
 from fastws.commands.signals import until_signalled
@@ -40,8 +39,9 @@ class RecordResult:
 
     Attributes:
         path: The capture file.
-        messages: Data messages delivered by the adapter (and recorded).
-        frames: Records written (data, control replies and markers).
+        messages: Data messages recorded: those the adapter delivered to
+            its handler before the limit (``--max-messages``).
+        frames: Records written (data messages, control replies and markers).
         bytes: Bytes of those records.
         seconds: Length of the recording.
         gaps: Times the feed was lost.
@@ -78,7 +78,15 @@ class _Recorder:
         self._feed_lost = False
 
     def on_message(self, *message: Any) -> None:
-        """Count a data message; at the limit, stop recording at once (nothing more is written)."""
+        """Count a data message; at the limit, stop recording at once (nothing more is written).
+
+        The tap writes each message before the core hands it here, so the
+        file holds exactly the messages counted: those the adapter
+        delivers between the limit and the client's stop are neither
+        written nor counted.
+        """
+        if self.limit_reached:
+            return
         self.messages += 1
         if self.max_messages is not None and self.messages >= self.max_messages:
             self.ws.set_frame_tap(None)
@@ -240,22 +248,16 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Record; print what was written. 0 on success (Ctrl-C included)."""
-    if args.duration is not None and args.duration <= 0:
-        raise CommandError("--duration must be > 0")
-    if args.max_messages is not None and args.max_messages <= 0:
-        raise CommandError("--max-messages must be > 0")
-    if args.connect_timeout <= 0:
-        raise CommandError("--connect-timeout must be > 0")
-    if args.debug:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    else:
-        # Reconnections and errors show on the progress line, not as log lines.
-        logging.getLogger("fastws").addHandler(logging.NullHandler())
-        logging.getLogger("fastws").propagate = False
+    require_positive("--duration", args.duration)
+    require_positive("--max-messages", args.max_messages)
+    require_positive("--connect-timeout", args.connect_timeout)
+    # Reconnections and errors show on the progress line, not as log lines.
+    configure_logging(args.debug)
     if args.duration is None and args.max_messages is None and sys.stderr.isatty():
         print("recording until Ctrl-C", file=sys.stderr)
     result = uvloop.run(_main(args))
-    print(f"recorded {result.messages} messages ({result.frames} records, {_human_bytes(result.bytes)}) "
+    print(f"recorded {result.messages} data messages ({result.frames} records with the control replies "
+          f"and markers, {_human_bytes(result.bytes)}) "
           f"in {result.seconds:.1f} s to {result.path}"
           + (" (appended)" if result.appended else "")
           + (f", {result.gaps} feed gap(s)" if result.gaps else "")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import math
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import Any, Optional, TextIO
 
 import uvloop
 
-from fastws.commands import CommandError
+from fastws.commands import CommandError, UsageError, configure_logging
 from fastws.commands.liveview import write_progress
 from fastws.commands.signals import until_signalled
 from fastws.recording import CaptureError
@@ -120,15 +119,11 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve the capture; 0 when it was played to its end (or interrupted by Ctrl-C)."""
     if args.speed < 0 or math.isnan(args.speed):
-        raise CommandError("--speed must be >= 0")
+        raise UsageError("--speed must be >= 0")
     if not 0 <= args.port <= 65535:
-        raise CommandError("--port must be within 0..65535")
-    if args.debug:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    else:
-        # A damaged tail is noted on stderr by serve(): no log line on top.
-        logging.getLogger("fastws").addHandler(logging.NullHandler())
-        logging.getLogger("fastws").propagate = False
+        raise UsageError("--port must be within 0..65535")
+    # A damaged tail is noted on stderr by serve(): no log line on top.
+    configure_logging(args.debug)
     server = uvloop.run(_main(args))
     done = server.finished.done() and not server.finished.cancelled()
     print(f"replayed {server.frames_played} frames ({server.frames_sent} sent, {server.bytes_sent} bytes)"

@@ -10,7 +10,7 @@ from typing import Any, Optional, TextIO
 import msgspec
 import uvloop
 
-from fastws.commands import CommandError
+from fastws.commands import configure_logging, require_positive
 from fastws.commands.adapters import exchange_names, make_client, start_client
 from fastws.commands.liveview import LiveView
 from fastws.errors import ExchangeAPIError
@@ -49,7 +49,10 @@ class _Printer:
         self._encode = msgspec.json.Encoder().encode
 
     def on_message(self, *args: Any) -> None:
-        # Dict route: (message); typed route: (stream, struct).
+        # Dict route: (message); typed route: (stream, struct). Messages the
+        # client delivers between the limit and its stop are not printed.
+        if self.done.is_set():
+            return
         self.count += 1
         if not self.quiet:
             if self.as_json:
@@ -94,14 +97,17 @@ async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = 
                 pass
             if live is not None:
                 live.refresh(time.monotonic() - started, {exchange: await client.health_check()})
-    err.write(f"fastws stream: {printer.count} message(s) in {time.monotonic() - started:.1f} s\n")
+    err.write(f"fastws stream: {printer.count} message(s) {'received' if view else 'printed'} in {time.monotonic() - started:.1f} s\n")
     return printer.count
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``fastws stream``; 0 once it has received a message."""
-    if args.max_messages is not None and args.max_messages <= 0:
-        raise CommandError("--max-messages must be positive")
+    require_positive("--duration", args.duration)
+    require_positive("--max-messages", args.max_messages)
+    require_positive("--connect-timeout", args.connect_timeout)
+    # Each error reaches the error handler, which prints it: no log line on top.
+    configure_logging(args.debug)
     count = uvloop.run(run_stream(args.exchange, args.streams, url=args.url, typed=args.typed,
                                   as_json=args.json, view=args.view, duration=args.duration,
                                   max_messages=args.max_messages, connect_timeout=args.connect_timeout))

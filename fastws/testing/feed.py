@@ -96,6 +96,7 @@ class FeedConnection(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.PING:
+            self.server.pings_received += 1
             if self.server.answer_pings:
                 transport.send_pong(frame.get_payload_as_bytes())
             return
@@ -194,6 +195,7 @@ class FeedServer:
             whose pongs are lost).
         requests: Every decoded request received, in order.
         connection_count: Connections accepted so far.
+        pings_received: PING frames received from clients so far.
     """
 
     def __init__(self, rate: float = 0.0, *, control: Optional[ControlHandler] = None,
@@ -209,6 +211,7 @@ class FeedServer:
         self.ack_delay = 0.0
         self.ignore_requests = False
         self.answer_pings = True
+        self.pings_received = 0
         self.muted = False
         self.requests: list[Any] = []
         self.connections: list[FeedConnection] = []

@@ -32,6 +32,8 @@ class _Outcome:
     info: Any = None
     info_error: Optional[BaseException] = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Seconds waited for a parser or handler that suspended and never finished (None: it finished).
+    unfinished: Optional[float] = None
 
 
 class HandlerRecorder:
@@ -141,10 +143,20 @@ async def _serve(core: FrameHandler, frames: Sequence[SampleFrame], outcomes: li
         transport = connected
         deadline = time.monotonic() + timeout
         while len(outcomes) < len(frames) or core.pending_task is not None:
-            if time.monotonic() >= deadline or connected.is_disconnected:
+            if connected.is_disconnected:
+                break
+            if time.monotonic() >= deadline:
+                if core.pending_task is not None and outcomes:
+                    # The frame the core is on suspended and has not finished.
+                    outcomes[-1].unfinished = timeout
                 break
             await asyncio.sleep(_POLL)
     finally:
+        pending = core.pending_task
+        if pending is not None:
+            # A parser or handler that never finished: end it, as the client does on close.
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
         if transport is not None:
             transport.disconnect(graceful=False)
             try:
@@ -189,8 +201,10 @@ async def _route_problems(adapter: BaseWebSocketInterface, recorder: HandlerReco
 def _delivery(outcomes: list[_Outcome], index: int) -> tuple[str, Any]:
     """What the handler got for frame ``index``: its calls, or why it got nothing."""
     if index >= len(outcomes):
-        return "ended", "connection ended early"
+        return "ended", _why_not_reached(outcomes)
     outcome = outcomes[index]
+    if outcome.unfinished is not None:
+        return "unfinished", f"did not finish within {outcome.unfinished:g} s"
     if outcome.error is not None:
         return "error", type(outcome.error).__name__
     return "calls", outcome.calls
@@ -201,6 +215,18 @@ def _describe(delivery: tuple[str, Any]) -> str:
     if kind != "calls":
         return f"nothing ({what})"
     return ", ".join(f"({', '.join(repr(a) for a in call)})" for call in what) or "nothing"
+
+
+def _why_not_reached(outcomes: list[_Outcome]) -> str:
+    """Why a frame never reached the parser: held behind an unfinished one, or the connection ended."""
+    if outcomes and outcomes[-1].unfinished is not None:
+        return "held behind an earlier frame that did not finish"
+    return "connection ended early"
+
+
+def _unfinished(outcome: _Outcome) -> str:
+    return (f"did not finish within {outcome.unfinished:g} s (the parser or the message handler "
+            "suspended and never returned)")
 
 
 def _preview(frame: SampleFrame) -> str:
@@ -230,10 +256,12 @@ def _judge_samples(frames: Sequence[SampleFrame], outcomes: list[_Outcome], rout
     info_checked = 0
     for index, frame in enumerate(frames):
         if index >= len(outcomes):
-            problems.append(f"{_preview(frame)}: never parsed (connection ended early)")
+            problems.append(f"{_preview(frame)}: never parsed ({_why_not_reached(outcomes)})")
             continue
         outcome = outcomes[index]
-        if outcome.error is not None:
+        if outcome.unfinished is not None:
+            problems.append(f"{_preview(frame)}: {_unfinished(outcome)}")
+        elif outcome.error is not None:
             problems.append(f"{_preview(frame)}: raised {type(outcome.error).__name__}: {outcome.error}")
         elif frame.control and outcome.delivered:
             problems.append(f"{_preview(frame)}: control frame returned {type(outcome.message).__name__}, not None")
@@ -270,10 +298,13 @@ def _judge_malformed(frames: Sequence[SampleFrame], outcomes: list[_Outcome],
     counts = {"dict": 0, "None": 0}
     for index, frame in enumerate(frames):
         if index >= len(outcomes):
-            problems.append(f"{_preview(frame)}: never parsed (connection ended early)")
+            problems.append(f"{_preview(frame)}: never parsed ({_why_not_reached(outcomes)})")
             continue
         outcome = outcomes[index]
         error = outcome.error
+        if outcome.unfinished is not None:
+            problems.append(f"{_preview(frame)}: {_unfinished(outcome)}")
+            continue
         if error is None:
             if outcome.delivered and not isinstance(outcome.message, dict):
                 problems.append(f"{_preview(frame)}: returned {type(outcome.message).__name__}, not a dict")

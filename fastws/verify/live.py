@@ -22,6 +22,11 @@ class _LiveFailure(Exception):
     """A live step failed; its check is recorded, the rest are skipped."""
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, or the type alone when the message is empty (a bare timeout)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no message)"
+
+
 def _url_of(simulator: Any, how: Union[str, Callable[[Any], str]]) -> str:
     if callable(how):
         return str(how(simulator))
@@ -119,15 +124,22 @@ class _LiveRun:
 
         try:
             await asyncio.wait_for(client.start(), timeout)
-        except (ExchangeAPIError, asyncio.TimeoutError) as exc:
-            self.record("live connect", False, f"{type(exc).__name__}: {exc}")
+        except asyncio.TimeoutError:
+            self.record("live connect", False, f"not CONNECTED within {timeout:g} s (state {client.state.value}"
+                        f"{self._last_error()})")
+        except ExchangeAPIError as exc:
+            self.record("live connect", False, _describe(exc))
         self.record("live connect", client.is_connected, f"state {client.state.value}")
 
         started = time.monotonic()
         try:
             await asyncio.wait_for(client.subscribe(self.streams), timeout)
-        except (ExchangeAPIError, asyncio.TimeoutError) as exc:
-            self.record("live subscribe (ack)", False, f"{type(exc).__name__}: {exc}")
+        except asyncio.TimeoutError:
+            self.record("live subscribe (ack)", False,
+                        f"subscribe({self.streams!r:.80}) did not return within {timeout:g} s "
+                        f"(the ack awaited by _send_subscription_message never came{self._last_error()})")
+        except ExchangeAPIError as exc:
+            self.record("live subscribe (ack)", False, _describe(exc))
         if self.profile.expects_ack and not any(self.acks):
             self.record("live subscribe (ack)", False,
                         "_send_subscription_message returned None: no ack awaited (the profile expects one)")
@@ -168,13 +180,18 @@ class _LiveRun:
                     f"messages_delivered={delivered}, reconnections={reconnections}, "
                     f"errors={metrics.get('errors')}")
 
+    def _last_error(self) -> str:
+        """``; last error: ...`` from the client's error handler, or nothing."""
+        return f"; last error: {_describe(self.errors[-1])}"[:200] if self.errors else ""
+
     async def _server_subscribed(self, simulator: Any, check: str) -> None:
         wait = getattr(simulator, "wait_subscribed", None)
         if callable(wait):
             try:
                 await wait(self.streams, timeout=self.timeout)
             except (TimeoutError, asyncio.TimeoutError) as exc:
-                self.record(check, False, f"the simulator does not see the subscription: {exc}")
+                self.record(check, False, f"the simulator does not see the subscription within "
+                                          f"{self.timeout:g} s" + (f": {exc}" if str(exc) else ""))
 
     def _health_problems(self, health: Mapping[str, Any]) -> list[str]:
         problems = []
@@ -217,7 +234,7 @@ async def _live_checks(cls: type, profile: Optional[ComplianceProfile], live: bo
         done = {c.name for c in report.checks[before:]}
         first = next(n for n in _LIVE_CHECKS if n not in done) if len(done) < len(_LIVE_CHECKS) else None
         if first is not None:
-            report.add(first, Status.FAILED, f"{type(exc).__name__}: {exc}"[:200])
+            report.add(first, Status.FAILED, _describe(exc)[:200])
     done = {c.name for c in report.checks[before:]}
     failed = next((c.name for c in report.checks[before:] if c.status is Status.FAILED), None)
     for name in _LIVE_CHECKS:

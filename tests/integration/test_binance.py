@@ -13,7 +13,7 @@ from exchanges.binance.messages import AggTrade, BookTicker, Kline, MiniTicker, 
 from exchanges.binance.simulator import BinanceSimulator
 from fastws import (ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError, StreamType,
                     SubscriptionRejectedError)
-from tests.conftest import open_fds, other_tasks
+from tests.conftest import open_fds, other_tasks, until
 
 DEPTH = ["btcusdt@depth", "ethusdt@depth@100ms"]
 TYPES = {
@@ -263,9 +263,14 @@ async def test_malformed_and_oversized_frames(binance_simulator: BinanceSimulato
         await sink.wait(lambda: len(sink.messages) == 2)
         assert ws.metrics["parse_errors"] == 1
         assert [e.code for e in sink.errors] == [400]
+        (first,) = sim.connections
         sim.send_oversized(128 * 1024)
         await sim.wait_connections(2)
         await sim.wait_subscribed(DEPTH)
+        # The client closed the connection as too big (1009), and its gap says so.
+        await until(lambda: first.close_code is not None, 5, "the client's close frame")
+        assert first.close_code == 1009
+        assert "client closed (1009)" in ws.gaps[0].reason
 
 
 async def test_max_connection_age_rotates_before_the_server_cuts(binance_simulator_factory: Any) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -62,7 +63,12 @@ async def test_pacing_holds_across_a_reconnection(binance_simulator: BinanceSimu
         queued = [asyncio.ensure_future(ws.subscribe([f"q{i}usdt@trade"])) for i in range(6)]
         await asyncio.sleep(0.5)
         sim.drop(1001)
-        await asyncio.gather(*queued, return_exceptions=True)
+        outcomes = await asyncio.gather(*queued, return_exceptions=True)
+        # Each queued subscribe succeeded or was cut by the drop; nothing else
+        # (no timeout, no rate-limit error), and every stream is tracked and
+        # restored on the new connection.
+        assert all(o is None or isinstance(o, ConnectionFailedError) for o in outcomes), outcomes
+        assert set(ws.subscriptions) == {"btcusdt@trade", *(f"q{i}usdt@trade" for i in range(6))}
         await sim.wait_subscribed(ws.subscriptions)
         await asyncio.sleep(1.0)
     assert sim.violations == [] and sim.max_incoming_in_window <= 5
@@ -120,17 +126,37 @@ async def test_pool_totals_keep_a_retired_members_counts(binance_simulator: Bina
         assert after["latency_us"]["p50"] is not None
 
 
-async def test_the_attempt_limit_waits_without_failing_the_connection(binance_simulator: BinanceSimulator) -> None:
+class RecordingLimiter(ConnectionAttemptLimiter):
+    """A limiter that notes when it let each attempt through."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        super().__init__(limit, window)
+        self.granted: list[float] = []
+
+    async def acquire(self) -> None:
+        await super().acquire()
+        self.granted.append(time.monotonic())
+
+
+async def test_the_attempt_limit_waits_without_failing_the_connection(binance_simulator: BinanceSimulator,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     sim = binance_simulator
     sink = Sink()
     ws = client(sim, sink, timeout=0.3, max_reconnect_attempts=2)
-    binance_client._ATTEMPTS[f"127.0.0.1:{sim.port}"] = ConnectionAttemptLimiter(limit=1, window=1.0)
+    # One attempt per second, for this simulator's endpoint only; the module's table is restored after.
+    limiter = RecordingLimiter(limit=1, window=1.0)
+    monkeypatch.setitem(binance_client._ATTEMPTS, f"127.0.0.1:{sim.port}", limiter)
     async with ws:
         await ws.subscribe(["btcusdt@trade"])
         sim.drop(1001)
-        await sim.wait_connections(2, timeout=3.0)
-        await ws.wait_for_state(ConnectionState.CONNECTED, timeout=3.0)
+        await sim.wait_connections(2, timeout=5.0)
+        await ws.wait_for_state(ConnectionState.CONNECTED, timeout=5.0)
+        # Both attempts went through the limiter, the second a whole window after
+        # the first: longer than the 0.3 s connect timeout, which did not count the wait.
+        assert len(limiter.granted) == 2
+        assert limiter.granted[1] - limiter.granted[0] >= 1.0 - 0.002
         assert [e for e in sink.errors if e.code == 408] == []
+        assert ws.metrics["reconnections"] == 1
 
 
 async def test_unsubscribe_then_subscribe_again_reports_no_gap(binance_simulator: BinanceSimulator) -> None:

@@ -30,7 +30,7 @@ from exchanges.mexc.reference import decode_reference, encode_push
 from fastws import ExchangeName, FrameHandler, StreamType
 from fastws._core import FrameBuffer, RouteTable
 from fastws.errors import ExchangeAPIError, InvalidMessageError, SequenceGapError
-from tests.mexc_strategies import mutated_push_bytes, push_bytes
+from tests.mexc_strategies import mutated_push_bytes, push_bytes, reference_or_refused
 
 TEXT, BINARY, CONTINUATION = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
 PING, PONG = WSMsgType.PING, WSMsgType.PONG
@@ -667,9 +667,8 @@ def mexc_oracle(opcode: WSMsgType, payload: bytes, outcome: str, delivered: Any)
         want = "control" if control else "error"
         assert outcome == want, f"{outcome}, expected {want}"
         return
-    try:
-        reference = decode_reference(payload)
-    except Exception:       # DecodeError, UnicodeDecodeError, "push without a body"
+    reference = reference_or_refused(payload)     # only its documented refusals are None
+    if reference is None:
         assert outcome == "error", f"{outcome}, but the reference decoder refuses the push"
         return
     assert outcome == "delivered", f"{outcome}, but the reference decoder accepts the push"
@@ -686,24 +685,19 @@ class Harness:
         sink: Its handlers' and error reporting's record.
         adapter: The core is an adapter's: ``sink.errors`` holds what its error handler
             got (``ExchangeAPIError``); else ``(kind, exc, payload)`` from the core.
-        tolerate: A predicate of an adapter error that is a known bug: it is counted
-            as the frame's outcome instead of failing the test.
         oracle: ``oracle(opcode, payload, outcome, delivered)`` for each completed
-            message: checks the outcome (``delivered``, ``control``, ``error`` or
-            ``known bug``) and what was delivered against a model of the adapter.
+            message: checks the outcome (``delivered``, ``control`` or ``error``)
+            and what was delivered against a model of the adapter.
     """
 
     def __init__(self, core: FrameHandler, sink: Sink, adapter: bool,
-                 tolerate: Optional[Callable[[Any], bool]] = None,
                  oracle: Optional[Callable[[WSMsgType, bytes, str, Any], None]] = None) -> None:
         self.core = core
         self.sink = sink
         self.adapter = adapter
-        self.tolerate = tolerate
         self.oracle = oracle
         self.model = FrameModel()
         self.fed: list[Frame] = []
-        self.tolerated = 0
 
     def feed(self, opcode: WSMsgType, payload: bytes, fin: bool) -> dict[str, int]:
         """Feed one frame; return the change of the core's counters."""
@@ -721,17 +715,16 @@ class Harness:
         d = {key: after[key] - before[key] for key in after}
         new_errors = sink.errors[errors:]
         where = f"\ncounters: {d}\nerrors: {new_errors!r}\n{self._trail()}"
-        tolerated = 0
         if self.adapter:
-            tolerated = self._check_adapter_errors(d, new_errors, where)
+            self._check_adapter_errors(d, new_errors, where)
         else:
             self._check_core_reports(d, new_errors, where)
-        assert d["handler_errors"] == tolerated, "a handler error from a handler that never raises" + where
+        assert d["handler_errors"] == 0, "a handler error from a handler that never raises" + where
         assert d["frames_received"] == 1, where
         assert d["messages_received"] == completed, "messages completed" + where
-        assert d["messages_delivered"] + d["control_messages"] + d["parse_errors"] + tolerated == outcomes, \
+        assert d["messages_delivered"] + d["control_messages"] + d["parse_errors"] == outcomes, \
             f"expected {outcomes} outcome(s) (delivered, control or parse error)" + where
-        assert d["classify_errors"] <= d["messages_delivered"] + tolerated, \
+        assert d["classify_errors"] <= d["messages_delivered"], \
             "a classify error without its message" + where
         assert len(sink.delivered) - delivered == d["messages_delivered"], "handler calls vs. delivered" + where
         assert not sink.escaped, "; ".join(sink.escaped) + where
@@ -739,16 +732,13 @@ class Harness:
             assert len(sink.gaps) - gaps == d["sequence_gaps"], "gap callbacks vs. gaps counted" + where
         assert core.backlog_size == 0 and core.pending_task is None, "nothing suspends here" + where
         if message is not None and self.oracle is not None:
-            # The parse error of an interrupted fragmented message is not this one's.
-            parse_errors = d["parse_errors"] - (outcomes - completed)
             outcome = ("delivered" if d["messages_delivered"] else "control" if d["control_messages"]
-                       else "known bug" if tolerated and not parse_errors else "error")
+                       else "error")
             got = sink.delivered[-1][0] if d["messages_delivered"] else None
             try:
                 self.oracle(message[0], message[1], outcome, got)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}{where}") from None
-        self.tolerated += tolerated
         return d
 
     def _check_core_reports(self, d: dict[str, int], reports: list[Any], where: str) -> None:
@@ -760,14 +750,12 @@ class Harness:
             assert isinstance(exc, Exception), where
             assert payload is None or type(payload) is bytes, f"error payload {type(payload).__name__}" + where
 
-    def _check_adapter_errors(self, d: dict[str, int], errors: list[Any], where: str) -> int:
-        """Check what the adapter's error handler got; return the known-bug errors."""
-        invalid = gaps = other = tolerated = 0
+    def _check_adapter_errors(self, d: dict[str, int], errors: list[Any], where: str) -> None:
+        """Check what the adapter's error handler got."""
+        invalid = gaps = other = 0
         for error in errors:
             assert isinstance(error, ExchangeAPIError), f"not an ExchangeAPIError: {error!r}" + where
-            if self.tolerate is not None and self.tolerate(error):
-                tolerated += 1
-            elif isinstance(error, InvalidMessageError):
+            if isinstance(error, InvalidMessageError):
                 assert error.code == 400, where
                 assert error.payload is None or type(error.payload) is bytes, where
                 str(error)       # readable after the frame is gone
@@ -782,7 +770,6 @@ class Harness:
             "every parse and classify error reaches the error handler as InvalidMessageError (400)" + where
         assert gaps == d["sequence_gaps"], where
         assert other <= d["control_messages"], "an error reply without its control message" + where
-        return tolerated
 
     def check_kept(self) -> None:
         """Everything handed out is still readable and unchanged (no view escaped);
