@@ -196,6 +196,8 @@ class FrameHandler(WSListener):
     def backlog_size(self) -> int: ...
     @property
     def backlog_bytes(self) -> int: ...
+    def report_oversize(self, message: str) -> None:
+        """Count and report a message refused as too big before it reached the core."""
     def backlog_age_ns(self) -> int:
         """Nanoseconds since the oldest message not yet handled arrived; 0 when none waits."""
     @property

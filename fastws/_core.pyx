@@ -385,6 +385,16 @@ cdef class FrameHandler(WSListener):
         """Messages waiting behind a suspended parser or handler, or for the next slice."""
         return len(self._backlog)
 
+    def report_oversize(self, message):
+        """Count and report a message refused as too big before it reached the core.
+
+        picows refuses a single frame larger than its ``max_frame_size`` itself
+        (it closes with 1009 and never calls ``on_ws_frame``): the client says
+        so here, so that the refusal is counted (``oversize_errors``) and
+        reported like the core's own.
+        """
+        _error(self, ERROR_OVERSIZE, ValueError(message), None)
+
     @property
     def backlog_bytes(self):
         """Bytes of the messages waiting in the backlog."""

@@ -180,6 +180,7 @@ class SupervisorMixin(SubscriptionsMixin):
         self._cancel_handover_end()
         core = self._core
         if core is not None:
+            self._report_refused_frame(core)
             self._metrics.fold(core)
             self._keep_sequences(core)
         self._core = None
@@ -190,6 +191,14 @@ class SupervisorMixin(SubscriptionsMixin):
         self._open_gap_for(reason)
         level = logging.INFO if self._stopping else logging.WARNING
         self.logger.log(level, "disconnected: %s", reason, extra={"exchange": self.exchange, "reason": reason})
+
+    def _report_refused_frame(self, core: FrameHandler) -> None:
+        """A frame picows refused as too big (it closed with 1009 itself) is an error like any other."""
+        handshake = self._ws.close_handshake if self._ws is not None else None
+        sent = handshake.sent if handshake is not None else None
+        if sent is not None and int(sent.code) == 1009 and core.oversize_errors == 0:
+            core.report_oversize(f"a frame larger than max_frame_size ({self.config.max_frame_size} bytes): "
+                                 "the connection was closed with 1009")
 
     def _cancel_handover_end(self) -> None:
         """End the grace period of the last replacement now (its timer is dropped)."""

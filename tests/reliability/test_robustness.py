@@ -298,3 +298,17 @@ async def test_a_retired_channel_beside_good_ones_is_refused_by_mexc_and_the_goo
         assert info.value.rejected_streams == [retired] and "Not Subscribed successfully" in str(
             info.value.exchange_message)
         assert ws.subscriptions == good and mexc_simulator.subscribed() == set(good)
+
+
+async def test_a_single_oversized_frame_reaches_the_error_handler(binance_simulator: BinanceSimulator) -> None:
+    """picows refuses a frame past max_frame_size itself (close 1009): the error is still reported and counted."""
+    sim = binance_simulator
+    sink = Sink()
+    async with binance(sim, sink, max_frame_size=64 * 1024) as ws:
+        await ws.subscribe([TRADE])
+        sim.send_oversized(128 * 1024)
+        await sim.wait_connections(2)
+        await sim.wait_subscribed([TRADE])
+        await until(lambda: any(e.code == 400 and "max_frame_size" in str(e) for e in sink.errors), 5,
+                    "the oversize error")
+        assert ws.metrics["oversize_errors"] == 1
