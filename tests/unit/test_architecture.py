@@ -33,8 +33,13 @@ def test_the_tree_keeps_the_contracts() -> None:
 
 
 def _copy_tree(tmp_path: Path) -> Path:
-    for package in ("fastws", "exchanges"):
-        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns(
+    # The packages as imported: the checkout's, or an installed wheel's (CI
+    # runs the suite against both; the tests' copy holds no package).
+    import exchanges
+    import fastws
+    for package in (fastws, exchanges):
+        source = Path(package.__file__).parent
+        shutil.copytree(source, tmp_path / package.__name__, ignore=shutil.ignore_patterns(
             "*.so", "*.c", "*.pyx", "*.pxd", "__pycache__", "build"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
