@@ -65,8 +65,9 @@ class SubscriptionsMixin(ConnectionMixin):
         returns at once, and a later rejection reaches the error handler.
         Called from this connection's own message handler (whose replies
         cannot be read until the handler returns), the request is sent in
-        the background and the call returns at once as well. Every tracked
-        stream is sent again after a reconnect.
+        the background and the call returns at once as well; so does a call
+        whose connection ends while it waits (the next connection subscribes
+        the streams). Every tracked stream is sent again after a reconnect.
 
         Raises:
             TypeError: ``streams`` is not a name or an iterable of names.
@@ -118,7 +119,17 @@ class SubscriptionsMixin(ConnectionMixin):
             self._subscriptions[stream] = None
         # A rejected batch's streams are dropped by _request; the batches
         # the exchange accepted stay tracked (and resubscribed).
-        await self._request_or_send(new, SubscriptionAction.SUBSCRIBE)
+        try:
+            await self._request_or_send(new, SubscriptionAction.SUBSCRIBE)
+        except ConnectionFailedError:
+            if self._stopping or not any(s in self._subscriptions for s in new):
+                raise
+            # The connection ended (or was replaced) while the request
+            # waited: the streams stay tracked and go out with the next
+            # connection's resubscribe, as streams asked for while not
+            # connected do; a later rejection reaches the error handler.
+            self.logger.info("connection changed during a subscribe: %d stream(s) go out on the next one",
+                             len(new), extra={"exchange": self.exchange, "streams": new})
 
     async def unsubscribe(self, streams: Union[str, Iterable[str]]) -> None:
         """Stop receiving ``streams`` (one name or an iterable of names).

@@ -312,3 +312,21 @@ async def test_a_single_oversized_frame_reaches_the_error_handler(binance_simula
         await until(lambda: any(e.code == 400 and "max_frame_size" in str(e) for e in sink.errors), 5,
                     "the oversize error")
         assert ws.metrics["oversize_errors"] == 1
+
+
+async def test_a_subscribe_whose_connection_drops_while_it_waits_is_not_an_error(
+        binance_simulator: BinanceSimulator) -> None:
+    """Queued behind the rate limit when the connection drops: no error, and the next connection subscribes it."""
+    sim = binance_simulator
+    sink = Sink()
+    async with binance(sim, sink, stale_timeout=None) as ws:
+        await ws.subscribe([TRADE])
+        await ws.send_message({"method": "LIST_SUBSCRIPTIONS", "id": 998})   # spend the token
+        waiting = asyncio.ensure_future(ws.subscribe([DEPTH]))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        sim.drop()
+        await asyncio.wait_for(waiting, 10)          # raised ConnectionFailedError before
+        await sim.wait_connections(2)
+        await sim.wait_subscribed([TRADE, DEPTH])
+        assert ws.subscriptions == [TRADE, DEPTH]
