@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from typing import Any, Awaitable, Callable, ClassVar, Iterable, Optional, Union
+from typing import Any, Callable, ClassVar, Iterable, Optional, Union
 
 from fastws.client import BaseWebSocketInterface, ConnectionGap, SequenceGap
 from fastws.client.subscriptions import stream_names
-from fastws.errors import ConnectionFailedError, ExchangeAPIError
+from fastws.errors import ConnectionFailedError
 from fastws.metrics import add_histograms, latency_percentiles
 from fastws.types import ConnectionState
 
@@ -181,13 +181,6 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
     def _inside_pool_handler(self) -> bool:
         """True when called from the parser or handler of a connection of the pool."""
         return any(c._inside_own_handler() for c in self.connections)
-
-    async def _reported(self, request: Awaitable[None]) -> None:
-        """Await ``request`` (in the background); its failure reaches the error handler."""
-        try:
-            await request
-        except ExchangeAPIError as exc:
-            self._emit_error(exc)
 
     def _plan(self, streams: Iterable[str]) -> tuple[dict[int, tuple[BaseWebSocketInterface, list[str]]],
                                                       list[BaseWebSocketInterface]]:

@@ -263,6 +263,13 @@ class HealthMixin(ClientFields):
         except Exception:
             self.logger.exception("error handler raised", extra={"exchange": self.exchange})
 
+    async def _reported(self, request: Awaitable[None]) -> None:
+        """Await ``request`` (in the background); an ``ExchangeAPIError`` reaches the error handler."""
+        try:
+            await request
+        except ExchangeAPIError as exc:
+            self._emit_error(exc)
+
     def _in_background(self, coro: Any, name: Optional[str] = None) -> None:
         """Run ``coro`` as a task the client owns: ``stop()`` cancels and awaits it."""
         task = asyncio.get_running_loop().create_task(coro, name=name)

@@ -187,14 +187,7 @@ class SubscriptionsMixin(ConnectionMixin):
             return
         self.logger.info("%s of %d stream(s) asked from inside the message handler: sent in the background",
                          action.value, len(streams), extra={"exchange": self.exchange, "streams": streams})
-        self._in_background(self._request_reported(streams, action))
-
-    async def _request_reported(self, streams: list[str], action: SubscriptionAction) -> None:
-        """``_request`` whose failure is reported instead of raised (it runs in the background)."""
-        try:
-            await self._request(streams, action)
-        except ExchangeAPIError as exc:
-            self._emit_error(exc)
+        self._in_background(self._reported(self._request(streams, action)))
 
     async def _resubscribe(self, replacing: bool = False) -> None:
         """Send every tracked stream (pending ones included) after connecting.

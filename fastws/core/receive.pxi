@@ -9,23 +9,19 @@ cdef inline void _receive_message(FrameHandler core, const char* ptr, Py_ssize_t
     ``owner`` is a ``bytes`` holding the payload (reassembled or inflated),
     or None when ``ptr`` points into picows's read buffer.
     """
-    if core.pending_task is not None:
-        # An earlier message is still being handled: keep order, so this
-        # one waits (as a copy when it lives in the read buffer, which will
-        # be reused).
-        _wait_in_backlog(core, owner if owner is not None else PyBytes_FromStringAndSize(ptr, size),
-                         recv_ns, opcode)
-        return
-    if recv_ns - core._batch_start_ns > core._slice_ns:
+    if core.pending_task is None:
+        if recv_ns - core._batch_start_ns <= core._slice_ns:
+            if _receive(core, ptr, size, owner, recv_ns, opcode):
+                _start_resume_task(core)
+            return
         # This read batch has kept the event loop for a whole time slice
         # (``recv_ns`` is stamped after the earlier messages' handlers ran):
         # the rest of it waits for the next turns of the loop.
-        _wait_in_backlog(core, owner if owner is not None else PyBytes_FromStringAndSize(ptr, size),
-                         recv_ns, opcode)
         _defer(core)
-        return
-    if _receive(core, ptr, size, owner, recv_ns, opcode):
-        _start_resume_task(core)
+    # An earlier message is still being handled (or the slice is spent):
+    # keep order, so this one waits (as a copy when it lives in the read
+    # buffer, which will be reused).
+    _wait_in_backlog(core, owner if owner is not None else PyBytes_FromStringAndSize(ptr, size), recv_ns, opcode)
 
 
 cdef bint _receive(FrameHandler core, const char* ptr, Py_ssize_t size, object owner, int64_t recv_ns,
