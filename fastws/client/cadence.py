@@ -16,7 +16,10 @@ connection, known once it has ``min_messages``. A stream is overdue when it
 has been silent for more than the largest of ``floor``, ``factor`` times its
 expected interval and twice the longest silence it has recovered from by
 itself, while the connection received other messages in the second half of
-that silence. Until ``min_messages`` arrived it is not judged.
+that silence. Until ``min_messages`` arrived it is not judged. Each
+resubscribe in a row that brings no message doubles the allowance (up to
+64 times): a stream the exchange has stopped for good (a halted symbol) is
+not resubscribed every few seconds for ever.
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 __all__ = ["CadenceWatch", "Overdue"]
+
+# The allowance doubles per fruitless resubscribe, at most this many times.
+_MAX_DOUBLINGS = 6
 
 
 @dataclass
@@ -41,6 +47,8 @@ class _StreamWatch:
     quiet_from_ns: int = 0
     silence_seen: float = 0.0
     longest_silence: float = 0.0
+    # Resubscribes in a row that brought no message: each doubles the allowance.
+    fruitless: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,7 @@ class CadenceWatch:
                     # A silence that ended by itself: a quiet stream may be that quiet.
                     watch.longest_silence = watch.silence_seen
                 watch.silence_seen = 0.0
+                watch.fruitless = 0
                 watch.messages = messages
                 watch.last_receive_ns = stat.last_receive_ns
                 watch.quiet_from_ns = max(watch.quiet_from_ns, stat.last_receive_ns)
@@ -131,7 +140,8 @@ class CadenceWatch:
             watch.silence_seen = max(watch.silence_seen, silent)
             expected = self._expected(watch)
             assert expected is not None     # learned once min_messages arrived
-            threshold = max(self.floor, self.factor * expected, 2.0 * watch.longest_silence)
+            threshold = max(self.floor, self.factor * expected, 2.0 * watch.longest_silence) \
+                * 2 ** min(watch.fruitless, _MAX_DOUBLINGS)
             others = (connection_last_ns - watch.quiet_from_ns) / 1e9 >= silent / 2
             if silent > threshold and others:
                 overdue.append(Overdue(stream, silent, threshold, expected))
@@ -141,6 +151,7 @@ class CadenceWatch:
         """``stream`` was resubscribed at ``now_ns``: count it, and measure its silence afresh."""
         watch = self._watch_of(stream)
         watch.resubscribes += 1
+        watch.fruitless += 1
         watch.quiet_from_ns = max(watch.quiet_from_ns, now_ns)
         # The silence that made it overdue did not end by itself: not learned.
         watch.silence_seen = 0.0

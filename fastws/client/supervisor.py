@@ -294,18 +294,21 @@ class SupervisorMixin(SubscriptionsMixin):
         return (handshake.sent.reason or "").startswith(_PICOWS_PONG_TIMEOUT)
 
     def _check_cadence(self, core: FrameHandler) -> None:
-        """Resubscribe alone each stream the cadence watchdog finds silent (``CadenceWatch``).
+        """Resubscribe alone the streams the cadence watchdog finds silent (``CadenceWatch``).
 
-        Reported as an ``ExchangeTimeoutError`` to the error handler and a
-        WARNING; counted per stream (``health_check()["cadence"]``).
+        Each is reported as an ``ExchangeTimeoutError`` to the error handler
+        and a WARNING, and counted (``health_check()["cadence"]``); those of
+        one check are resubscribed together, without the streams that flow.
         """
         streams = list(self._subscriptions)
         cadence = self._cadence
         cadence.forget(streams)
         now_ns = monotonic_time_ns()
+        silent = []
         for overdue in cadence.check(core, core.stream_stats(), streams, now_ns):
             stream = overdue.stream
             cadence.resubscribed(stream, now_ns)
+            silent.append(stream)
             error = ExchangeTimeoutError(
                 f"{self.exchange}: {stream} silent for {overdue.silent:.1f} s (expected every "
                 f"{overdue.expected:.3g} s, {overdue.threshold:.1f} s allowed) while the connection delivers "
@@ -313,7 +316,8 @@ class SupervisorMixin(SubscriptionsMixin):
             self.logger.warning("%s", error.message, extra={"exchange": self.exchange, "stream": stream,
                                                             "silent": overdue.silent})
             self._emit_error(error)
-            self._in_background(self._resubscribe_alone(stream), f"fastws-{self.exchange}-resubscribe")
+        if silent:
+            self._in_background(self._resubscribe_alone(silent), f"fastws-{self.exchange}-resubscribe")
 
 
 # The reason picows gives in the close it sends when no pong came in time.

@@ -13,6 +13,8 @@ import random
 import time
 from typing import Any
 
+import pytest
+
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.binance.simulator import BinanceSimulator
 from fastws import ConnectionState, ExchangeName, ExchangeTimeoutError, SequenceGapError
@@ -27,16 +29,24 @@ QUIET = "ethusdt@trade"
 BOUND = 15.0
 
 
-def client(sim: BinanceSimulator, sink: Sink, **overrides: Any) -> BinanceWebSocket:
+def client(sim: BinanceSimulator, sink: Sink, typed: bool = False, **overrides: Any) -> BinanceWebSocket:
     overrides.setdefault("reconnect_delay", 0.05)
     overrides.setdefault("healthy_after", 0.05)
     config = binance_config(sim.url, **overrides)
-    return BinanceWebSocket(ExchangeName("binance"), config, sink.on_message, sink.on_error)
+    return BinanceWebSocket(ExchangeName("binance"), config, sink.on_message, sink.on_error, typed=typed)
 
 
-def of(sink: Sink, stream: str) -> list[dict[str, Any]]:
-    """The payloads the handler got from ``stream``, in order."""
-    return [m["data"] for m in sink.messages if m["stream"] == stream]
+def of(sink: Sink, stream: str) -> list[Any]:
+    """The payloads the handler got from ``stream``, in order (dicts, or typed events)."""
+    return [m[1] if isinstance(m, tuple) else m["data"] for m in sink.messages
+            if (m[0] if isinstance(m, tuple) else m["stream"]) == stream]
+
+
+def update_ids(payload: Any) -> tuple[int, int]:
+    """A diff-depth payload's first and final update ids."""
+    if isinstance(payload, dict):
+        return payload["U"], payload["u"]
+    return payload.first_update_id, payload.final_update_id
 
 
 def requests_naming(server: Any, stream: str) -> list[tuple[str, list[str]]]:
@@ -44,11 +54,12 @@ def requests_naming(server: Any, stream: str) -> list[tuple[str, list[str]]]:
     return [(r["method"], r["params"]) for r in server.requests if stream in r.get("params", [])]
 
 
+@pytest.mark.parametrize("typed", [False, True], ids=["dict", "typed"])
 async def test_a_muted_stream_is_resubscribed_alone_while_the_other_flows(
-        binance_simulator_factory: Any) -> None:
+        binance_simulator_factory: Any, typed: bool) -> None:
     sim = await binance_simulator_factory(rate=20.0)
     sink = Sink()
-    async with client(sim, sink, cadence_floor=0.5) as ws:
+    async with client(sim, sink, typed, cadence_floor=0.5) as ws:
         await ws.subscribe([MUTED, FLOWING])
         server = sim.connections[0]
         await until(lambda: len(of(sink, MUTED)) >= 25 and len(of(sink, FLOWING)) >= 25, BOUND,
@@ -60,8 +71,8 @@ async def test_a_muted_stream_is_resubscribed_alone_while_the_other_flows(
         count = len(of(sink, MUTED))
         await until(lambda: len(of(sink, MUTED)) > count + 5, BOUND, "the muted stream flowing again")
         health = await ws.health_check()
-        flowing = of(sink, FLOWING)
-    print(f"\n[cadence] {MUTED} muted, resubscribed alone after {resubscribed_after:.2f} s; "
+        flowing = [update_ids(p) for p in of(sink, FLOWING)]
+    print(f"\n[cadence] {'typed' if typed else 'dict'}: {MUTED} muted, resubscribed alone after {resubscribed_after:.2f} s; "
           f"{health['cadence']}")
 
     # Resubscribed alone, on the same connection: one UNSUBSCRIBE and one
@@ -83,7 +94,7 @@ async def test_a_muted_stream_is_resubscribed_alone_while_the_other_flows(
     assert 1.0 <= resubscribed_after < BOUND
     # The other stream flowed without a gap: every update id in sequence.
     assert len(flowing) > 40
-    assert all(b["U"] == a["u"] + 1 for a, b in zip(flowing, flowing[1:]))
+    assert all(b[0] == a[1] + 1 for a, b in zip(flowing, flowing[1:]))
     assert health["streams"][FLOWING]["sequence_gaps"] == 0
     # The updates the muted stream missed are a reported sequence gap, not a silent loss.
     gaps = [e for e in sink.errors if isinstance(e, SequenceGapError)]
@@ -189,3 +200,21 @@ async def test_clients_share_one_monitor_and_stop_leaves_no_timer(binance_simula
     assert other_tasks() == tasks
     # The figures stay readable after stop.
     assert (await second.health_check())["loop_lag"]["samples"] >= 0
+
+
+async def test_cadence_factor_none_turns_the_watchdog_off(binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=20.0)
+    sink = Sink()
+    async with client(sim, sink, cadence_floor=0.2, cadence_factor=None) as ws:
+        await ws.subscribe([MUTED, FLOWING])
+        server = sim.connections[0]
+        await until(lambda: len(of(sink, MUTED)) >= 25, BOUND, "data flowing")
+        sim.mute_stream(MUTED)
+        count = len(of(sink, FLOWING))
+        # Long past what the watchdog would allow (max(0.2 s, 10 x 0.1 s)).
+        await asyncio.sleep(2.0)
+        health = await ws.health_check()
+    assert len(of(sink, FLOWING)) > count + 10 and MUTED in sim.muted_streams
+    assert [r["method"] for r in server.requests] == ["SUBSCRIBE"]
+    assert health["cadence"][MUTED]["resubscribes"] == 0 and health["cadence"][MUTED]["silent_s"] >= 1.5
+    assert not any(isinstance(e, ExchangeTimeoutError) for e in sink.errors)

@@ -119,14 +119,15 @@ def test_a_resubscribe_is_counted_and_the_silence_measured_afresh() -> None:
     assert overdue_at(cadence, core, 21.2) == ["a"]
     cadence.resubscribed("a", int(21.2 * S))
     assert cadence.resubscribes("a") == 1
-    assert overdue_at(cadence, core, 22.0) == []
-    assert overdue_at(cadence, core, 22.3) == ["a"]
-    cadence.resubscribed("a", int(22.3 * S))
-    flow(core, "a", 22.4, 23.0, 0.1)
-    overdue_at(cadence, core, 23.0)
-    # The silences the resubscribes ended (1.1 s) are not learned as a quiet
-    # stream's: the allowance is still 1 s, not 2.2 s.
-    assert overdue_at(cadence, core, 24.2) == ["a"]
+    # Measured from the resubscribe; the allowance doubled (it brought nothing).
+    assert overdue_at(cadence, core, 22.2) == []
+    assert overdue_at(cadence, core, 23.3) == ["a"]
+    cadence.resubscribed("a", int(23.3 * S))
+    flow(core, "a", 23.4, 24.0, 0.1)
+    overdue_at(cadence, core, 24.0)
+    # The silences the resubscribes ended (2.1 s) are not learned as a quiet
+    # stream's: the allowance is 1 s again, not 4.2 s.
+    assert overdue_at(cadence, core, 25.2) == ["a"]
 
 
 def test_a_new_connection_starts_the_counts_afresh_and_keeps_the_resubscribes() -> None:
@@ -153,3 +154,24 @@ def test_forgotten_streams_are_dropped() -> None:
     cadence.forget(["b"])
     assert cadence.resubscribes("a") == 0
     assert set(cadence.snapshot(["b"], int(1.0 * S), True)) == {"b"}
+
+
+def test_each_fruitless_resubscribe_doubles_the_allowance_until_the_stream_delivers() -> None:
+    core, cadence = Core(), watch(factor=5.0)
+    flow(core, "a", 0.0, 20.0, 0.1)
+    flow(core, "b", 0.0, 200.0, 0.1)
+    overdue_at(cadence, core, 20.0)
+    resubscribed_at = []
+    at = 20.0
+    while at < 51.5:
+        at = round(at + 0.1, 1)
+        if overdue_at(cadence, core, at) == ["a"]:
+            cadence.resubscribed("a", int(at * S))
+            resubscribed_at.append(at)
+    # Allowed 1 s, then 2, 4, 8, 16 s after each resubscribe that brought nothing.
+    assert resubscribed_at == [21.1, 23.2, 27.3, 35.4, 51.5]
+    flow(core, "a", 51.6, 60.0, 0.1)
+    overdue_at(cadence, core, 60.0)
+    # The stream delivered again: back to 1 s.
+    assert overdue_at(cadence, core, 61.0) == []
+    assert overdue_at(cadence, core, 61.1) == ["a"]
