@@ -112,12 +112,19 @@ class CadenceWatch:
         """
         overdue: list[Overdue] = []
         connection_last_ns = core.last_receive_ns
+        floor_ns = self.floor * 1e9
+        watches = self._streams
+        # Plain comparisons rather than max(): this runs over every stream
+        # (up to a thousand per connection) once a second.
         for stream in streams:
-            watch = self._watch_of(stream)
+            watch = watches.get(stream)
+            if watch is None:
+                watch = self._watch_of(stream)
             if watch.core is not core:
                 # A new connection: its counts start afresh; so does the silence.
                 watch.core, watch.messages, watch.last_receive_ns = core, 0, 0
-                watch.quiet_from_ns = max(watch.quiet_from_ns, core.connected_ns)
+                if core.connected_ns > watch.quiet_from_ns:
+                    watch.quiet_from_ns = core.connected_ns
                 watch.silence_seen = 0.0
             stat = stats.get(stream)
             if stat is None:
@@ -130,14 +137,19 @@ class CadenceWatch:
                 watch.silence_seen = 0.0
                 watch.fruitless = 0
                 watch.messages = messages
-                watch.last_receive_ns = stat.last_receive_ns
-                watch.quiet_from_ns = max(watch.quiet_from_ns, stat.last_receive_ns)
+                last = watch.last_receive_ns = stat.last_receive_ns
+                if last > watch.quiet_from_ns:
+                    watch.quiet_from_ns = last
                 if messages >= self.min_messages:
-                    watch.learned = (stat.last_receive_ns - stat.first_receive_ns) / (messages - 1) / 1e9
+                    watch.learned = (last - stat.first_receive_ns) / (messages - 1) / 1e9
             if messages < self.min_messages:
                 continue
-            silent = (now_ns - watch.quiet_from_ns) / 1e9
-            watch.silence_seen = max(watch.silence_seen, silent)
+            silent_ns = now_ns - watch.quiet_from_ns
+            silent = silent_ns / 1e9
+            if silent > watch.silence_seen:
+                watch.silence_seen = silent
+            if silent_ns <= floor_ns:
+                continue        # never overdue within the floor
             expected = self._expected(watch)
             assert expected is not None     # learned once min_messages arrived
             threshold = max(self.floor, self.factor * expected, 2.0 * watch.longest_silence) \
@@ -163,24 +175,45 @@ class CadenceWatch:
 
     @staticmethod
     def _expected(watch: _StreamWatch) -> Optional[float]:
-        if watch.learned is None:
-            return watch.given
-        if watch.given is None:
-            return watch.learned
-        return max(watch.given, watch.learned)
+        return _expected_of(watch.given, watch.learned)
 
-    def snapshot(self, streams: Iterable[str], now_ns: int, connected: bool) -> dict[str, dict[str, Any]]:
+    def snapshot(self, streams: Iterable[str], now_ns: int,
+                 stats: Optional[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         """Per stream: ``expected_interval_s`` (None until known), ``silent_s``, ``resubscribes``.
 
         ``silent_s`` counts from the stream's last message or resubscribe, or
         from the start of the connection when none came yet; 0.0 while not
-        connected (no connection, nothing to be silent on).
+        connected (``stats`` None: nothing to be silent on). Reads ``stats``
+        (the live core's) without changing what the watchdog learned.
         """
         result: dict[str, dict[str, Any]] = {}
+        watches = self._streams
         for stream in streams:
-            watch = self._watch_of(stream)
-            silent = (now_ns - watch.quiet_from_ns) / 1e9 if connected and watch.quiet_from_ns else 0.0
+            watch = watches.get(stream)
+            if watch is None:
+                watch = self._watch_of(stream)
+            silent = 0.0
             expected = self._expected(watch)
+            if stats is not None:
+                since = watch.quiet_from_ns
+                stat = stats.get(stream)
+                if stat is not None:
+                    if stat.last_receive_ns > since:
+                        since = stat.last_receive_ns
+                    if watch.learned is None and stat.messages >= self.min_messages:
+                        expected = _expected_of(watch.given, (stat.last_receive_ns - stat.first_receive_ns)
+                                                / (stat.messages - 1) / 1e9)
+                if since:
+                    silent = (now_ns - since) / 1e9
             result[stream] = {"expected_interval_s": None if expected is None else float(expected),
-                              "silent_s": max(0.0, silent), "resubscribes": watch.resubscribes}
+                              "silent_s": silent if silent > 0.0 else 0.0, "resubscribes": watch.resubscribes}
         return result
+
+
+def _expected_of(given: Optional[float], learned: Optional[float]) -> Optional[float]:
+    """The expected interval: the learned one, never below the documented one."""
+    if learned is None:
+        return given
+    if given is None:
+        return learned
+    return given if given > learned else learned

@@ -356,12 +356,8 @@ class HealthMixin(ClientFields):
 
     def _cadence_health(self, core: Optional[FrameHandler], now_ns: int) -> dict[str, dict[str, Any]]:
         """Per subscribed stream: its expected interval, how long it is silent, its resubscribes."""
-        streams = list(self._subscriptions)
-        connected = core is not None and self.is_connected
-        if core is not None and connected:
-            # Brings the streams' figures up to date; acting on them is the watch's job.
-            self._cadence.check(core, core.stream_stats(), streams, now_ns)
-        return self._cadence.snapshot(streams, now_ns, connected)
+        stats = core.stream_stats() if core is not None and self.is_connected else None
+        return self._cadence.snapshot(self._subscriptions, now_ns, stats)
 
     def _lag_note(self, timeout: float) -> str:
         """What a watchdog whose ``timeout`` fired adds to its reason when the event loop lagged."""

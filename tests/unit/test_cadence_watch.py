@@ -75,7 +75,7 @@ def test_not_judged_before_min_messages() -> None:
     flow(core, "a", 0.0, 0.3, 0.1)       # 4 messages
     flow(core, "b", 0.0, 9.0, 0.1)
     assert overdue_at(cadence, core, 9.0) == []
-    assert cadence.snapshot(["a"], int(9.0 * S), True)["a"]["expected_interval_s"] is None
+    assert cadence.snapshot(["a"], int(9.0 * S), core.stats)["a"]["expected_interval_s"] is None
 
 
 def test_the_documented_interval_is_a_lower_bound_of_the_learned_one() -> None:
@@ -84,7 +84,7 @@ def test_the_documented_interval_is_a_lower_bound_of_the_learned_one() -> None:
     flow(core, "b", 0.0, 8.0, 0.1)       # learned 0.1 wins over 0.01
     assert overdue_at(cadence, core, 6.9) == []
     assert overdue_at(cadence, core, 7.1) == ["a"]
-    snapshot = cadence.snapshot(["a", "b"], int(7.1 * S), True)
+    snapshot = cadence.snapshot(["a", "b"], int(7.1 * S), core.stats)
     assert snapshot["a"]["expected_interval_s"] == 0.5
     assert abs(snapshot["b"]["expected_interval_s"] - 0.1) < 1e-6
 
@@ -140,9 +140,10 @@ def test_a_new_connection_starts_the_counts_afresh_and_keeps_the_resubscribes() 
     flow(new, "b", 5.0, 9.0, 0.1)
     # No message of a on the new connection yet: not judged.
     assert overdue_at(cadence, new, 9.0) == []
-    snapshot = cadence.snapshot(["a", "b"], int(9.0 * S), True)
+    snapshot = cadence.snapshot(["a", "b"], int(9.0 * S), new.stats)
     assert snapshot["a"]["resubscribes"] == 1 and abs(snapshot["a"]["silent_s"] - 4.0) < 1e-6
-    assert cadence.snapshot(["a"], int(9.0 * S), False)["a"]["silent_s"] == 0.0
+    assert abs(snapshot["b"]["silent_s"]) < 1e-6 and abs(snapshot["b"]["expected_interval_s"] - 0.1) < 1e-6
+    assert cadence.snapshot(["a"], int(9.0 * S), None)["a"]["silent_s"] == 0.0
 
 
 def test_forgotten_streams_are_dropped() -> None:
@@ -153,7 +154,7 @@ def test_forgotten_streams_are_dropped() -> None:
     cadence.resubscribed("a", int(1.0 * S))
     cadence.forget(["b"])
     assert cadence.resubscribes("a") == 0
-    assert set(cadence.snapshot(["b"], int(1.0 * S), True)) == {"b"}
+    assert set(cadence.snapshot(["b"], int(1.0 * S), core.stats)) == {"b"}
 
 
 def test_each_fruitless_resubscribe_doubles_the_allowance_until_the_stream_delivers() -> None:
