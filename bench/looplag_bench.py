@@ -60,31 +60,24 @@ def start_fastws(loop: asyncio.AbstractEventLoop, interval: float) -> Callable[[
     return worst
 
 
-def start_aiodebug(loop: asyncio.AbstractEventLoop, interval: float) -> Optional[Callable[[], float]]:
+def start_peer(name: str, loop: asyncio.AbstractEventLoop, interval: float) -> Optional[Callable[[], float]]:
+    """Start peer ``name`` (None when it is not installed); return what stops it and gives its largest lag."""
+    recorder = Recorder()
+    stop: Callable[[], Any]
     try:
-        from aiodebug import monitor_loop_lag
+        if name == "aiodebug":
+            from aiodebug import monitor_loop_lag
+            monitor_loop_lag.enable(recorder, interval, loop)
+            stop = next(t for t in asyncio.all_tasks(loop) if t.get_name() == "aiodebug.monitor_loop_lag").cancel
+        else:
+            import loopmon
+            monitor = loopmon.create(loop, interval=interval, callbacks=[recorder])
+            stop = lambda: loop.create_task(monitor.stop())     # a coroutine in loopmon  # noqa: E731
     except ImportError:
         return None
-    recorder = Recorder()
-    monitor_loop_lag.enable(recorder, interval, loop)
-    task = next(t for t in asyncio.all_tasks(loop) if t.get_name() == "aiodebug.monitor_loop_lag")
 
     def worst() -> float:
-        task.cancel()
-        return max(recorder.lags, default=0.0)
-    return worst
-
-
-def start_loopmon(loop: asyncio.AbstractEventLoop, interval: float) -> Optional[Callable[[], float]]:
-    try:
-        import loopmon
-    except ImportError:
-        return None
-    recorder = Recorder()
-    monitor = loopmon.create(loop, interval=interval, callbacks=[recorder])
-
-    def worst() -> float:
-        loop.create_task(monitor.stop())     # a coroutine in loopmon
+        stop()
         return max(recorder.lags, default=0.0)
     return worst
 
@@ -92,8 +85,8 @@ def start_loopmon(loop: asyncio.AbstractEventLoop, interval: float) -> Optional[
 MONITORS: dict[str, Callable[[asyncio.AbstractEventLoop, float], Optional[Callable[[], float]]]] = {
     "none": lambda loop, interval: (lambda: 0.0),
     "fastws": start_fastws,
-    "aiodebug": start_aiodebug,
-    "loopmon": start_loopmon,
+    "aiodebug": lambda loop, interval: start_peer("aiodebug", loop, interval),
+    "loopmon": lambda loop, interval: start_peer("loopmon", loop, interval),
 }
 
 
