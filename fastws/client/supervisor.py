@@ -312,7 +312,7 @@ class SupervisorMixin(SubscriptionsMixin):
             error = ExchangeTimeoutError(
                 f"{self.exchange}: {stream} silent for {overdue.silent:.1f} s (expected every "
                 f"{overdue.expected:.3g} s, {overdue.threshold:.1f} s allowed) while the connection delivers "
-                f"other streams: resubscribed alone (time {cadence.resubscribes(stream)})")
+                f"other streams: resubscribed alone (resubscribe #{cadence.resubscribes(stream)})")
             self.logger.warning("%s", error.message, extra={"exchange": self.exchange, "stream": stream,
                                                             "silent": overdue.silent})
             self._emit_error(error)
