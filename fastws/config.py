@@ -81,6 +81,19 @@ class WebSocketConfig:
             default ``wss://`` verifies the server's certificate and host name
             against the system's CAs, and a failure is a connection error,
             never a fallback to plain text.
+        loop_lag_interval: Seconds between the event-loop lag monitor's
+            wake-ups (one monitor per event loop, shared by its clients; the
+            first client's settings are used).
+        loop_lag_window: Seconds of lag samples ``health_check()["loop_lag"]``
+            summarises.
+        cadence_factor: A stream silent for this many times its expected
+            interval (while the connection delivers other streams) is
+            reported and resubscribed alone; ``None`` disables the per-stream
+            cadence watchdog.
+        cadence_floor: A stream is never judged silent for less than this
+            many seconds.
+        cadence_min_messages: Messages a stream must have delivered on the
+            connection before its cadence is judged.
     """
 
     url: str
@@ -112,6 +125,12 @@ class WebSocketConfig:
     backlog_warning_age: float = 1.0
     handler_time_slice: float = 0.02
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
+    # Loop lag monitor and per-stream cadence watchdog (issue 15).
+    loop_lag_interval: float = 0.1
+    loop_lag_window: float = 60.0
+    cadence_factor: Optional[float] = 10.0
+    cadence_floor: float = 10.0
+    cadence_min_messages: int = 20
 
     def __post_init__(self) -> None:
         _validate_url(self.url)
@@ -158,6 +177,21 @@ class WebSocketConfig:
         threshold = self.compression_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
             raise ValueError(f"compression_threshold must be an int >= 0, got {threshold!r}")
+        self._validate_watchdogs()
+
+    def _validate_watchdogs(self) -> None:
+        """The loop lag monitor's and the cadence watchdog's settings."""
+        for name in ("loop_lag_interval", "loop_lag_window", "cadence_floor"):
+            _require_positive(name, getattr(self, name))
+        if self.cadence_factor is not None:
+            _require_positive("cadence_factor", self.cadence_factor)
+        if self.loop_lag_window < self.loop_lag_interval:
+            raise ValueError("loop_lag_window must not be shorter than loop_lag_interval "
+                             f"({self.loop_lag_window} < {self.loop_lag_interval})")
+        count = self.cadence_min_messages
+        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+            raise ValueError(f"cadence_min_messages must be an int >= 2 (an interval needs two messages), "
+                             f"got {count!r}")
 
 
 # An HTTP header name is a token (RFC 9110, section 5.6.2).

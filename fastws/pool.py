@@ -292,5 +292,6 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
             "gaps": sorted((g for p in parts for g in p["gaps"]), key=lambda g: g["start"]),
             "sequence_gaps": sorted((g for p in parts for g in p["sequence_gaps"]), key=lambda g: g["time"]),
             "metrics": self.metrics,
+            "cadence": {stream: entry for p in parts for stream, entry in p["cadence"].items()},
             "connections": [{k: v for k, v in p.items() if k != "connections"} for p in parts],
         }
