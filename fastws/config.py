@@ -81,6 +81,15 @@ class WebSocketConfig:
             default ``wss://`` verifies the server's certificate and host name
             against the system's CAs, and a failure is a connection error,
             never a fallback to plain text.
+        redundancy: Live connections per shard carrying the same streams
+            (1 to 8); each message is delivered once, by the first to bring
+            it (fastws/client/redundancy.py). A lost connection is replaced
+            while the others deliver: a gap only when every one is down.
+        urls: More endpoints for the redundant connections: connection k
+            uses ``[url, *urls][k % (1 + len(urls))]``.
+        redundancy_max_lag: Seconds a connection may run behind the first
+            arrivals (its p99 over one check) before it is replaced.
+        redundancy_check_interval: Seconds between those checks.
     """
 
     url: str
@@ -112,6 +121,11 @@ class WebSocketConfig:
     backlog_warning_age: float = 1.0
     handler_time_slice: float = 0.02
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
+    # Redundant connections (fastws/client/redundancy.py).
+    redundancy: int = 1
+    urls: tuple[str, ...] = ()
+    redundancy_max_lag: float = 0.25
+    redundancy_check_interval: float = 1.0
 
     def __post_init__(self) -> None:
         _validate_url(self.url)
@@ -158,6 +172,21 @@ class WebSocketConfig:
         threshold = self.compression_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
             raise ValueError(f"compression_threshold must be an int >= 0, got {threshold!r}")
+        _validate_redundancy(self)
+
+
+def _validate_redundancy(config: "WebSocketConfig") -> None:
+    """Refuse a redundancy setting the core cannot carry, saying why."""
+    # The core judges first arrivals between at most 8 paths (core/arrival.pxd).
+    value = config.redundancy
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
+        raise ValueError(f"redundancy must be an int from 1 to 8, got {value!r}")
+    if isinstance(config.urls, (str, bytes)) or not isinstance(config.urls, tuple):
+        raise TypeError(f"urls must be a tuple of ws:// or wss:// URLs, got {type(config.urls).__name__}")
+    for url in config.urls:
+        _validate_url(url)
+    for name in ("redundancy_max_lag", "redundancy_check_interval"):
+        _require_positive(name, getattr(config, name))
 
 
 # An HTTP header name is a token (RFC 9110, section 5.6.2).
@@ -216,6 +245,8 @@ def create_websocket_config(url: str, **overrides: Any) -> WebSocketConfig:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown WebSocketConfig field(s): {', '.join(unknown)}")
+    if isinstance(overrides.get("urls"), list):
+        overrides["urls"] = tuple(overrides["urls"])
     return WebSocketConfig(url=url, **overrides)
 
 
