@@ -26,7 +26,7 @@ from abc import abstractmethod
 from typing import Any, Callable, ClassVar, Iterable, Optional, Union
 
 from fastws.client import BaseWebSocketInterface, ConnectionGap, SequenceGap
-from fastws.client.redundancy import RedundantPaths
+from fastws.client.redundancy import RedundantPaths, redundant_paths
 from fastws.client.subscriptions import stream_names
 from fastws.errors import ConnectionFailedError
 from fastws.metrics import add_histograms, latency_percentiles
@@ -80,15 +80,11 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         member.config = config
         return member
 
-    def _redundant_paths(self) -> list[BaseWebSocketInterface]:
-        """This shard's paths 1 to R-1 (none without redundancy)."""
-        return self._redundancy.clients[1:] if self._redundancy is not None and self._path_index == 0 else []
-
     def _ensure_paths(self) -> None:
         """Build this shard's redundant paths once, when the config asks for them."""
         if self.config.redundancy <= 1 or self._redundancy is not None or self._path_index != 0:
             return
-        paths = []
+        paths: list[BaseWebSocketInterface] = []
         for index in range(1, self.config.redundancy):
             path = self._new_path(RedundantPaths.path_config(self.config, index))
             # The routes are shared; the frame tap is not: a recorder keeps
@@ -202,7 +198,7 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
                         plan.pop(id(member), None)
                         await self._retire(member)
             jobs = [BaseWebSocketInterface.subscribe(path, wanted) for c, wanted in plan.values()
-                    for path in (c, *c._redundant_paths())]
+                    for path in (c, *redundant_paths(c))]
             errors.extend(r for r in await asyncio.gather(*jobs, return_exceptions=True)
                           if isinstance(r, BaseException))
             for member in [m for m in spawned if m in self._members and not m.subscriptions]:
@@ -251,7 +247,7 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
                 if owner is not None:
                     plan.setdefault(id(owner), (owner, []))[1].append(stream)
             results = await asyncio.gather(*(BaseWebSocketInterface.unsubscribe(path, s)
-                                             for c, s in plan.values() for path in (c, *c._redundant_paths())),
+                                             for c, s in plan.values() for path in (c, *redundant_paths(c))),
                                            return_exceptions=True)
             # Streams waiting to be sent are tracked too: no subscription, nothing pending.
             for member in [m for m in self._members if not m.subscriptions]:
@@ -279,7 +275,7 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         _add_counts(total, self._retired)
         for member in self._members:
             _add_counts(total, member.metrics)
-        for path in self._redundant_paths():
+        for path in redundant_paths(self):
             _add_counts(total, path.metrics)
         total["latency_us"] = latency_percentiles(self._latency_histogram())
         total["pool_connections"] = len(self.connections)
@@ -290,7 +286,7 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         histogram = add_histograms(super()._latency_histogram(), self._retired_histogram)
         for member in self._members:
             histogram = add_histograms(histogram, member._latency_histogram())
-        for path in self._redundant_paths():
+        for path in redundant_paths(self):
             histogram = add_histograms(histogram, path._latency_histogram())
         return histogram
 

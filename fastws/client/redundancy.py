@@ -33,9 +33,10 @@ from fastws.metrics import latency_percentiles
 from fastws.types import ConnectionState
 
 if TYPE_CHECKING:
+    from fastws.client._fields import ClientFields
     from fastws.client.interface import BaseWebSocketInterface
 
-__all__ = ["RedundantPaths"]
+__all__ = ["RedundantPaths", "redundant_paths"]
 
 # Copies of a path counted in one check before its lag is judged.
 _MIN_LAG_SAMPLES = 20
@@ -79,13 +80,13 @@ class RedundantPaths:
         return dataclasses.replace(config, url=RedundantPaths.endpoint(config, index), make_before_break=False)
 
     # ------------------------------------------------------- core life cycle
-    def attach(self, client: "BaseWebSocketInterface", core: FrameHandler) -> None:
+    def attach(self, client: "ClientFields", core: FrameHandler) -> None:
         """A path built a core for a new connection: it joins the group (catching up)."""
         index = client._path_index
         core.begin_redundancy(self.arrival, index, self.streams)
         self.arrival.join(index)
 
-    def path_lost(self, client: "BaseWebSocketInterface", reason: str) -> None:
+    def path_lost(self, client: "ClientFields", reason: str) -> None:
         """A path's connection ended: the others deliver; a gap only if none is left."""
         index = client._path_index
         self.arrival.leave(index)
@@ -99,7 +100,7 @@ class RedundantPaths:
                                 self.shard.exchange, index, reason, live, len(self.clients),
                                 extra={"exchange": self.shard.exchange, "path": index, "reason": reason})
 
-    def path_restored(self, client: "BaseWebSocketInterface") -> None:
+    def path_restored(self, client: "ClientFields") -> None:
         """A path is connected and subscribed again: the shard's feed gap, if any, ends."""
         self.shard._close_gap()
 
@@ -195,3 +196,9 @@ class RedundantPaths:
                 "checked_at": time.time(),
             })
         return result
+
+
+def redundant_paths(client: "BaseWebSocketInterface") -> list["BaseWebSocketInterface"]:
+    """The paths 1 to R-1 of a shard (none without redundancy, or for a path itself)."""
+    group = client._redundancy
+    return group.clients[1:] if group is not None and client._path_index == 0 else []
