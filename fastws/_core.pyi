@@ -110,14 +110,18 @@ class Handover:
 class FirstArrival:
     """Several connections carry the same streams; each message is delivered once, by the first.
 
-    Each path's core asks it before decoding; a copy already delivered (by
-    payload digest, or a sequence number not beyond the last delivered) is
-    dropped and its lag behind the first copy counted; a path that (re)joins
-    delivers nothing new on a stream until it has caught up there.
+    Each path's core asks it before decoding; a copy already delivered (known
+    by its digest and its place in the stream, or a sequence number not beyond
+    the last delivered) is dropped and its lag behind the first copy counted;
+    a path that (re)joins delivers nothing new on a stream until it has caught
+    up there.
     """
-    def __init__(self, paths: int) -> None: ...
+    def __init__(self, paths: int, takeover_seconds: float = 1.0) -> None: ...
     @property
     def paths(self) -> int: ...
+    @property
+    def takeover_ns(self) -> int:
+        """A path that waited this long (ns) to catch up while the others delivered nothing takes over."""
     def join(self, path: int) -> None:
         """Path ``path`` has a new connection: live, catching up on the streams already seen."""
     def leave(self, path: int) -> None:
@@ -127,7 +131,7 @@ class FirstArrival:
     def live(self, path: int) -> bool:
         """Whether path ``path`` has a live connection."""
     def path_counts(self, path: int) -> dict[str, int]:
-        """``first``, ``late``, ``waiting`` and ``stale`` counts of path ``path``."""
+        """``first``, ``late``, ``waiting``, ``behind``, ``takeovers`` and ``unconfirmed`` counts of path ``path``."""
     def lag_histogram(self, path: int) -> list[int]:
         """How far behind the first copy path ``path``'s copies came: counts per latency bucket."""
     @property

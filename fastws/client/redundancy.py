@@ -29,6 +29,8 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from fastws._core import FirstArrival, FrameHandler, StreamStats
+from fastws.client.health import ConnectionGap
+from fastws.errors import ConnectionFailedError
 from fastws.metrics import latency_percentiles
 from fastws.types import ConnectionState
 
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RedundantPaths", "redundant_paths"]
 
+# Delivered messages per stream the core remembers (core/common.pxd HANDOVER_RING).
+_RING = 128
 # Copies of a path counted in one check before its lag is judged.
 _MIN_LAG_SAMPLES = 20
 
@@ -53,11 +57,15 @@ class RedundantPaths:
     def __init__(self, shard: "BaseWebSocketInterface", paths: list["BaseWebSocketInterface"]) -> None:
         self.shard = shard
         self.clients = [shard, *paths]
-        self.arrival = FirstArrival(len(self.clients))
+        # A path catching up on a stream takes it over when the others left it
+        # silent for longer than a path may lag (they lost it without closing).
+        self.arrival = FirstArrival(len(self.clients), shard.config.redundancy_max_lag)
         # Per-stream stats shared by every path's core: counts and sequence
         # continuity over what was delivered.
         self.streams: dict[str, StreamStats] = {}
         self._last_lag: list[list[int]] = [[] for _ in self.clients]
+        self._last_behind = [0] * len(self.clients)
+        self._last_unconfirmed = [0] * len(self.clients)
         self._replaced = [0] * len(self.clients)
         self._checker: Optional[asyncio.Task[None]] = None
         self.logger = logging.getLogger("fastws.redundancy")
@@ -136,7 +144,9 @@ class RedundantPaths:
         """Replace paths that lag behind the first arrivals or stalled; restart stopped ones."""
         interval = self.shard.config.redundancy_check_interval
         while True:
+            started = time.time()
             await asyncio.sleep(interval)
+            self._report_takeovers(started)
             for index, client in enumerate(self.clients):
                 reason = self._why_replace(index, client, interval)
                 if reason is None:
@@ -149,6 +159,20 @@ class RedundantPaths:
                 else:
                     client._request_reconnect(reason)
 
+    def _report_takeovers(self, since: float) -> None:
+        """Messages a path dropped while catching up on a stream it then took over (nobody
+        delivered them: the others had gone silent there) are a gap, reported as one."""
+        for index in range(len(self.clients)):
+            unconfirmed = self.arrival.path_counts(index)["unconfirmed"]
+            new, self._last_unconfirmed[index] = unconfirmed - self._last_unconfirmed[index], unconfirmed
+            if new > 0:
+                reason = (f"redundant path {index} took over a stream the others had gone silent on: "
+                          f"{new} message(s) it dropped while catching up were delivered by nobody")
+                self.shard._gaps.append(ConnectionGap(start=since, reason=reason, end=time.time()))
+                self.logger.warning("%s: %s", self.shard.exchange, reason,
+                                    extra={"exchange": self.shard.exchange, "path": index})
+                self.shard._emit_error(ConnectionFailedError(f"{self.shard.exchange}: {reason}"))
+
     def _why_replace(self, index: int, client: "BaseWebSocketInterface", interval: float) -> Optional[str]:
         """Why path ``index`` should be replaced now, or None."""
         if index > 0 and client.state in (ConnectionState.CLOSED, ConnectionState.FAILED) \
@@ -158,6 +182,11 @@ class RedundantPaths:
         if core is None or client.state is not ConnectionState.CONNECTED:
             self._last_lag[index] = []
             return None
+        behind = self.arrival.path_counts(index)["behind"]
+        previous_behind, self._last_behind[index] = self._last_behind[index], behind
+        if behind > previous_behind:
+            return (f"{behind - previous_behind} of its copies came more than {_RING} messages of their "
+                    f"stream behind the first")
         histogram = self.arrival.lag_histogram(index)
         previous, self._last_lag[index] = self._last_lag[index], histogram
         recent = [now - before for now, before in zip(histogram, previous)] if previous else []
@@ -189,7 +218,8 @@ class RedundantPaths:
                 "first_share": counts[index]["first"] / firsts,
                 "late_copies": counts[index]["late"],
                 "dropped_catching_up": counts[index]["waiting"],
-                "stale_copies": counts[index]["stale"],
+                "behind_copies": counts[index]["behind"],
+                "takeovers": counts[index]["takeovers"],
                 "lag_p50_us": lag["p50"],
                 "lag_p99_us": lag["p99"],
                 "replaced": self._replaced[index],

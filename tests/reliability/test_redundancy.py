@@ -142,6 +142,33 @@ async def test_a_delayed_path_leaves_the_first_arrivals_to_the_fast_one(binance_
         assert ws.gaps == []
 
 
+async def test_a_path_more_than_the_ring_behind_repeats_nothing(binance_simulator_factory: Any) -> None:
+    # Trades and book tickers carry no sequence the core checks: only the
+    # path's place in the stream tells a copy 200 messages old from a new one.
+    sim = await binance_simulator_factory(rate=0)
+    streams = ["ethusdt@trade", "bnbusdt@bookTicker"]
+    async with redundant(sim, redundancy_check_interval=60.0) as (ws, sink, proxies):
+        await ws.unsubscribe(["btcusdt@depth", "bnbusdt@depth"])
+        await ws.subscribe(streams)
+        sim.step(2)
+        await until(lambda: len(sink.messages) > 0, BOUND)
+        proxies[1].delay(0.5)
+        for _ in range(30):
+            sim.step(10)
+            await asyncio.sleep(0.001)
+        sent = sum(c.sent_counts.get(s, 0) for c in sim.connections[:1] for s in streams)
+        await asyncio.sleep(1.0)       # every delayed copy arrived
+        await until(lambda: len(sink.messages) >= sent, BOUND)
+        await asyncio.sleep(0.1)
+        assert len(sink.messages) == sent
+        check_continuity(sink.messages)
+        health = await paths(ws)
+        # Path 1's first copies came more than the ring behind: it waited, never delivered them.
+        assert health[1]["first_arrivals"] == 0 and health[1]["takeovers"] == 0
+        assert health[1]["dropped_catching_up"] + health[1]["late_copies"] + health[1]["behind_copies"] == sent
+        assert health[0]["first_arrivals"] == sent
+
+
 async def test_a_path_far_behind_is_replaced_without_a_gap(binance_simulator_factory: Any) -> None:
     sim = await binance_simulator_factory(rate=100)
     async with redundant(sim, redundancy_max_lag=0.05, redundancy_check_interval=0.2) as (ws, sink, proxies):
