@@ -94,6 +94,15 @@ class WebSocketConfig:
             many seconds.
         cadence_min_messages: Messages a stream must have delivered on the
             connection before its cadence is judged.
+        redundancy: Live connections per shard carrying the same streams
+            (1 to 8); each message is delivered once, by the first to bring
+            it (fastws/client/redundancy.py). A lost connection is replaced
+            while the others deliver: a gap only when every one is down.
+        urls: More endpoints for the redundant connections: connection k
+            uses ``[url, *urls][k % (1 + len(urls))]``.
+        redundancy_max_lag: Seconds a connection may run behind the first
+            arrivals (its p99 over one check) before it is replaced.
+        redundancy_check_interval: Seconds between those checks.
     """
 
     url: str
@@ -131,6 +140,11 @@ class WebSocketConfig:
     cadence_factor: Optional[float] = 10.0
     cadence_floor: float = 10.0
     cadence_min_messages: int = 20
+    # Redundant connections (fastws/client/redundancy.py).
+    redundancy: int = 1
+    urls: tuple[str, ...] = ()
+    redundancy_max_lag: float = 0.25
+    redundancy_check_interval: float = 1.0
 
     def __post_init__(self) -> None:
         _validate_url(self.url)
@@ -178,6 +192,7 @@ class WebSocketConfig:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
             raise ValueError(f"compression_threshold must be an int >= 0, got {threshold!r}")
         self._validate_watchdogs()
+        _validate_redundancy(self)
 
     def _validate_watchdogs(self) -> None:
         """The loop lag monitor's and the cadence watchdog's settings."""
@@ -192,6 +207,20 @@ class WebSocketConfig:
         if isinstance(count, bool) or not isinstance(count, int) or count < 2:
             raise ValueError(f"cadence_min_messages must be an int >= 2 (an interval needs two messages), "
                              f"got {count!r}")
+
+
+def _validate_redundancy(config: "WebSocketConfig") -> None:
+    """Refuse a redundancy setting the core cannot carry, saying why."""
+    # The core judges first arrivals between at most 8 paths (core/arrival.pxd).
+    value = config.redundancy
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
+        raise ValueError(f"redundancy must be an int from 1 to 8, got {value!r}")
+    if isinstance(config.urls, (str, bytes)) or not isinstance(config.urls, tuple):
+        raise TypeError(f"urls must be a tuple of ws:// or wss:// URLs, got {type(config.urls).__name__}")
+    for url in config.urls:
+        _validate_url(url)
+    for name in ("redundancy_max_lag", "redundancy_check_interval"):
+        _require_positive(name, getattr(config, name))
 
 
 # An HTTP header name is a token (RFC 9110, section 5.6.2).
@@ -250,6 +279,8 @@ def create_websocket_config(url: str, **overrides: Any) -> WebSocketConfig:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown WebSocketConfig field(s): {', '.join(unknown)}")
+    if isinstance(overrides.get("urls"), list):
+        overrides["urls"] = tuple(overrides["urls"])
     return WebSocketConfig(url=url, **overrides)
 
 

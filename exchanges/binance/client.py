@@ -315,6 +315,11 @@ class BinanceWebSocket(PooledWebSocketInterface):
         member.add_state_listener(self._on_connection_state)
         return member
 
+    def _new_path(self, config: Any) -> "BinanceWebSocket":
+        member = cast(BinanceWebSocket, super()._new_path(config))
+        member._url = _combined_url(config.url)     # its own endpoint
+        return member
+
     # ------------------------------------------------------------- the four
     async def _connect(self) -> None:
         await self._open_websocket(self._url)
@@ -579,7 +584,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
     def _on_connection_state(self, old: ConnectionState, new: ConnectionState, reason: Optional[str]) -> None:
         # A connection lost (not a make-before-break rotation, which changes no
         # state): the updates in between are gone, every book syncs again.
-        if new is ConnectionState.RECONNECTING and self._books is not None:
+        # With redundant connections one path's loss loses nothing (the books'
+        # own U/u check still catches a loss when every path was down).
+        if new is ConnectionState.RECONNECTING and self._books is not None and self.config.redundancy == 1:
             self._books.connection_lost(reason or "reconnecting")
 
     async def stop(self) -> None:

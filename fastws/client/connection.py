@@ -132,6 +132,8 @@ class ConnectionMixin(HealthMixin):
                             **self._frame_handler_options())
         if handover is not None:
             core.begin_handover(handover, True)
+        if self._redundancy is not None:
+            self._redundancy.attach(self, core)
         core.tap = self._frame_tap
         return core
 

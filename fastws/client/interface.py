@@ -77,6 +77,8 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._disconnected = None
         self._supervisor = None
         self._stopping = False
+        self._redundancy = None
+        self._path_index = 0
         self._connecting_socket = None
 
         self._subscriptions = {}   # ordered set of wanted streams

@@ -187,7 +187,10 @@ class SupervisorMixin(SubscriptionsMixin):
         self._count_connection(replacing=False)
         self._set_state(ConnectionState.CONNECTED, None)
         await self._resubscribe()
-        self._close_gap()
+        if self._redundancy is not None:
+            self._redundancy.path_restored(self)
+        else:
+            self._close_gap()
 
     def _on_disconnected(self, reason: str) -> None:
         self._cancel_handover_end()
@@ -201,7 +204,10 @@ class SupervisorMixin(SubscriptionsMixin):
         self._disconnected = None
         self._metrics.connected_since = None
         self._fail_acks(ConnectionFailedError(f"{self.exchange}: connection lost before the ack: {reason}"))
-        self._open_gap_for(reason)
+        if self._redundancy is not None:
+            self._redundancy.path_lost(self, reason)
+        else:
+            self._open_gap_for(reason)
         level = logging.INFO if self._stopping else logging.WARNING
         self.logger.log(level, "disconnected: %s", reason, extra={"exchange": self.exchange, "reason": reason})
 
@@ -277,7 +283,9 @@ class SupervisorMixin(SubscriptionsMixin):
                 replace = f"max_connection_age {cfg.max_connection_age} s reached"
             if replace is None:
                 continue
-            if cfg.make_before_break and not self._stopping and await self._rotate(replace):
+            # With redundancy the other paths cover the replacement (redundancy.py).
+            if cfg.make_before_break and self._redundancy is None and not self._stopping \
+                    and await self._rotate(replace):
                 connected_at = time.monotonic()
                 continue
             if self._ws is None or self._ws.is_disconnected:
