@@ -253,6 +253,7 @@ def redact_proxy_url(url: str) -> str:
     Works on any text, valid URL or not, so that error messages about a
     malformed proxy URL can quote it safely.
     """
+    url = str(url)      # a plain str: a ProxyURL's own repr calls this function
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url

@@ -53,7 +53,7 @@ class ProxyFailedError(ConnectionFailedError):
             (it did not open the tunnel) or ``"through"`` (TLS or the upgrade
             through the tunnel failed).
         status: The proxy's answer where it gave one: the HTTP status of the
-            CONNECT (407 wrong credentials, 403 refused) or the SOCKS reply
+            CONNECT (407 or 401: wrong credentials; 403: refused) or the SOCKS reply
             code; ``None`` otherwise.
         retryable: Whether another attempt may succeed: ``False`` for
             refused credentials and for refusals that repeat the same way

@@ -31,6 +31,9 @@ _SOCKS_NOT_ALLOWED = 2
 # Passwords at least this long are also replaced wherever they appear in an error's text.
 _SCRUBBED_LENGTH = 4
 
+# HTTP statuses that mean "wrong or missing credentials".
+_CREDENTIALS_REFUSED = frozenset({401, 407})
+
 # CONNECT answers another try may change: request timeout, too many requests.
 _RETRYABLE_4XX = frozenset({408, 429})
 
@@ -73,7 +76,8 @@ def _refusal(exc: Exception) -> tuple[Optional[int], bool]:
     match = _HTTP_STATUS.search(text)
     if match is not None:
         status = int(match.group(1))
-        return status, status == 407
+        # 407 is the standard answer; tinyproxy answers a CONNECT with bad credentials 401.
+        return status, status in _CREDENTIALS_REFUSED
     code = getattr(exc, "error_code", None)
     # python-socks: "Username and password authentication failure", or "No
     # acceptable authentication methods were offered" (the proxy wants some).
