@@ -186,17 +186,20 @@ class TinyProxy(ProxyProcess):
 
 
 class DanteProxy(ProxyProcess):
-    """dante (``danted``): a SOCKS5 proxy to any address, logging each connection.
+    """dante (``danted``): a SOCKS proxy to any address, logging each connection.
 
     Args:
         user: A system user whose name and password it requires
             (``socksmethod: username``, see ``throwaway_user``); None for
             no authentication.
         password: The user's password.
+        scheme: ``socks5``, or ``socks4`` (the same server, ``url`` says
+            which protocol to speak; SOCKS4 has no passwords).
     """
 
-    def __init__(self, user: Optional[str] = None, password: Optional[str] = None) -> None:
-        super().__init__("socks5", user, password)
+    def __init__(self, user: Optional[str] = None, password: Optional[str] = None,
+                 scheme: str = "socks5") -> None:
+        super().__init__(scheme, user, password)
 
     def _command(self, config: Path) -> list[str]:
         return [DANTED, "-f", str(config), "-N", "1"]

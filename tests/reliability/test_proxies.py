@@ -20,7 +20,8 @@ import trustme
 
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.binance.simulator import BinanceSimulator
-from fastws import ConnectionFailedError, ConnectionState, ExchangeName, ProxyFailedError
+from fastws import (ConnectionFailedError, ConnectionState, ExchangeName, ExchangeTimeoutError,
+                    ProxyFailedError)
 from fastws.testing.proxies import DanteProxy, ProxyProcess, TinyProxy, free_port, throwaway_user
 from tests.conftest import until
 from tests.integration.test_binance import Sink
@@ -67,7 +68,7 @@ def make_proxy(kind: str, sim: BinanceSimulator, user: Optional[str] = None,
                password: Optional[str] = None) -> ProxyProcess:
     if kind == "http":
         return TinyProxy(allow_ports=[sim.port], user=user, password=password)
-    return DanteProxy(user=user, password=password)
+    return DanteProxy(user=user, password=password, scheme=kind)
 
 
 def binance(sim: BinanceSimulator, sink: Sink, proxy: str, **overrides: Any) -> BinanceWebSocket:
@@ -99,8 +100,8 @@ async def receive(ws: BinanceWebSocket, sim: BinanceSimulator, sink: Sink, count
     await until(lambda: len(sink.messages) > seen, what="messages through the proxy")
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
-@pytest.mark.parametrize("kind", ["http", "socks5"])
+@pytest.mark.parametrize("kind, tls", [("http", False), ("http", True), ("socks5", False), ("socks5", True),
+                                       ("socks4", False)])
 async def test_a_stream_flows_through_the_proxy(ca: trustme.CA, kind: str, tls: bool) -> None:
     async with simulator(ca if tls else None) as sim:
         async with make_proxy(kind, sim) as proxy:
@@ -223,6 +224,42 @@ async def test_a_proxy_killed_mid_stream_reconnects_through_the_restarted_proxy(
             assert len(gaps) == 1 and gaps[0]["end"] is not None, gaps
             assert f"through the proxy {kind}://127.0.0.1:{proxy.port}" in gaps[0]["reason"]
             assert proxy.starts == 2 and health["metrics"]["reconnections"] == 1
+
+
+@pytest.mark.parametrize("behaviour", ["hangs up", "never answers"])
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+async def test_a_proxy_that_hangs_up_or_never_answers_is_an_attempt_that_failed(kind: str, behaviour: str) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)            # the first byte of the CONNECT or SOCKS greeting
+        if behaviour == "hangs up":
+            writer.close()
+        else:
+            held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with simulator() as sim:
+            sink = Sink()
+            ws = binance(sim, sink, f"{kind}://127.0.0.1:{port}", max_reconnect_attempts=1, timeout=0.5)
+            with pytest.raises(ConnectionFailedError):
+                await asyncio.wait_for(ws.start(), 10)
+            await ws.stop()
+            assert len(sink.errors) == 1 + 1 + 1, sink.errors     # two attempts, then "gave up"
+            for failure in sink.errors[:2]:
+                if behaviour == "hangs up":
+                    assert isinstance(failure, ProxyFailedError), failure
+                    assert (failure.stage, failure.retryable) == ("tunnel", True)
+                    assert f"the proxy {kind}://127.0.0.1:{port} did not open a tunnel" in failure.message
+                else:
+                    assert isinstance(failure, ExchangeTimeoutError), failure
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_an_https_proxy_is_reached_over_tls(ca: trustme.CA) -> None:
