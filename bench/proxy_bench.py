@@ -3,10 +3,11 @@
     python bench/proxy_bench.py [--messages 20000] [--rounds 9] [--rate 2000] [--ticks 2000]
 
 ``bench/binance_server.py`` (its own process) serves the Binance-shaped feed;
-three ``BinanceWebSocket`` clients (dict route, all streams subscribed) read it
+four ``BinanceWebSocket`` clients (dict route, all streams subscribed) read it
 over loopback: one directly, one through a tinyproxy HTTP CONNECT tunnel, one
-through a dante SOCKS5 tunnel (``fastws.testing.proxies``, real processes on
-free ports). The clients take turns in every round, the order rotating.
+through a dante SOCKS5 tunnel, one through dante told to set ``TCP_NODELAY``
+on its sockets (``fastws.testing.proxies``, real processes on free ports;
+tinyproxy has no such setting and leaves Nagle's algorithm on). The clients take turns in every round, the order rotating.
 
 - receive cost: the server writes ``--messages`` frames of the mixed stream in
   one go (``BLAST mix``); per message, the wall time until the last reached the
@@ -105,8 +106,10 @@ async def measure(url: str, server_port: int, messages: int, rounds: int, rate: 
     async with AsyncExitStack() as stack:
         tiny = await stack.enter_async_context(TinyProxy(allow_ports=[server_port]))
         dante = await stack.enter_async_context(DanteProxy())
-        sinks = {name: PathSink() for name in ("direct", "tinyproxy (HTTP)", "dante (SOCKS5)")}
-        proxies = {"direct": None, "tinyproxy (HTTP)": tiny.url, "dante (SOCKS5)": dante.url}
+        dante_nodelay = await stack.enter_async_context(DanteProxy(nodelay=True))
+        proxies = {"direct": None, "tinyproxy (HTTP)": tiny.url, "dante (SOCKS5)": dante.url,
+                   "dante, tcp_nodelay": dante_nodelay.url}
+        sinks = {name: PathSink() for name in proxies}
         peers = [ProxiedPeer(name, url, proxies[name], sinks[name]) for name in sinks]
         for peer in peers:
             await peer.open()

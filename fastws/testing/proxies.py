@@ -195,11 +195,14 @@ class DanteProxy(ProxyProcess):
         password: The user's password.
         scheme: ``socks5``, or ``socks4`` (the same server, ``url`` says
             which protocol to speak; SOCKS4 has no passwords).
+        nodelay: Set ``TCP_NODELAY`` on both sides of every tunnel, so the
+            proxy does not hold small writes back (Nagle's algorithm).
     """
 
     def __init__(self, user: Optional[str] = None, password: Optional[str] = None,
-                 scheme: str = "socks5") -> None:
+                 scheme: str = "socks5", nodelay: bool = False) -> None:
         super().__init__(scheme, user, password)
+        self.nodelay = nodelay
 
     def _command(self, config: Path) -> list[str]:
         return [DANTED, "-f", str(config), "-N", "1"]
@@ -214,6 +217,8 @@ class DanteProxy(ProxyProcess):
             f"socksmethod: {method}",
             "user.privileged: root",
             "user.unprivileged: nobody",
+            # Server settings come before the rules.
+            *(["internal.tcp.tcp_nodelay: 1", "external.tcp.tcp_nodelay: 1"] if self.nodelay else []),
             "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
             "socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: connect disconnect error }",
         ]) + "\n"
