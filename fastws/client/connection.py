@@ -305,11 +305,8 @@ class ConnectionMixin(HealthMixin):
                 return f"peer closed ({int(recv.code)}){': ' + recv.reason if recv.reason else ''}"
         if core is not None and core.close_code:
             return f"peer closed ({core.close_code})"
-        proxy = self.config.proxy
-        if isinstance(proxy, ProxyURL):
-            # Either side of the tunnel may have gone: the proxy or the exchange.
-            return f"connection lost (no close frame){through_proxy(proxy)}"
-        return "connection lost (no close frame)"
+        # Through a proxy, either side of the tunnel may have gone: the proxy or the exchange.
+        return f"connection lost (no close frame){through_proxy(self.config.proxy)}"
 
     def _on_core_disconnected(self, core: FrameHandler) -> None:
         if core is self._core and self._disconnected is not None and not self._disconnected.done():

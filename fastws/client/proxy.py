@@ -17,7 +17,7 @@ from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 from python_socks._errors import IncompleteReadError
 
 from fastws.backoff import is_retryable
-from fastws.config import ProxyURL
+from fastws.config import ProxyURL, redact_proxy_url
 from fastws.errors import ProxyFailedError
 
 __all__ = ["proxy_failure", "through_proxy"]
@@ -38,9 +38,9 @@ _CREDENTIALS_REFUSED = frozenset({401, 407})
 _RETRYABLE_4XX = frozenset({408, 429})
 
 
-def through_proxy(proxy: Optional[ProxyURL]) -> str:
+def through_proxy(proxy: Optional[str]) -> str:
     """`` through the proxy <redacted>`` to append to a message, or ``""`` without one."""
-    return f" through the proxy {proxy.redacted}" if proxy is not None else ""
+    return f" through the proxy {redact_proxy_url(proxy)}" if proxy is not None else ""
 
 
 def proxy_failure(exc: Exception, proxy: ProxyURL, exchange: str, url: str, reached: bool) -> ProxyFailedError:

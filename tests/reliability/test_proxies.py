@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import ssl
 from typing import Any, AsyncIterator, Iterator, Optional
@@ -23,7 +24,7 @@ from exchanges.binance.simulator import BinanceSimulator
 from fastws import (ConnectionFailedError, ConnectionState, ExchangeName, ExchangeTimeoutError,
                     ProxyFailedError)
 from fastws.testing.proxies import DanteProxy, ProxyProcess, TinyProxy, free_port, throwaway_user
-from tests.conftest import until
+from tests.conftest import open_fds, other_tasks, until
 from tests.integration.test_binance import Sink
 
 STREAM = "btcusdt@trade"
@@ -224,6 +225,7 @@ async def test_a_proxy_killed_mid_stream_reconnects_through_the_restarted_proxy(
             assert len(gaps) == 1 and gaps[0]["end"] is not None, gaps
             assert f"through the proxy {kind}://127.0.0.1:{proxy.port}" in gaps[0]["reason"]
             assert proxy.starts == 2 and health["metrics"]["reconnections"] == 1
+            assert health["proxy"] == proxy.url
 
 
 @pytest.mark.parametrize("behaviour", ["hangs up", "never answers"])
@@ -255,6 +257,8 @@ async def test_a_proxy_that_hangs_up_or_never_answers_is_an_attempt_that_failed(
                     assert f"the proxy {kind}://127.0.0.1:{port} did not open a tunnel" in failure.message
                 else:
                     assert isinstance(failure, ExchangeTimeoutError), failure
+                    assert f"no connection within 0.5 s to {sim.url} through the proxy {kind}://127.0.0.1:{port}" \
+                        in failure.message
     finally:
         for writer in held:
             writer.close()
@@ -336,7 +340,9 @@ async def test_credentials_never_reach_logs_errors_repr_or_health(proxy_user: tu
                     seen.append(repr(await ws.health_check()))
                     await proxy.start()
                     await ws.wait_for_state(ConnectionState.CONNECTED, timeout=10)
-                    seen.append(repr(await ws.health_check()))
+                    health = await ws.health_check()
+                    assert health["proxy"] == f"{kind}://***@127.0.0.1:{proxy.port}"
+                    seen.append(repr(health))
                     seen.append(repr(ws.config))
                     seen.append(str(ws.config.proxy.redacted))
                 for error in sink.errors:
@@ -350,3 +356,32 @@ async def test_credentials_never_reach_logs_errors_repr_or_health(proxy_user: tu
     assert "***@127.0.0.1" in text
     for secret in secrets_used:
         assert secret not in text
+
+
+async def test_failed_attempts_through_proxies_leave_no_socket_task_or_process(proxy_user: tuple[str, str]) -> None:
+    async with simulator() as sim, make_proxy("http", sim, "trader", "right-pass_1") as tiny, \
+            make_proxy("socks5", sim, *proxy_user) as dante:
+        held: list[asyncio.StreamWriter] = []       # a proxy that accepts and never answers
+        mute = await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
+        mute_url = f"socks5://127.0.0.1:{mute.sockets[0].getsockname()[1]}"
+        cases = [tiny.url_with("trader", "wrong"), dante.url_with(proxy_user[0], "wrong"), tiny.url_with(None, None),
+                 f"http://127.0.0.1:{free_port()}", mute_url, tiny.url, dante.url]
+        before = open_fds()
+        for url in cases:
+            sink = Sink()
+            ws = binance(sim, sink, url, max_reconnect_attempts=1, timeout=0.5)
+            with contextlib.suppress(ConnectionFailedError):
+                await ws.start()
+            await ws.stop()
+        for writer in held:         # the test's own server side of those connections
+            writer.close()
+        mute.close()
+        await mute.wait_closed()
+        await until(lambda: open_fds() <= before, what="every socket closed")
+        assert not other_tasks()
+        for proxy in (tiny, dante):
+            assert proxy.running
+        pids = [p._process.pid for p in (tiny, dante) if p._process is not None]
+    for pid in pids:        # each proxy's whole process group is gone
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
