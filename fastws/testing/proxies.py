@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Optional
 from urllib.parse import quote
 
-__all__ = ["DanteProxy", "ProxyProcess", "TinyProxy", "free_port", "throwaway_user"]
+__all__ = ["DanteProxy", "ProxyProcess", "TinyProxy", "free_port", "process_group", "throwaway_user"]
 
 # Seconds a proxy may take to listen, and to exit when asked.
 _START_TIMEOUT = 10.0
@@ -141,6 +141,9 @@ class ProxyProcess:
             # Children forked by the proxy are in its group: make sure none outlives it.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+            deadline = time.monotonic() + _STOP_TIMEOUT
+            while process_group(process.pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
             self._process = None
         if self._log is not None:
             self._log.close()
@@ -245,6 +248,23 @@ def throwaway_user(password: Optional[str] = None) -> Iterator[tuple[str, str]]:
         yield name, password
     finally:
         subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (zombies left out), read from ``/proc``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:         # it ended meanwhile
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its closing parenthesis.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
 
 
 async def _accepts(port: int) -> bool:
