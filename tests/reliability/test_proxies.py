@@ -26,6 +26,7 @@ from fastws.testing.proxies import (DanteProxy, ProxyProcess, TinyProxy, free_po
                                     throwaway_user)
 from tests.conftest import open_fds, other_tasks, until
 from tests.integration.test_binance import Sink
+from tests.reliability.test_rotation import BINANCE_STREAMS, Recorder, check_binance, drive, settle
 
 STREAM = "btcusdt@trade"
 
@@ -227,6 +228,33 @@ async def test_a_proxy_killed_mid_stream_reconnects_through_the_restarted_proxy(
             assert f"through the proxy {kind}://127.0.0.1:{proxy.port}" in gaps[0]["reason"]
             assert proxy.starts == 2 and health["metrics"]["reconnections"] == 1
             assert health["proxy"] == proxy.url
+
+
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+async def test_rotation_through_the_proxy_loses_and_repeats_nothing(kind: str) -> None:
+    # Make-before-break opens each replacement through the same proxy, while the old tunnel still delivers.
+    sim = BinanceSimulator(rate=0)
+    await sim.start()
+    try:
+        async with make_proxy(kind, sim) as proxy:
+            recorder = Recorder()
+            config = binance_config(sim.url, proxy=proxy.url, max_connection_age=0.5, healthy_after=0.05,
+                                    reconnect_delay=0.05)
+            async with BinanceWebSocket(ExchangeName("binance"), config, recorder.on_dict, recorder.on_error) as ws:
+                await ws.subscribe(BINANCE_STREAMS)
+                await drive(sim, 1.6)
+                await settle(recorder)
+                metrics = ws.metrics
+                carried(proxy, ws, sim)
+            assert recorder.errors == [] and ws.gaps == [] and ws.sequence_gaps == []
+            check_binance(recorder)
+            assert metrics["rotations"] >= 2 and sim.connection_count == metrics["rotations"] + 1
+            tunnels = proxy.log_text().count(f"CONNECT 127.0.0.1:{sim.port} ") if kind == "http" else \
+                sum("tcp/connect" in line and line.endswith(f" 127.0.0.1.{sim.port}")
+                    for line in proxy.log_text().splitlines())
+            assert tunnels == sim.connection_count
+    finally:
+        await sim.stop()
 
 
 @pytest.mark.parametrize("behaviour", ["hangs up", "never answers"])
