@@ -155,7 +155,11 @@ class ProxyProcess:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     async def __aenter__(self) -> "ProxyProcess":
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -412,3 +412,15 @@ async def test_failed_attempts_through_proxies_leave_no_socket_task_or_process(p
             assert proxy.running
         pids = [p._process.pid for p in (tiny, dante) if p._process is not None]
     assert pids and all(process_group(pid) == [] for pid in pids)    # each proxy's whole process group is gone
+
+
+async def test_a_proxy_that_cannot_start_says_why_and_leaves_nothing() -> None:
+    class Misconfigured(TinyProxy):
+        def _config(self) -> str:
+            return "NoSuchDirective 1\n"
+
+    proxy = Misconfigured(allow_ports=[1])
+    with pytest.raises(RuntimeError, match="tinyproxy did not start on port .*Syntax error"):
+        async with proxy:
+            pass
+    assert not proxy.running and not proxy._folder.exists()
