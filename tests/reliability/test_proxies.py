@@ -420,7 +420,7 @@ async def test_a_proxy_that_cannot_start_says_why_and_leaves_nothing() -> None:
             return "NoSuchDirective 1\n"
 
     proxy = Misconfigured(allow_ports=[1])
-    with pytest.raises(RuntimeError, match="tinyproxy did not start on port .*Syntax error"):
+    with pytest.raises(RuntimeError, match="(?s)tinyproxy did not start on port .*Syntax error"):
         async with proxy:
             pass
     assert not proxy.running and not proxy._folder.exists()
