@@ -82,16 +82,19 @@ def binance(sim: BinanceSimulator, sink: Sink, proxy: str, **overrides: Any) -> 
                             sink.on_message, sink.on_error)
 
 
+def tunnels(proxy: ProxyProcess, sim: BinanceSimulator) -> int:
+    """How many tunnels to ``sim`` the proxy logged."""
+    log = proxy.log_text()
+    if isinstance(proxy, TinyProxy):
+        return log.count(f"CONNECT 127.0.0.1:{sim.port} ")
+    return sum("tcp/connect" in line and line.endswith(f" 127.0.0.1.{sim.port}") for line in log.splitlines())
+
+
 def carried(proxy: ProxyProcess, ws: BinanceWebSocket, sim: BinanceSimulator) -> None:
     """Assert that the live connection goes through ``proxy`` to ``sim``."""
     peer = ws._ws.underlying_transport.get_extra_info("peername")
     assert peer[1] == proxy.port, f"the client's socket is connected to {peer}, not to the proxy"
-    log = proxy.log_text()
-    if isinstance(proxy, TinyProxy):
-        assert f"CONNECT 127.0.0.1:{sim.port} " in log, log
-    else:
-        assert any("tcp/connect" in line and line.endswith(f" 127.0.0.1.{sim.port}")
-                   for line in log.splitlines()), log
+    assert tunnels(proxy, sim) >= 1, proxy.log_text()
 
 
 async def receive(ws: BinanceWebSocket, sim: BinanceSimulator, sink: Sink, count: int = 5) -> None:
@@ -127,7 +130,7 @@ async def test_the_exchange_certificate_is_checked_through_the_tunnel(ca: trustm
         with pytest.raises(ConnectionFailedError):
             await ws.start()
         await ws.stop()
-        assert sim.connection_count == 0
+        assert sim.connection_count == 0 and tunnels(proxy, sim) == 1      # the tunnel opened, TLS in it failed
         failure = sink.errors[0]
         assert isinstance(failure, ProxyFailedError) and failure.stage == "through", failure
         assert "CERTIFICATE_VERIFY_FAILED" in str(failure) or "certificate verify failed" in str(failure)
@@ -249,10 +252,7 @@ async def test_rotation_through_the_proxy_loses_and_repeats_nothing(kind: str) -
             assert recorder.errors == [] and ws.gaps == [] and ws.sequence_gaps == []
             check_binance(recorder)
             assert metrics["rotations"] >= 2 and sim.connection_count == metrics["rotations"] + 1
-            tunnels = proxy.log_text().count(f"CONNECT 127.0.0.1:{sim.port} ") if kind == "http" else \
-                sum("tcp/connect" in line and line.endswith(f" 127.0.0.1.{sim.port}")
-                    for line in proxy.log_text().splitlines())
-            assert tunnels == sim.connection_count
+            assert tunnels(proxy, sim) == sim.connection_count
     finally:
         await sim.stop()
 
