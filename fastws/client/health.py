@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Optional
 from fastws._core import FrameHandler, monotonic_time_ns
 from fastws.client._fields import ClientFields, StateListener
 from fastws.client.cadence import CadenceWatch
+from fastws.config import redact_proxy_url
 from fastws.errors import (ExchangeAPIError, ExchangeTimeoutError, InvalidMessageError, MessageHandlerError,
                            SequenceGapError, SlowConsumerError)
 from fastws.looplag import LoopLagMonitor, overload_note
@@ -293,7 +294,8 @@ class HealthMixin(ClientFields):
     async def health_check(self) -> dict[str, Any]:
         """Return the connection's health as a dict.
 
-        Keys: ``exchange``, ``state``, ``is_connected``, ``subscriptions``,
+        Keys: ``exchange``, ``proxy`` (credentials as ``***``, or ``None``),
+        ``state``, ``is_connected``, ``subscriptions``,
         ``reconnect_attempts``, ``last_message_age`` (seconds, ``None`` before
         the first message), ``metrics``, plus ``pending_subscriptions``,
         ``streams``, ``gaps``, ``sequence_gaps``, ``waiting`` (why the next
@@ -329,6 +331,7 @@ class HealthMixin(ClientFields):
                 streams[stream_id] = self._stream_health(stream_id, stats, now_ns)
         return {
             "exchange": self.exchange,
+            "proxy": redact_proxy_url(self.config.proxy) if self.config.proxy is not None else None,
             "state": self._state.value,
             "is_connected": self.is_connected,
             "subscriptions": list(self._subscriptions),

@@ -17,6 +17,7 @@ from picows import WSCloseCode
 
 from fastws._core import FrameHandler, Handover, monotonic_time_ns
 from fastws.client.connection import Live
+from fastws.client.proxy import through_proxy
 from fastws.client.subscriptions import SubscriptionsMixin
 from fastws.errors import ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError
 from fastws.looplag import acquire_monitor, release_monitor
@@ -160,7 +161,8 @@ class SupervisorMixin(SubscriptionsMixin):
             return exc
         if isinstance(exc, asyncio.TimeoutError):
             error: ExchangeAPIError = ExchangeTimeoutError(
-                f"{self.exchange}: no connection within {self.config.timeout} s to {self.config.url}")
+                f"{self.exchange}: no connection within {self.config.timeout} s to {self.config.url}"
+                f"{through_proxy(self.config.proxy)}")
         else:
             error = ConnectionFailedError(f"{self.exchange}: cannot connect to {self.config.url}: "
                                           f"{type(exc).__name__}: {exc}")
