@@ -111,6 +111,8 @@ cdef int _stage_item(OrderBook book, bint is_bid, const uint8_t* p, const uint8_
         else:
             p = _skip(p, end, wire_type, number)
     # proto3 leaves an empty string out: a level without one does not parse.
+    if price_size == 0 or qty_size == 0:
+        _bad("a level without a price or a quantity")
     parse_fixed(price, price_size, book._price_scale, &price_fixed)
     parse_fixed(qty, qty_size, book._qty_scale, &qty_fixed)
     book.stage_level(is_bid, price_fixed, qty_fixed)
@@ -154,14 +156,12 @@ cdef int _stage_depth(OrderBook book, const uint8_t* p, Py_ssize_t size, bint li
 
 
 cdef int _decimals(const uint8_t* text, Py_ssize_t size) noexcept:
-    """Decimals a decimal string needs (trailing zeros of the fraction do not count)."""
-    cdef Py_ssize_t i, point = -1, last = -1
+    """Decimals written in a decimal string (as a snapshot's are measured: trailing zeros count)."""
+    cdef Py_ssize_t i
     for i in range(size):
         if text[i] == 46:
-            point = i
-        elif point >= 0 and text[i] != 48:
-            last = i
-    return 0 if point < 0 or last < 0 else <int>(last - point)
+            return <int>(size - i - 1)
+    return 0
 
 
 cdef void _measure(const uint8_t* p, Py_ssize_t size, int* price_decimals, int* qty_decimals) noexcept:
@@ -488,3 +488,13 @@ cdef class BookRoutes:
                 buffer.valid = False
                 self._buffer = FrameBuffer()
         return route.message
+
+
+def attach_routes(FrameHandler core not None, RouteTable routes) -> None:
+    """Give a live connection's core ``routes`` (from its next frame on).
+
+    A client creates its route table only when it first keeps a book, so a
+    client without books pays nothing for routes on any push; connections
+    opened before then get the table here (those opened later are built with it).
+    """
+    core.routes = routes

@@ -1,7 +1,7 @@
 """Type stub of the compiled MEXC push decoder (exchanges/mexc/_fastpb.pyx)."""
 from typing import Any, Callable, Optional, Union
 
-from fastws._core import CompiledParser
+from fastws._core import CompiledParser, FrameHandler, RouteTable
 from fastws.book import JsonBookReader, OrderBook
 
 _Buffer = Union[bytes, bytearray, memoryview]
@@ -67,3 +67,7 @@ class BookRoutes:
         """Stop routing ``channel``."""
     def __len__(self) -> int: ...
     def __contains__(self, channel: object) -> bool: ...
+
+
+def attach_routes(core: FrameHandler, routes: Optional[RouteTable]) -> None:
+    """Give a live connection's core ``routes`` (from its next frame on)."""

@@ -38,7 +38,8 @@ from cpython.ref cimport Py_REFCNT
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
-from fastws._core cimport CompiledParser, FrameBuffer, FrameInfo, set_event_time_ns, set_sequence
+from fastws._core cimport (CompiledParser, FrameBuffer, FrameHandler, FrameInfo, RouteTable, set_event_time_ns,
+                           set_sequence)
 from fastws.book._book cimport DiffIds, JsonBookReader, OrderBook, parse_fixed
 
 

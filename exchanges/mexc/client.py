@@ -30,13 +30,13 @@ import asyncio
 import dataclasses
 import logging
 from collections import deque
-from typing import Any, Awaitable, Iterable, Optional, Union
+from typing import Any, Awaitable, Iterable, Optional, Union, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import msgspec
 
 from exchanges.mexc import channels as _channels
-from exchanges.mexc._fastpb import BookRoutes, PushDecoder, PushParser
+from exchanges.mexc._fastpb import BookRoutes, PushDecoder, PushParser, attach_routes
 from exchanges.mexc.book import (DEFAULT_BOOK_DEPTH, DEFAULT_BOOK_SPEED, REST_URL, LimitBooks, MexcBooks,
                                  limit_channel)
 from exchanges.mexc.compliance import COMPLIANCE
@@ -171,11 +171,11 @@ class MexcWebSocket(PooledWebSocketInterface):
         self._ping_task: Optional[asyncio.Task[None]] = None
         self.pongs_received = 0
         # Book channels: their pushes go from the compiled parser to the
-        # book's sync (BookRoutes), and the core delivers the book on the
-        # channel's route (RouteTable: never matched on raw bytes, which are
-        # protobuf; found by the channel the core classifies). Both are shared
-        # by every connection of the pool and cost one test per push while empty.
-        self._routes = RouteTable()
+        # book's sync (BookRoutes: one test per push while empty), and the
+        # core delivers the book on the channel's route (a RouteTable, created
+        # with the first book: never matched on raw bytes, which are protobuf;
+        # found by the channel the core classifies). Both are shared by every
+        # connection of the pool.
         self._book_routes = BookRoutes()
         self._books: Optional[MexcBooks] = None
         self._limit_books: Optional[LimitBooks] = None
@@ -203,6 +203,7 @@ class MexcWebSocket(PooledWebSocketInterface):
         if self._ping_task is not None:
             self._ping_task.cancel()
         await self._open_websocket(url)
+        self._attach_routes()
         task = asyncio.get_running_loop().create_task(self._keepalive(self._ws), name="fastws-mexc-ping")
         self._ping_task = task
         self._background.add(task)
@@ -511,6 +512,11 @@ class MexcWebSocket(PooledWebSocketInterface):
 
     def _route_book(self, channel: str, on_frame: Any, deliver: Any, book: OrderBook) -> None:
         """Send ``channel``'s pushes to ``on_frame`` and the book it returns to ``deliver``."""
+        if self._routes is None:
+            routes = RouteTable()
+            for client in (self, *self._members):
+                client._share_routes(routes)
+                cast(MexcWebSocket, client)._attach_routes()
         assert self._routes is not None
 
         def book_of(_message: Any) -> OrderBook:
@@ -519,6 +525,12 @@ class MexcWebSocket(PooledWebSocketInterface):
         self._routes.add(channel, on_frame, deliver, StreamType.ORDERBOOK, sequenced=False,
                          pass_stream=False, adapt=book_of)
         self._book_routes.add(channel, on_frame)
+
+    def _attach_routes(self) -> None:
+        """Give this connection's live core the route table it was built without (if any)."""
+        core = self._core
+        if self._routes is not None and core is not None and core.routes is not self._routes:
+            attach_routes(core, self._routes)
 
     def _unroute_book(self, channel: str) -> None:
         assert self._routes is not None

@@ -84,6 +84,7 @@ from exchanges.mexc.pb import PushDataV3ApiWrapper
 from exchanges.mexc.reference import encode_push
 from fastws.testing._simbase import SimConnection, Simulator
 from fastws.testing.market import PartialBook, StepResult, SymbolMarket, SyntheticMarket, format_price
+from fastws.testing.rest import RestServer
 
 __all__ = ["MALFORMED_PUSH", "MexcConnection", "MexcSimulator"]
 
@@ -423,10 +424,9 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
         self.no_subscription_timeout = no_subscription_timeout
         self.idle_timeout = idle_timeout
         self._reject_next = False
-        self.rest_port = 0
+        self._rest = RestServer({"/api/v3/depth": self._rest_depth})
         self.rest_requests: list[tuple[str, int]] = []
         self._rest_faults: deque[tuple[str, Any]] = deque()
-        self._rest_runner: Optional[web.AppRunner] = None
 
     def ws_url(self, listen_key: Optional[str] = None) -> str:
         """The endpoint ``ws://127.0.0.1:<port>/ws``, with ``?listenKey=`` when given."""
@@ -435,28 +435,18 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
     @property
     def rest_url(self) -> str:
         """The REST base URL (``GET /api/v3/depth``), ``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.rest_port}"
+        return self._rest.url
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
         """Listen for WebSocket connections and, on another port, REST requests."""
         await super().start()
-        app = web.Application()
-        app.router.add_get("/api/v3/depth", self._rest_depth)
-        # A request still open at stop (a "slow" fault) gets 0.5 s.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._rest_runner = runner
-        self.rest_port = runner.addresses[0][1]
+        await self._rest.start()
 
     async def stop(self) -> None:
         """Stop the REST server, then the WebSocket server."""
-        runner, self._rest_runner = self._rest_runner, None
-        if runner is not None:
-            await runner.cleanup()
+        await self._rest.stop()
         await super().stop()
 
     def _accept(self, request: WSUpgradeRequest) -> Optional[MexcConnection]:
@@ -599,7 +589,7 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
         for connection in self.connections:
             for name in connection.channels:
                 channel = channels.parse_channel(name)
-                if channel is None or channel.symbol != market.symbol or channel.kind.value != "aggre_depth":
+                if channel is None or channel.symbol != market.symbol or channel.kind is not channels.ChannelKind.AGGRE_DEPTH:
                     continue
                 body = {"bids": [{"price": bid, "quantity": "1.00000000"}], "eventType": channel.event_type,
                         "fromVersion": version, "toVersion": version}
