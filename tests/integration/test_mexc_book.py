@@ -8,7 +8,10 @@ The helpers (handler recorder, stepper, checkpoint) are the Binance tests'.
 from __future__ import annotations
 
 import asyncio
+import random
+import statistics
 import time
+from collections import Counter
 from decimal import Decimal
 from typing import Any, AsyncIterator, Optional
 
@@ -393,3 +396,54 @@ async def test_limit_books_equal_the_simulators_top_levels(sim: MexcSimulator) -
         await until(lambda: bool(book.valid), what="valid after the next push")
         await ws.unsubscribe_limit_books(["BTCUSDT"], levels=10)
         assert ws.subscriptions == [] and ws.limit_book("BTCUSDT", 10) is None
+
+
+# ---------------------------------------------------------------- soak
+
+async def test_books_soak_under_faults(sim: MexcSimulator, request: pytest.FixtureRequest) -> None:
+    """Faults one after another (a drop, a gap, a crossed level, a 429 or a stale snapshot
+    with a drop), each recovered before the next; the books end equal to the simulator's
+    and no update the handler saw as valid was crossed. ``--soak SECONDS`` runs it longer
+    (default: a few seconds)."""
+    seconds = request.config.getoption("--soak") or 3.0
+    rng = random.Random(13)
+    books = Books()
+    crossed_but_valid: list[tuple[str, int]] = []
+
+    def on_book(book: OrderBook) -> None:
+        books.on_book(book)
+        if book.valid and book.is_crossed():
+            crossed_but_valid.append((book.symbol, book.update_id))
+    faults: Counter[str] = Counter()
+    recoveries: list[float] = []
+    async with client(sim, books) as ws, stepping(sim) as stepper:  # type: ignore[arg-type]
+        result = await ws.subscribe_books(SYMBOLS, on_book)
+        await until(lambda: all(b.valid for b in result.values()), what="first sync")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(rng.uniform(0.05, 0.3))
+            kind = rng.choice(["drop", "gap", "crossed", "429", "stale"])
+            faults[kind] += 1
+            if kind == "drop":
+                sim.drop()
+            elif kind == "gap":
+                sim.skip_sequence(1)
+            elif kind == "crossed":
+                sim.send_crossed_diff(rng.choice(SYMBOLS))
+            elif kind == "429":
+                sim.rest_fault("429", 0.2)
+                sim.drop()
+            else:
+                sim.rest_fault("stale", rng.choice(SYMBOLS))
+                sim.drop()
+            started = time.monotonic()
+            await until(lambda: not all(b.valid for b in result.values()), 5.0, f"{kind} noticed")
+            # The resync delays grow while faults come faster than the sync stays healthy.
+            await until(lambda: all(b.valid for b in result.values()), 40.0, f"recovered from {kind}")
+            recoveries.append(time.monotonic() - started)
+        await agrees(sim, stepper, ws, SYMBOLS, timeout=40.0)  # type: ignore[arg-type]
+    print(f"\n{sum(faults.values())} faults {dict(faults)}, recovery median "
+          f"{statistics.median(recoveries):.2f} s, max {max(recoveries):.2f} s")
+    assert sum(faults.values()) >= 3
+    assert crossed_but_valid == []
+    assert {e.code for e in books.errors} <= {400, 408, 409, 429}
