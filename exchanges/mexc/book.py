@@ -59,11 +59,15 @@ def depth_weight(limit: int) -> int:
     return 1
 
 
-def depth_channel(symbol: str, speed: str = DEFAULT_BOOK_SPEED) -> str:
-    """The aggregated depth channel of ``symbol``: ``spot@public.aggre.depth.v3.api.pb@10ms@BTCUSDT``."""
+def _check_speed(speed: str) -> str:
     if speed not in _channels.UPDATE_SPEEDS:
         raise ValueError(f"a MEXC depth speed is one of {', '.join(_channels.UPDATE_SPEEDS)}, not {speed!r}")
-    return f"spot@public.aggre.depth.v3.api.pb@{speed}@{symbol.upper()}"
+    return speed
+
+
+def depth_channel(symbol: str, speed: str = DEFAULT_BOOK_SPEED) -> str:
+    """The aggregated depth channel of ``symbol``: ``spot@public.aggre.depth.v3.api.pb@10ms@BTCUSDT``."""
+    return f"spot@public.aggre.depth.v3.api.pb@{_check_speed(speed)}@{symbol.upper()}"
 
 
 def limit_channel(symbol: str, levels: int) -> str:
@@ -94,12 +98,11 @@ class MexcBooks(BookSet):
                  expect_reorder: Optional[Callable[[], bool]] = None) -> None:
         if not 1 <= depth <= 5000:
             raise ValueError(f"depth must be 1 to 5000 (MEXC's limits), got {depth}")
-        depth_channel("X", speed)       # refuses an unknown speed now, not at the first subscribe
+        self.speed = _check_speed(speed)
         fetcher = SnapshotFetcher(rest_url, depth_weight, timeout=timeout, name=exchange)
         fetcher.budget = WeightBudget(WEIGHT_PER_WINDOW, WEIGHT_WINDOW)
         super().__init__(exchange, fetcher, MexcBookReader(), report, depth=depth, rules=SequenceRules(step=1),
                          catch_up_timeout=catch_up_timeout, expect_reorder=expect_reorder)
-        self.speed = speed
 
     def channel(self, symbol: str) -> str:
         """The depth channel of ``symbol`` at this set's speed."""
