@@ -504,11 +504,13 @@ class MexcWebSocket(PooledWebSocketInterface):
         """The books' syncs and snapshot fetcher (None before ``subscribe_books``)."""
         return self._books
 
-    @staticmethod
-    def _check_book_handler(handler: BookHandler) -> None:
+    def _check_book_handler(self, handler: BookHandler) -> None:
         if is_async_callable(handler):
             raise TypeError("the book handler must be a plain function (it runs in the frame's "
                             "dispatch, before the next update reaches the book)")
+        if type(self)._parse_message is not MexcWebSocket._parse_message:
+            raise TypeError("order books read the pushes in the compiled parser, which a subclass "
+                            "overriding _parse_message turns off")
 
     def _route_book(self, channel: str, on_frame: Any, deliver: Any, book: OrderBook) -> None:
         """Send ``channel``'s pushes to ``on_frame`` and the book it returns to ``deliver``."""

@@ -286,6 +286,17 @@ async def test_an_async_handler_is_refused(sim: MexcSimulator) -> None:
         assert ws.subscriptions == []
 
 
+async def test_a_subclass_with_its_own_parser_is_refused(sim: MexcSimulator) -> None:
+    class OwnParser(MexcWebSocket):
+        def _parse_message(self, raw_message: Any) -> Any:
+            return super()._parse_message(raw_message)
+    config = mexc_config(sim.ws_url(), rest_url=sim.rest_url)
+    async with OwnParser(ExchangeName("mexc"), config, Messages()) as ws:
+        with pytest.raises(TypeError, match="compiled parser"):
+            await ws.subscribe_books(["BTCUSDT"], lambda book: None)
+        assert ws.subscriptions == [] and ws.book("BTCUSDT") is None
+
+
 async def test_a_dropped_connection_resyncs(sim: MexcSimulator) -> None:
     books = Books()
     async with client(sim, books) as ws, stepping(sim) as stepper:  # type: ignore[arg-type]
@@ -404,7 +415,8 @@ async def test_books_soak_under_faults(sim: MexcSimulator, request: pytest.Fixtu
     """Faults one after another (a drop, a gap, a crossed level, a 429 or a stale snapshot
     with a drop), each recovered before the next; the books end equal to the simulator's
     and no update the handler saw as valid was crossed. ``--soak SECONDS`` runs it longer
-    (default: a few seconds)."""
+    (default: a few seconds; with ``--timeout 0`` past pytest's 60-s limit, e.g. the
+    issue's 10 minutes: ``--soak 600 --timeout 0``)."""
     seconds = request.config.getoption("--soak") or 3.0
     rng = random.Random(13)
     books = Books()
