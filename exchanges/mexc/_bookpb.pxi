@@ -98,18 +98,28 @@ cdef int _stage_item(OrderBook book, bint is_bid, const uint8_t* p, const uint8_
     cdef uint64_t tag = 0
     cdef uint32_t number, wire_type
     cdef int64_t price_fixed, qty_fixed
-    while p < end:
-        p = _next_varint32(p, end, &tag)
-        if p == NULL:
-            _bad("truncated level")
-        number = <uint32_t>(tag >> 3)
-        wire_type = <uint32_t>(tag & 7)
-        if number == I_PRICE and wire_type == WT_LEN:
-            p = _string_field(p, end, &price, &price_size)
-        elif number == I_QUANTITY and wire_type == WT_LEN:
-            p = _string_field(p, end, &qty, &qty_size)
-        else:
-            p = _skip(p, end, wire_type, number)
+    # As MEXC writes a level: price (tag 0x0A, a one-byte length) then
+    # quantity (0x12), nothing else; any other layout takes the general loop.
+    if end - p >= 4 and p[0] == ((I_PRICE << 3) | WT_LEN) and p[1] < 0x80 \
+            and end - p >= 4 + p[1] and p[2 + p[1]] == ((I_QUANTITY << 3) | WT_LEN) \
+            and p[3 + p[1]] < 0x80 and end - p == 4 + p[1] + p[3 + p[1]]:
+        price = p + 2
+        price_size = p[1]
+        qty = price + price_size + 2
+        qty_size = end - qty
+    else:
+        while p < end:
+            p = _next_varint32(p, end, &tag)
+            if p == NULL:
+                _bad("truncated level")
+            number = <uint32_t>(tag >> 3)
+            wire_type = <uint32_t>(tag & 7)
+            if number == I_PRICE and wire_type == WT_LEN:
+                p = _string_field(p, end, &price, &price_size)
+            elif number == I_QUANTITY and wire_type == WT_LEN:
+                p = _string_field(p, end, &qty, &qty_size)
+            else:
+                p = _skip(p, end, wire_type, number)
     # proto3 leaves an empty string out: a level without one does not parse.
     if price_size == 0 or qty_size == 0:
         _bad("a level without a price or a quantity")
@@ -129,15 +139,24 @@ cdef int _stage_depth(OrderBook book, const uint8_t* p, Py_ssize_t size, bint li
     cdef uint32_t number, wire_type
     cdef bint seen_first = False, seen_last = False
     while p < end:
-        p = _next_varint32(p, end, &tag)
-        if p == NULL:
-            _bad("truncated depth body")
-        number = <uint32_t>(tag >> 3)
-        wire_type = <uint32_t>(tag & 7)
-        if wire_type != WT_LEN:
-            p = _skip(p, end, wire_type, number)
-            continue
-        p = _string_field(p, end, &text, &text_size)
+        if end - p >= 2 and p[0] < 0x80 and p[1] < 0x80 and (p[0] & 7) == WT_LEN:
+            # A one-byte tag and length (every level): no varint loop.
+            number = p[0] >> 3
+            text = p + 2
+            text_size = p[1]
+            p = text + text_size
+            if p > end:
+                _bad("truncated depth body")
+        else:
+            p = _next_varint32(p, end, &tag)
+            if p == NULL:
+                _bad("truncated depth body")
+            number = <uint32_t>(tag >> 3)
+            wire_type = <uint32_t>(tag & 7)
+            if wire_type != WT_LEN:
+                p = _skip(p, end, wire_type, number)
+                continue
+            p = _string_field(p, end, &text, &text_size)
         if number == D_ASKS or number == D_BIDS:
             _stage_item(book, number == D_BIDS, text, text + text_size)
         elif number == D_FROM_VERSION:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchanges.mexc._fastpb import BookRoutes, MexcBookReader
-from exchanges.mexc.pb import PushDataV3ApiWrapper
+from exchanges.mexc.pb import PublicAggreDepthV3ApiItem, PushDataV3ApiWrapper
 from fastws.book import OrderBook
 from tests.unit.test_book import PRICE_SCALE, QTY_SCALE, ReferenceBook, assert_same, levels
 
@@ -241,3 +241,34 @@ def test_pushes_agree_with_the_reference_after_every_step(steps: list[tuple[str,
             ref.diff(bids, asks)
         assert book.update_id == version and book.valid
         assert_same(book, ref)
+
+
+def varint(value: int) -> bytes:
+    """``value`` as a protobuf varint."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def test_levels_in_another_layout_read_the_same(synced: tuple[MexcBookReader, OrderBook]) -> None:
+    """Quantity before price, a field repeated (the last wins), an unknown field, long strings:
+    the general path reads what the fast one would."""
+    reader, book = synced
+    long_qty = "0" * 150 + "1.5"         # a quantity whose length takes two varint bytes
+    items = [
+        b"\x12\x011" + b"\x0a\x0510.25",                          # quantity first
+        b"\x0a\x059.999" + b"\x0a\x0510.50" + b"\x12\x012",       # price twice: 10.50
+        PublicAggreDepthV3ApiItem(price="10.75", quantity=long_qty).SerializeToString() + b"\x18\x07",
+    ]
+    msg = PushDataV3ApiWrapper.FromString(aggre_push("101", "101"))
+    body = msg.publicAggreDepths.SerializeToString()
+    for item in items:                   # as bids (field 2)
+        body += b"\x12" + varint(len(item)) + item
+    # The wrapper: channel (1), then publicAggreDepths (313: tag 0xCA 0x13).
+    wrapper = b"\x0a" + varint(len(CHANNEL)) + CHANNEL.encode() + b"\xca\x13" + varint(len(body)) + body
+    assert reader.stage_diff(book, wrapper) == (101, 101, 0)
+    book.commit_staged(101)
+    assert book.bids_exact(4) == [("10.75", "1.500"), ("10.50", "2.000"), ("10.25", "1.000"), ("10.00", "1.000")]
