@@ -9,15 +9,15 @@ request-weight budget.
 """
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-from fastws.book import JsonBookReader, OrderBook
+from fastws.book import JsonBookReader
+from fastws.book.books import BookHandler, BookSet
 from fastws.book.rest import SnapshotFetcher
-from fastws.book.sync import BookSync, SequenceRules
+from fastws.book.sync import SequenceRules
 from fastws.errors import ExchangeAPIError
 
-__all__ = ["BinanceBooks", "DEFAULT_BOOK_DEPTH", "REST_URL", "WEIGHT_PER_MINUTE", "depth_stream",
+__all__ = ["BinanceBooks", "BookHandler", "DEFAULT_BOOK_DEPTH", "REST_URL", "WEIGHT_PER_MINUTE", "depth_stream",
            "depth_weight"]
 
 REST_URL = "https://api.binance.com"
@@ -28,8 +28,6 @@ WEIGHT_PER_MINUTE = 6000
 
 DEFAULT_BOOK_DEPTH = 1000
 """Snapshot levels per side asked for (weight 50: 120 snapshots a minute)."""
-
-BookHandler = Callable[[OrderBook], Any]
 
 
 def depth_weight(limit: int) -> int:
@@ -48,7 +46,7 @@ def depth_stream(symbol: str) -> str:
     return f"{symbol.lower()}@depth@100ms"
 
 
-class BinanceBooks:
+class BinanceBooks(BookSet):
     """The books of one ``BinanceWebSocket``: syncs, the snapshot fetcher, health.
 
     Args:
@@ -66,64 +64,7 @@ class BinanceBooks:
                  expect_reorder: Optional[Callable[[], bool]] = None) -> None:
         if not 1 <= depth <= 5000:
             raise ValueError(f"depth must be 1 to 5000 (Binance's limits), got {depth}")
-        self.exchange = exchange
-        self.depth = depth
-        self.catch_up_timeout = catch_up_timeout
-        self.fetcher = SnapshotFetcher(rest_url, depth_weight, weight_per_minute=WEIGHT_PER_MINUTE,
-                                       timeout=timeout, name=exchange)
-        self.reader = JsonBookReader()
-        self.syncs: dict[str, BookSync] = {}
-        self._report = report
-        self._expect_reorder = expect_reorder
-        self._started = time.monotonic()
-
-    def add(self, symbol: str, handler: BookHandler) -> BookSync:
-        """A new sync for ``symbol`` (not started); an existing one keeps its handler."""
-        key = symbol.upper()
-        sync = self.syncs.get(key)
-        if sync is None:
-            async def fetch() -> bytes:
-                return await self.fetcher.fetch(key, self.depth)
-            sync = BookSync(OrderBook(key), self.reader, fetch, on_update=handler, on_error=self._report,
-                            rules=SequenceRules(), depth=self.depth, catch_up_timeout=self.catch_up_timeout,
-                            name=f"{self.exchange} {key}", expect_reorder=self._expect_reorder)
-            self.syncs[key] = sync
-        return sync
-
-    async def remove(self, symbol: str) -> None:
-        """Stop and forget ``symbol``'s sync."""
-        sync = self.syncs.pop(symbol.upper(), None)
-        if sync is not None:
-            await sync.stop()
-
-    def connection_lost(self, reason: str) -> None:
-        """A connection was lost: every book syncs again."""
-        for sync in self.syncs.values():
-            sync.connection_lost(reason)
-
-    async def close(self) -> None:
-        """Stop every sync and close the REST session."""
-        for symbol in list(self.syncs):
-            await self.remove(symbol)
-        await self.fetcher.close()
-
-    def book(self, symbol: str) -> Optional[OrderBook]:
-        """The book of ``symbol``, or None."""
-        sync = self.syncs.get(symbol.upper())
-        return None if sync is None else sync.book
-
-    def health(self) -> dict[str, dict[str, Any]]:
-        """Per book: valid, resyncs, seconds invalid, last update id, levels per side, snapshots."""
-        return {symbol: {
-            "valid": bool(sync.book.valid),
-            "resyncs": sync.resyncs,
-            "seconds_invalid": sync.seconds_invalid(),
-            "last_update_id": sync.book.update_id,
-            "bid_levels": sync.book.bid_count,
-            "ask_levels": sync.book.ask_count,
-            "snapshots": sync.snapshots,
-            "stale_snapshots": sync.stale_snapshots,
-            "buffered": sync.buffered,
-            "last_reason": None if sync.book.valid else sync.last_reason,
-            "stopped": None if sync.stopped is None else str(sync.stopped),
-        } for symbol, sync in self.syncs.items()}
+        fetcher = SnapshotFetcher(rest_url, depth_weight, weight_per_minute=WEIGHT_PER_MINUTE,
+                                  timeout=timeout, name=exchange)
+        super().__init__(exchange, fetcher, JsonBookReader(), report, depth=depth, rules=SequenceRules(),
+                         catch_up_timeout=catch_up_timeout, expect_reorder=expect_reorder)

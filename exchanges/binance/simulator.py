@@ -40,6 +40,7 @@ from exchanges.binance.book import depth_weight
 from exchanges.binance.streams import MAX_STREAMS_PER_CONNECTION, StreamKind, is_valid_stream
 from fastws.testing._simbase import SimConnection, Simulator
 from fastws.testing.market import Kline, PartialBook, StepResult, SymbolMarket, SyntheticMarket, format_price
+from fastws.testing.rest import RestServer
 
 __all__ = ["ALL_MARKET_STREAMS", "BinanceConnection", "BinanceSimulator", "KLINE_INTERVALS", "stream_paths"]
 
@@ -412,11 +413,10 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
         self.max_incoming_per_second = max_incoming_per_second
         self.max_streams_per_connection = max_streams_per_connection
         self._rejection: Optional[tuple[int, str]] = None
-        self.rest_port = 0
+        self._rest = RestServer({"/api/v3/depth": self._depth})
         self.rest_requests: list[tuple[str, int]] = []
         self.rest_weight_used = 0
         self._rest_faults: deque[tuple[str, Any]] = deque()
-        self._rest_runner: Optional[web.AppRunner] = None
         # Streams muted alone (mute_stream), each with the timer that lifts it, if any.
         self._muted_streams: dict[str, Optional[asyncio.TimerHandle]] = {}
 
@@ -434,28 +434,18 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
     @property
     def rest_url(self) -> str:
         """The REST base URL (``GET /api/v3/depth``), ``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.rest_port}"
+        return self._rest.url
 
     # ------------------------------------------------------------------ REST
 
     async def start(self) -> None:
         """Listen for WebSocket connections and, on another port, REST requests."""
         await super().start()
-        app = web.Application()
-        app.router.add_get("/api/v3/depth", self._depth)
-        # Open requests (a "slow" fault, a client not stopped) get 0.5 s at stop.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._rest_runner = runner
-        self.rest_port = runner.addresses[0][1]
+        await self._rest.start()
 
     async def stop(self) -> None:
         """Stop the REST server, then the WebSocket server."""
-        runner, self._rest_runner = self._rest_runner, None
-        if runner is not None:
-            await runner.cleanup()
+        await self._rest.stop()
         await super().stop()
 
     def book(self, symbol: str, levels: Optional[int] = None) -> PartialBook:

@@ -22,10 +22,11 @@ from exchanges.mexc.pb import PushDataV3ApiWrapper
 from exchanges.mexc.reference import decode_reference, encode_push
 
 if TYPE_CHECKING:
-    from exchanges.mexc.client import MexcWebSocket, mexc_config
+    from exchanges.mexc.client import MexcConfig, MexcWebSocket, mexc_config
     from exchanges.mexc.simulator import MexcSimulator
 
-_LAZY = {"MexcWebSocket": "exchanges.mexc.client", "mexc_config": "exchanges.mexc.client",
+_LAZY = {"MexcConfig": "exchanges.mexc.client", "MexcWebSocket": "exchanges.mexc.client",
+         "mexc_config": "exchanges.mexc.client",
          "MexcSimulator": "exchanges.mexc.simulator"}
 
 
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_CONNECTION_AGE",
     "MAX_MESSAGES_PER_SECOND",
     "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    "MexcConfig",
     "MexcSimulator",
     "MexcWebSocket",
     "NO_SUBSCRIPTION_TIMEOUT",

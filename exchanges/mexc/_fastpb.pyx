@@ -27,17 +27,20 @@ each message's bytes in place, and it gives the message its event time
 (``sendTime``) and depth versions (``fromVersion``/``toVersion``).
 """
 from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.bool cimport PyBool_FromLong
 from cpython.dict cimport PyDict_DelItem, PyDict_SetItem
 from cpython.list cimport PyList_Append, PyList_GET_ITEM
 from cpython.long cimport PyLong_FromLong
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_REFCNT
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
-from fastws._core cimport CompiledParser, FrameInfo, set_event_time_ns, set_sequence
+from fastws._core cimport (CompiledParser, FrameBuffer, FrameHandler, FrameInfo, RouteTable, set_event_time_ns,
+                           set_sequence)
+from fastws.book._book cimport DiffIds, JsonBookReader, OrderBook, parse_fixed
 
 
 cdef extern from "Python.h":
@@ -530,32 +533,42 @@ cdef class PushDecoder:
         return 0
 
 
+include "_bookpb.pxi"
+
+
 cdef class PushParser(CompiledParser):
     """A MEXC connection's messages, parsed in place by the frame core.
 
     Binary frames are pushes, decoded by ``decoder``; each gets its
     ``sendTime`` as event time and a depth update its versions as sequence
-    numbers. Text frames are JSON control replies, handed to
-    ``on_control(view)`` (the view is valid during the call only).
+    numbers. A push of a channel in ``books`` goes to its book's sync instead
+    (its levels read from the bytes, no dict; see ``BookRoutes``) and the core
+    classifies the route's ``{"channel": ...}`` message. Text frames are JSON
+    control replies, handed to ``on_control(view)`` (the view is valid during
+    the call only).
 
     Args:
         decoder: The connection's ``PushDecoder``.
         on_control: ``(memoryview) -> message | None`` for text frames.
         on_malformed: ``(reason: str, payload: bytes) -> Exception``: what
             a malformed push raises (a counted parse error in the core).
+        books: The client's book channels (None or empty: none).
     """
     cdef PushDecoder _decoder
     cdef object _on_control
     cdef object _on_malformed
+    cdef BookRoutes _books
 
-    def __init__(self, PushDecoder decoder not None, on_control, on_malformed):
+    def __init__(self, PushDecoder decoder not None, on_control, on_malformed, BookRoutes books=None):
         self._decoder = decoder
         self._on_control = on_control
         self._on_malformed = on_malformed
+        self._books = books
 
     cdef object parse(self, const char* data, Py_ssize_t size, FrameInfo* frame):
         cdef dict message
         cdef int64_t send_time
+        cdef BookRoute route
         if frame.opcode == 1:
             view = PyMemoryView_FromMemory(<char*>data, size, PyBUF_READ)
             try:
@@ -565,6 +578,14 @@ cdef class PushParser(CompiledParser):
                     view.release()     # a late use raises, as the core's views do
                 except BufferError:
                     pass
+        if self._books is not None and self._books._count:
+            route = self._books.match(<const uint8_t*>data, size)
+            if route is not None:
+                # The sync checks the versions itself (one report per gap): no sequence here.
+                send_time = _send_time(<const uint8_t*>data, size)
+                if 0 < send_time < 9223372036854:
+                    set_event_time_ns(frame, send_time * 1000000)
+                return self._books.deliver(route, data, size)
         message = self._decoder._decode(<const uint8_t*>data, size)
         if message is None:
             raise self._on_malformed(self._decoder.last_error,
@@ -574,3 +595,19 @@ cdef class PushParser(CompiledParser):
             set_event_time_ns(frame, send_time * 1000000)
         set_sequence(frame, self._decoder._captured[CAPTURE_FIRST], self._decoder._captured[CAPTURE_LAST])
         return message
+
+
+cdef int64_t _send_time(const uint8_t* p, Py_ssize_t size) noexcept:
+    """A push's ``sendTime`` from the fields before its body (-1: not there or malformed)."""
+    cdef const uint8_t* end = p + size
+    cdef uint64_t tag, value
+    while p < end:
+        p = _next_varint32(p, end, &tag)
+        if p == NULL or (tag >> 3) >= 300:
+            return -1
+        if tag == ((W_SEND_TIME << 3) | WT_VARINT):
+            p = _next_varint(p, end, &value)
+            return -1 if p == NULL else <int64_t>value
+        if _skip_field(&p, end, <uint32_t>(tag & 7), <uint32_t>(tag >> 3), 0) < 0:
+            return -1
+    return -1

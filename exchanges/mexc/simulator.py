@@ -43,6 +43,16 @@ closed kline before the current one). Every push carries ``channel``, ``symbol``
 ``sendTime``; all but the aggregated channels also carry ``createTime``. Private
 channels are accepted (with a listenKey) but carry nothing.
 
+REST, on a port of its own (``rest_url``): ``GET /api/v3/depth?symbol=X&limit=N``
+answers MEXC's snapshot ``{"lastUpdateId": N, "bids": [[price, qty], ...], "asks": [...]}``
+(best first, the market's own book, ``lastUpdateId`` = the last ``toVersion``
+published), a bad symbol or limit ``400`` with MEXC's ``{"code": -1121, "msg": ...}``.
+``rest_fault(kind)`` queues awkward answers (a snapshot older than the stream, one far
+ahead, 429 with ``Retry-After``, 418, a slow answer, a body that is not JSON, one
+without ``lastUpdateId``); ``send_crossed_diff(symbol)`` pushes a depth update whose
+bid crosses the best ask; ``skip_sequence()`` leaves a gap in the versions; ``book()``
+is the truth a client's book is compared with.
+
 The simulator depends on the MEXC schema only (``exchanges.mexc.channels`` for channel
 names and limits, ``exchanges.mexc.reference`` to encode pushes), never on the client
 or its compiled decoder.
@@ -60,10 +70,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
+from aiohttp import web
 from picows import WSCloseCode, WSMsgType, WSTransport, WSUpgradeRequest
 
 from exchanges.mexc import channels
@@ -71,7 +83,8 @@ from exchanges.mexc.channels import Channel
 from exchanges.mexc.pb import PushDataV3ApiWrapper
 from exchanges.mexc.reference import encode_push
 from fastws.testing._simbase import SimConnection, Simulator
-from fastws.testing.market import StepResult, SymbolMarket, SyntheticMarket
+from fastws.testing.market import PartialBook, StepResult, SymbolMarket, SyntheticMarket, format_price
+from fastws.testing.rest import RestServer
 
 __all__ = ["MALFORMED_PUSH", "MexcConnection", "MexcSimulator"]
 
@@ -411,12 +424,30 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
         self.no_subscription_timeout = no_subscription_timeout
         self.idle_timeout = idle_timeout
         self._reject_next = False
+        self._rest = RestServer({"/api/v3/depth": self._rest_depth})
+        self.rest_requests: list[tuple[str, int]] = []
+        self._rest_faults: deque[tuple[str, Any]] = deque()
 
     def ws_url(self, listen_key: Optional[str] = None) -> str:
         """The endpoint ``ws://127.0.0.1:<port>/ws``, with ``?listenKey=`` when given."""
         return f"{self.url}/ws?listenKey={listen_key}" if listen_key else f"{self.url}/ws"
 
+    @property
+    def rest_url(self) -> str:
+        """The REST base URL (``GET /api/v3/depth``), ``http://127.0.0.1:<port>``."""
+        return self._rest.url
+
     # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Listen for WebSocket connections and, on another port, REST requests."""
+        await super().start()
+        await self._rest.start()
+
+    async def stop(self) -> None:
+        """Stop the REST server, then the WebSocket server."""
+        await self._rest.stop()
+        await super().stop()
 
     def _accept(self, request: WSUpgradeRequest) -> Optional[MexcConnection]:
         """A listener for ``/ws`` (with an optional ``listenKey``), None (404) for other paths."""
@@ -486,6 +517,84 @@ class MexcSimulator(Simulator[MexcConnection], _Counters):
         data = push(pad, -1 if gap == 11 else 1 << 7 * (gap - 2))
         assert len(data) == size
         return data
+
+    # ------------------------------------------------------------------ books
+
+    def book(self, symbol: str, levels: Optional[int] = None) -> PartialBook:
+        """The simulator's own book of ``symbol``: the truth a client's book is compared with."""
+        return self.market.symbol(symbol).book(levels)
+
+    def rest_fault(self, kind: str, value: Any = None) -> None:
+        """Answer a coming ``GET /api/v3/depth`` awkwardly (faults queue, one per request).
+
+        Args:
+            kind: ``"stale"``: the book of symbol ``value`` as it is now, served
+                when asked later (the stream has moved on); ``"ahead"``: the
+                current book with ``lastUpdateId`` ``value`` (default 1000)
+                versions ahead; ``"429"``: Too Many Requests with
+                ``Retry-After: value`` (seconds, default 1); ``"418"``: an IP
+                ban, the same way (MEXC documents none; we answer as Binance
+                does); ``"slow"``: the answer after ``value`` seconds;
+                ``"garbage"``: a body that is not JSON; ``"no_id"``: a
+                snapshot without ``lastUpdateId``.
+        """
+        if kind == "stale":
+            kind, value = "stale_book", self.book(str(value))
+        self._rest_faults.append((kind, value))
+
+    async def _rest_depth(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol", "")
+        limit_text = request.query.get("limit", "100")
+        limit = int(limit_text) if limit_text.isdigit() else -1
+        if not symbol or symbol != symbol.upper() or not 1 <= limit <= 5000:
+            return web.json_response({"code": -1121, "msg": "Invalid symbol or limit."}, status=400)
+        self.rest_requests.append((symbol, limit))
+        book: Optional[PartialBook] = None
+        update_id: Optional[int] = None
+        if self._rest_faults:
+            kind, value = self._rest_faults.popleft()
+            if kind in ("429", "418"):
+                return web.json_response({"code": int(kind), "msg": "Too Many Requests" if kind == "429" else
+                                          "IP banned"}, status=int(kind),
+                                         headers={"Retry-After": str(1 if value is None else value)})
+            if kind == "garbage":
+                return web.Response(body=b"<html>Bad Gateway</html>", status=200, content_type="text/html")
+            if kind == "no_id":
+                current = self.book(symbol, limit)
+                return web.json_response({"bids": current.bids, "asks": current.asks})
+            if kind == "slow":
+                await asyncio.sleep(float(value))
+            elif kind == "stale_book":
+                book = value
+            elif kind == "ahead":
+                book = self.book(symbol, limit)
+                update_id = book.last_update_id + (1000 if value is None else int(value))
+        if book is None:
+            book = self.book(symbol, limit)
+        body = {"lastUpdateId": book.last_update_id if update_id is None else update_id,
+                "bids": book.bids, "asks": book.asks}
+        return web.Response(body=_encode(body), content_type="application/json")
+
+    def send_crossed_diff(self, symbol: str) -> None:
+        """Push to ``symbol``'s aggregated depth subscribers an update (the next version) whose bid
+        is above the best ask.
+
+        The market's own book is left as it was (only its version advances), so
+        a client that resyncs afterwards agrees with ``book()`` again.
+        """
+        market = self.market.symbol(symbol)
+        market.last_update_id += 1
+        version = str(market.last_update_id)
+        bid = format_price(min(market.asks) + 5)
+        for connection in self.connections:
+            for name in connection.channels:
+                channel = channels.parse_channel(name)
+                if channel is None or channel.symbol != market.symbol or channel.kind is not channels.ChannelKind.AGGRE_DEPTH:
+                    continue
+                body = {"bids": [{"price": bid, "quantity": "1.00000000"}], "eventType": channel.event_type,
+                        "fromVersion": version, "toVersion": version}
+                connection.send(encode_push(name, channel.body_field, body, symbol=market.symbol,
+                                            send_time=int(time.time() * 1000)), True)
 
     def reject_next_subscription(self) -> None:
         """Refuse every channel of the next SUBSCRIPTION (on any connection) with "Blocked!"."""
