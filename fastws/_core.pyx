@@ -445,7 +445,9 @@ cdef class FrameHandler(WSListener):
         tasks = [] if self.pending_task is None else [self.pending_task]
         if self._busy_streams:
             for backlog in self._stream_backlogs.values():
-                if backlog.task is not None:
+                # A Task cancelled before its first step never runs its
+                # cleanup: done, it is not pending any more.
+                if backlog.task is not None and not backlog.task.done():
                     tasks.append(backlog.task)
         return tasks
 
