@@ -17,7 +17,9 @@ import pytest
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.binance.simulator import BinanceSimulator
 from exchanges.binance.streams import is_snapshot_stream
+from exchanges.mexc import MexcWebSocket, mexc_config
 from exchanges.mexc.channels import is_snapshot_channel
+from exchanges.mexc.simulator import MexcSimulator
 from fastws import ExchangeAPIError, ExchangeName, SlowConsumerError
 from fastws.policy import DropOldest, Latest, Lossless, as_policy
 from tests.conftest import other_tasks, until
@@ -243,6 +245,47 @@ async def test_stop_while_a_stream_is_behind_leaves_no_task(binance_simulator: B
         assert len(ws._core.pending_tasks()) == 1
     await asyncio.sleep(0)
     assert other_tasks() - before == set()
+
+
+async def test_mexc_one_message_handler_conflates_limit_depth_while_deals_flow(
+        mexc_simulator: MexcSimulator) -> None:
+    """The default route (compiled parser, one message handler for every channel) is per stream too."""
+    sim = mexc_simulator
+    limit = "spot@public.limit.depth.v3.api.pb@BTCUSDT@5"
+    deals_channel = "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"
+    books: list[dict[str, Any]] = []
+    deals: list[dict[str, Any]] = []
+    errors: list[ExchangeAPIError] = []
+    release = asyncio.Event()
+
+    async def on_message(message: dict[str, Any]) -> None:
+        if message["channel"] == limit:
+            books.append(message)
+            if len(books) == 1:
+                await release.wait()
+        else:
+            deals.append(message)
+
+    config = mexc_config(sim.ws_url(), stale_timeout=None)
+    async with MexcWebSocket(ExchangeName("mexc"), config, on_message, errors.append) as ws:
+        with pytest.raises(ValueError, match="not a snapshot-like stream"):
+            await ws.subscribe([deals_channel], policy=Latest())
+        await ws.subscribe([limit], policy=Latest())
+        await ws.subscribe([deals_channel])
+        sim.step(1)
+        await until(lambda: len(books) == 1, 5, "the first limit depth push")
+        sim.step(30)
+        await until(lambda: len(deals) == sim.sent_counts.get(deals_channel, 0), 5,
+                    "every deals push while the limit depth handler is held")
+        assert len(books) == 1 and len(deals) > 5
+        release.set()
+        await until(lambda: len(books) == 2, 5, "the newest limit depth push")
+        await asyncio.sleep(0.05)
+        health = await ws.health_check()
+    assert sim.sent_counts[limit] == 31
+    assert health["streams"][limit]["slow_consumer"]["conflated"] == 29
+    assert_totals_add_up(health["metrics"])
+    assert errors == []
 
 
 def test_snapshot_kinds_of_the_exchanges() -> None:
