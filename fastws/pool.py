@@ -135,7 +135,9 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         ``max_streams_per_connection`` each; waits for every ack.
 
         Each connection paces its own requests (the exchanges count per
-        connection), so the connections subscribe in parallel. Invalid names
+        connection), so the connections subscribe in parallel. ``policy``:
+        as ``BaseWebSocketInterface.subscribe`` (a refused one raises
+        ``ValueError`` before any connection is asked). Invalid names
         are refused before any connection is opened for them; a member left
         with no stream (its streams all refused) is stopped.
 

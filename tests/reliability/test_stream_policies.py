@@ -234,6 +234,23 @@ async def test_a_lossy_default_applies_to_snapshot_streams_only(binance_simulato
     assert health["streams"][TRADES]["slow_consumer"]["policy"] == "Lossless()"
 
 
+async def test_a_subscribed_stream_changes_its_policy(binance_simulator: BinanceSimulator) -> None:
+    sim, feed = binance_simulator, Feed()
+    async with connect(sim, feed) as ws:
+        await ws.subscribe([TICKER], handler=feed.on_ticker)
+        await ws.subscribe([TRADES], handler=feed.on_trade)
+        await ws.subscribe([TICKER], policy="latest")
+        with pytest.raises(ValueError, match="not a snapshot-like stream"):
+            await ws.subscribe([TRADES], policy="drop_oldest:2")
+        assert ws.subscriptions == [TICKER, TRADES]
+        await hold_ticker_and_step(sim, feed, 10)
+        await until(lambda: len(feed.tickers) == 2, 5, "the newest bookTicker")
+        health = await ws.health_check()
+    assert health["streams"][TICKER]["slow_consumer"]["policy"] == "Latest()"
+    assert health["streams"][TICKER]["slow_consumer"]["conflated"] == 9
+    assert health["streams"][TRADES]["slow_consumer"]["policy"] == "Lossless()"
+
+
 async def test_stop_while_a_stream_is_behind_leaves_no_task(binance_simulator: BinanceSimulator) -> None:
     sim, feed = binance_simulator, Feed()
     before = other_tasks()
