@@ -13,6 +13,7 @@ from fastws.config import WebSocketConfig, create_websocket_config
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
                            InvalidMessageError, MessageHandlerError, ProxyFailedError, RateLimitError,
                            SequenceGapError, SlowConsumerError, SubscriptionRejectedError)
+from fastws.policy import DropOldest, Latest, Lossless
 from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
 
 __all__ = [
@@ -21,11 +22,14 @@ __all__ = [
     "ConnectionFailedError",
     "ConnectionGap",
     "ConnectionState",
+    "DropOldest",
     "ExchangeAPIError",
     "ExchangeName",
     "ExchangeTimeoutError",
     "FrameHandler",
     "InvalidMessageError",
+    "Latest",
+    "Lossless",
     "MessageHandlerError",
     "PooledWebSocketInterface",
     "ProxyFailedError",

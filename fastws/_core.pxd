@@ -12,6 +12,7 @@ include "core/routes.pxd"
 include "core/handover.pxd"
 include "core/arrival.pxd"
 include "core/parser.pxd"
+include "core/backlog.pxd"
 
 
 cdef class FrameHandler(WSListener):
@@ -109,7 +110,6 @@ cdef class FrameHandler(WSListener):
         readonly object pending_task
         object _suspended_coro
         object _suspended_yield
-        int _suspended_stage
         # The suspended message's context, copied once at suspension.
         FrameInfo _suspended_frame
         # Bounds of the backlog, and what has been dropped past them.
@@ -128,6 +128,22 @@ cdef class FrameHandler(WSListener):
         bint _in_batch
         readonly uint64_t deferrals
         readonly uint64_t drain_busy_ns
+        # --- per-stream backlogs (backlog.pxi): while a stream's async
+        # handler is suspended, that stream's later messages wait in its
+        # StreamBacklog (under its policy) and the other streams go on.
+        # Streams with a Task finishing their handler (0: one test per
+        # message on the fast path, nothing more).
+        Py_ssize_t _busy_streams
+        dict _stream_backlogs
+        # Stream -> (policy, keep, alarm_ns), set by set_stream_policy.
+        dict _policies
+        Py_ssize_t _queued
+        Py_ssize_t _queued_bytes
+        readonly uint64_t conflated
+        readonly uint64_t policy_dropped
+        # A handler's coroutine that suspended just now, and what it yielded.
+        object _handler_coro
+        object _handler_yield
 
         # --- permessage-deflate (deflate.pxi), set by enable_deflate()
         # before the first frame. The uncompressed path tests only frame.rsv1.

@@ -1,4 +1,5 @@
 """Type stub of the compiled frame core (fastws/_core.pyx)."""
+import asyncio
 from typing import Any, Awaitable, Callable, Iterator, Optional, Union
 
 from picows import WSFrame, WSListener, WSTransport
@@ -38,6 +39,37 @@ class StreamStats:
     def clock_ahead(self) -> int: ...
     def event_latency_histogram(self) -> list[int]:
         """Exchange-event-to-receive counts per bucket (microseconds)."""
+
+class StreamBacklog:
+    """One stream's place to wait behind its suspended handler, with its policy and counters."""
+    @property
+    def stream_id(self) -> Optional[str]: ...
+    @property
+    def policy_name(self) -> str:
+        """``"lossless"``, ``"latest"`` or ``"drop_oldest"``."""
+    @property
+    def keep(self) -> int: ...
+    @property
+    def alarm_ns(self) -> int: ...
+    @property
+    def waiting(self) -> int:
+        """Messages waiting for the stream's handler."""
+    @property
+    def waiting_bytes(self) -> int: ...
+    @property
+    def task(self) -> Optional["asyncio.Task[None]"]: ...
+    @property
+    def conflated(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def waited(self) -> int: ...
+    @property
+    def suspensions(self) -> int: ...
+    def age_ns(self) -> int:
+        """Nanoseconds since the stream's oldest message not yet handled arrived; 0 when none."""
+
+POLICY_NAMES: tuple[str, str, str]
 
 class FrameBuffer:
     """A reusable buffer over a frame's bytes for route decoders (buffer protocol only)."""
@@ -172,7 +204,7 @@ class FrameHandler(WSListener):
         max_backlog_bytes: int = 134217728,
         slice_ns: int = 20000000,
         backlog_warning_ns: int = 1000000000,
-        on_backlog: Optional[Callable[[str, int, int, int], None]] = None,
+        on_backlog: Optional[Callable[[str, int, int, int, Optional[str]], None]] = None,
     ) -> None: ...
     @property
     def max_streams(self) -> int: ...
@@ -231,6 +263,18 @@ class FrameHandler(WSListener):
         """Count and report a message refused as too big before it reached the core."""
     def backlog_age_ns(self) -> int:
         """Nanoseconds since the oldest message not yet handled arrived; 0 when none waits."""
+    def set_stream_policy(self, stream_id: Optional[str], policy: str, keep: int = 0, alarm_ns: int = 0) -> None:
+        """Say what waits of ``stream_id`` while its handler is behind: lossless, latest or drop_oldest."""
+    def stream_backlogs(self) -> dict[Optional[str], StreamBacklog]:
+        """Each stream's ``StreamBacklog`` keyed by stream id (a new dict)."""
+    def pending_tasks(self) -> list["asyncio.Task[None]"]:
+        """The Tasks finishing this connection's suspended work (a new list)."""
+    @property
+    def conflated(self) -> int:
+        """Waiting messages replaced by a newer one of their stream (``latest``)."""
+    @property
+    def policy_dropped(self) -> int:
+        """Waiting messages given up by a ``drop_oldest`` policy."""
     @property
     def max_backlog(self) -> int: ...
     @property

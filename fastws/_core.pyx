@@ -79,15 +79,19 @@ cdef class FrameHandler(WSListener):
     adapter consumed (an ack, a pong); it is counted and not dispatched.
 
     ``async`` callables are driven with ``send(None)``: one that completes
-    without suspending costs no Task. One that suspends is finished in a Task
-    while later messages of this connection wait in arrival order in a
-    backlog. The socket keeps being read meanwhile (pings are answered, the
-    peer's pongs and liveness seen). A read batch whose handlers have kept
-    the event loop longer than ``slice_ns`` leaves the rest of its messages
-    to the backlog too, drained a slice at a time with the loop running in
-    between. A backlog past ``max_backlog`` messages or ``max_backlog_bytes``
-    is dropped whole, counted (``backlog_dropped``) and reported to
-    ``on_backlog``.
+    without suspending costs no Task. A parser that suspends is finished in
+    a Task while later messages of this connection wait in arrival order in
+    the connection's backlog. A handler that suspends is finished in a Task
+    of its stream: later messages of that stream wait in the stream's
+    backlog, in order, under the stream's policy (``set_stream_policy``:
+    lossless, latest, drop_oldest), while the other streams' messages go on
+    to their handlers. The socket keeps being read meanwhile (pings are
+    answered, the peer's pongs and liveness seen). A read batch whose
+    handlers have kept the event loop longer than ``slice_ns`` leaves the
+    rest of its messages to the connection's backlog too, drained a slice at
+    a time with the loop running in between. A backlog past ``max_backlog``
+    messages (or all backlogs past ``max_backlog_bytes``) is dropped whole,
+    counted (``backlog_dropped``) and reported to ``on_backlog``.
 
     Exceptions from ``parse``, ``extract`` and ``handler`` are counted and
     passed to ``report_error(kind, exc, payload_preview)``; the connection
@@ -139,18 +143,20 @@ cdef class FrameHandler(WSListener):
             may set their event time and sequence numbers.
         handler_takes_stream: Call ``handler(stream_id, message)`` (``""``
             for a message without a stream), as a route's handler is called.
-        max_backlog: Messages that may wait behind a slow handler before the
-            backlog is abandoned.
-        max_backlog_bytes: Bytes that may wait, likewise.
+        max_backlog: Messages that may wait in one backlog (the
+            connection's, or a stream's) before it is abandoned.
+        max_backlog_bytes: Bytes that may wait in all of them together,
+            likewise.
         slice_ns: Nanoseconds of handling after which a read batch, or a
             step of the drain, yields to the event loop.
         backlog_warning_ns: Age of the oldest waiting message at which
             ``on_backlog("aging", ...)`` is called (once until the backlog
-            empties).
-        on_backlog: ``(event, count, first_wall_ns, last_wall_ns) -> None``:
-            ``"dropped"`` when the backlog was abandoned (``count`` messages
-            received between the two wall-clock times are lost), ``"aging"``
-            when its oldest message passed ``backlog_warning_ns``.
+            empties); a stream's policy may set its own.
+        on_backlog: ``(event, count, first_wall_ns, last_wall_ns, stream_id)
+            -> None``: ``"dropped"`` when a backlog was abandoned (``count``
+            messages received between the two wall-clock times are lost),
+            ``"aging"`` when its oldest message passed its alarm age;
+            ``stream_id`` is the stream's, None for the connection's backlog.
     """
 
     def __init__(self, parse, extract, handler, report_error, on_disconnect=None,
@@ -195,6 +201,8 @@ cdef class FrameHandler(WSListener):
         self._streams = {}
         self._fragments = bytearray()
         self._backlog = deque()
+        self._stream_backlogs = {}
+        self._policies = {}
         if max_backlog < 1 or max_backlog_bytes < 1 or slice_ns < 1 or backlog_warning_ns < 1:
             raise ValueError("max_backlog, max_backlog_bytes, slice_ns and backlog_warning_ns must be positive")
         self.max_backlog = max_backlog
@@ -309,7 +317,9 @@ cdef class FrameHandler(WSListener):
             "sequence_gaps": self.sequence_gaps,
             "untracked_messages": self.untracked_messages,
             "missing_sequences": self.missing_sequences,
-            "backlog": len(self._backlog),
+            "backlog": self._queued + len(self._backlog),
+            "conflated": self.conflated,
+            "policy_dropped": self.policy_dropped,
             "backlog_dropped": self.backlog_dropped,
             "backlog_abandoned": self.backlog_abandoned,
             "deferrals": self.deferrals,
@@ -407,11 +417,72 @@ cdef class FrameHandler(WSListener):
             self._last_stats = None
         if self._seed_sequences is not None:
             self._seed_sequences.pop(stream_id, None)
+        backlog = self._stream_backlogs.get(stream_id)
+        if backlog is not None and backlog.task is None:
+            del self._stream_backlogs[stream_id]
+
+    def set_stream_policy(self, stream_id, str policy, Py_ssize_t keep=0, int64_t alarm_ns=0):
+        """Say what waits of ``stream_id`` while its handler is behind (from its next wait on).
+
+        Streams without one are lossless with ``backlog_warning_ns`` as
+        their alarm age.
+
+        Args:
+            stream_id: The stream.
+            policy: ``"lossless"``, ``"latest"`` or ``"drop_oldest"``.
+            keep: For ``"drop_oldest"``: how many waiting messages are kept (>= 1).
+            alarm_ns: Age of the oldest waiting message at which
+                ``on_backlog("aging", ...)`` is called; 0: never.
+        """
+        cdef int kind
+        cdef StreamBacklog backlog
+        if policy not in POLICY_NAMES:
+            raise ValueError(f"policy must be one of {POLICY_NAMES}, got {policy!r}")
+        kind = POLICY_NAMES.index(policy)
+        if kind == POLICY_LATEST:
+            keep = 1
+        elif kind == POLICY_DROP_OLDEST and keep < 1:
+            raise ValueError(f"drop_oldest keeps at least 1 message, got {keep}")
+        elif kind == POLICY_LOSSLESS:
+            keep = 0
+        if alarm_ns < 0:
+            raise ValueError(f"alarm_ns must be >= 0, got {alarm_ns}")
+        self._policies[stream_id] = (kind, keep, alarm_ns)
+        backlog = self._stream_backlogs.get(stream_id)
+        if backlog is not None:
+            backlog.policy = kind
+            backlog.keep = keep
+            backlog.alarm_ns = alarm_ns
+
+    def stream_backlogs(self):
+        """Return each stream's ``StreamBacklog`` (policy, waiting, counters), keyed by stream id (a new dict).
+
+        A stream is there once its handler has suspended (or its policy was
+        set); the key None stands for messages no stream was named for.
+        """
+        return dict(self._stream_backlogs)
+
+    def pending_tasks(self):
+        """Return the Tasks finishing this connection's suspended work (a new list).
+
+        ``pending_task`` (a suspended parser, or the connection's backlog),
+        then one per stream whose handler is behind. Closing a connection
+        cancels them; nothing else of the core outlives it.
+        """
+        cdef StreamBacklog backlog
+        tasks = [] if self.pending_task is None else [self.pending_task]
+        if self._busy_streams:
+            for backlog in self._stream_backlogs.values():
+                # A Task cancelled before its first step never runs its
+                # cleanup: done, it is not pending any more.
+                if backlog.task is not None and not backlog.task.done():
+                    tasks.append(backlog.task)
+        return tasks
 
     @property
     def backlog_size(self):
-        """Messages waiting behind a suspended parser or handler, or for the next slice."""
-        return len(self._backlog)
+        """Messages waiting: behind a suspended parser, for the next slice, or behind their stream's handler."""
+        return len(self._backlog) + self._queued
 
     def report_oversize(self, message):
         """Count and report a message refused as too big before it reached the core.
@@ -425,14 +496,21 @@ cdef class FrameHandler(WSListener):
 
     @property
     def backlog_bytes(self):
-        """Bytes of the messages waiting in the backlog."""
-        return self._backlog_bytes
+        """Bytes of the messages waiting in the backlogs."""
+        return self._backlog_bytes + self._queued_bytes
 
     def backlog_age_ns(self):
         """Nanoseconds since the oldest message not yet handled arrived; 0 when none waits."""
         cdef int64_t oldest = 0
+        cdef int64_t stream_oldest
+        cdef StreamBacklog backlog
         if self.pending_task is not None and self._suspended_coro is not None:
             oldest = self._suspended_frame.receive_ns
         elif self._backlog:
             oldest = (<tuple>self._backlog[0])[1]
+        if self._busy_streams:
+            for backlog in self._stream_backlogs.values():
+                stream_oldest = backlog._oldest_ns()
+                if stream_oldest and (oldest == 0 or stream_oldest < oldest):
+                    oldest = stream_oldest
         return monotonic_ns() - oldest if oldest else 0

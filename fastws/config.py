@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
+from fastws.policy import Lossless, Policy, PolicyLike, as_policy
+
 __all__ = ["ProxyURL", "WebSocketConfig", "create_websocket_config", "limit_changes", "redact_proxy_url"]
 
 
@@ -77,6 +79,14 @@ class WebSocketConfig:
             yields to the event loop (the rest of a read waits in the
             backlog), so that timers, pings and other tasks run even under a
             handler slower than the feed.
+        slow_consumer_policy: What waits of a stream while its async handler
+            is behind (``fastws.policy``): ``Lossless()`` (the default),
+            ``Latest()``, ``DropOldest(n)``, or a name (``"latest"``). A
+            lossy default applies to the streams the adapter calls
+            snapshot-like; the others stay lossless.
+        stream_policies: Policies by stream name, over the default (names
+            accepted too). A lossy one on a stream that is not snapshot-like
+            is refused when the stream is subscribed (``ValueError``).
         ssl_context: TLS settings for ``wss://`` (e.g. a private CA); by
             default ``wss://`` verifies the server's certificate and host name
             against the system's CAs, and a failure is a connection error,
@@ -144,6 +154,8 @@ class WebSocketConfig:
     max_backlog_bytes: int = 128 * 1024 * 1024
     backlog_warning_age: float = 1.0
     handler_time_slice: float = 0.02
+    slow_consumer_policy: PolicyLike = field(default_factory=Lossless)
+    stream_policies: Optional[Mapping[str, PolicyLike]] = field(default=None, hash=False)
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
     # Loop lag monitor and per-stream cadence watchdog (issue 15).
     loop_lag_interval: float = 0.1
@@ -209,6 +221,7 @@ class WebSocketConfig:
             raise ValueError(f"compression_threshold must be an int >= 0, got {threshold!r}")
         self._validate_watchdogs()
         _validate_redundancy(self)
+        _normalize_policies(self)
 
     def _validate_watchdogs(self) -> None:
         """The loop lag monitor's and the cadence watchdog's settings."""
@@ -237,6 +250,26 @@ def _validate_redundancy(config: "WebSocketConfig") -> None:
         _validate_url(url)
     for name in ("redundancy_max_lag", "redundancy_check_interval"):
         _require_positive(name, getattr(config, name))
+
+
+def _normalize_policies(config: WebSocketConfig) -> None:
+    """Turn the policy fields' names into policies (refusing unknown ones), in place."""
+    try:
+        object.__setattr__(config, "slow_consumer_policy", as_policy(config.slow_consumer_policy))
+        if config.stream_policies is not None:
+            if not isinstance(config.stream_policies, Mapping):
+                raise TypeError(f"stream_policies must be a mapping of stream names to policies, "
+                                f"got {type(config.stream_policies).__name__}")
+            object.__setattr__(config, "stream_policies",
+                               {str(name): as_policy(value) for name, value in config.stream_policies.items()})
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"slow-consumer policy: {exc}") from None
+
+
+def policies_of(config: WebSocketConfig) -> tuple[Policy, Mapping[str, Policy]]:
+    """The config's default policy and per-stream policies, as policies (see ``_normalize_policies``)."""
+    return as_policy(config.slow_consumer_policy), {
+        name: as_policy(value) for name, value in (config.stream_policies or {}).items()}
 
 
 # An HTTP header name is a token (RFC 9110, section 5.6.2).

@@ -28,8 +28,10 @@ from typing import Any, Callable, ClassVar, Iterable, Optional, Union
 from fastws.client import BaseWebSocketInterface, ConnectionGap, SequenceGap
 from fastws.client.redundancy import RedundantPaths, redundant_paths
 from fastws.client.subscriptions import stream_names
+from fastws.config import policies_of
 from fastws.errors import ConnectionFailedError
 from fastws.metrics import add_histograms, latency_percentiles
+from fastws.policy import PolicyLike, resolve_policies
 from fastws.types import ConnectionState
 
 __all__ = ["PooledWebSocketInterface"]
@@ -157,12 +159,14 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         for member in list(self._members):
             await member.start()
 
-    async def subscribe(self, streams: Union[str, Iterable[str]]) -> None:
+    async def subscribe(self, streams: Union[str, Iterable[str]], *, policy: Optional[PolicyLike] = None) -> None:
         """Subscribe, spreading streams over connections of at most
         ``max_streams_per_connection`` each; waits for every ack.
 
         Each connection paces its own requests (the exchanges count per
-        connection), so the connections subscribe in parallel. Invalid names
+        connection), so the connections subscribe in parallel. ``policy``:
+        as ``BaseWebSocketInterface.subscribe`` (a refused one raises
+        ``ValueError`` before any connection is asked). Invalid names
         are refused before any connection is opened for them; a member left
         with no stream (its streams all refused) is stopped.
 
@@ -175,11 +179,19 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         """
         names = stream_names(streams)
         invalid = self._invalid_streams(names)
+        if policy is not None:
+            # Refused (ValueError) before any connection is asked; streams
+            # already carried change their policy where they are.
+            resolve_policies(names, policy, *policies_of(self.config), self._stream_is_snapshot)
+            for name in names:
+                owner = self._owner_of(name)
+                if owner is not None:
+                    owner._set_policies([name], policy)
         if self._inside_pool_handler():
             # The acks would wait behind the handler that waits for them.
             valid = [n for n in names if n not in invalid]
             if valid:
-                self._in_background(self._reported(PooledWebSocketInterface.subscribe(self, valid)))
+                self._in_background(self._reported(PooledWebSocketInterface.subscribe(self, valid, policy=policy)))
             if invalid:
                 raise self._refusal(invalid)
             return
@@ -197,7 +209,7 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
                         errors.append(result)
                         plan.pop(id(member), None)
                         await self._retire(member)
-            jobs = [BaseWebSocketInterface.subscribe(path, wanted) for c, wanted in plan.values()
+            jobs = [BaseWebSocketInterface.subscribe(path, wanted, policy=policy) for c, wanted in plan.values()
                     for path in (c, *redundant_paths(c))]
             errors.extend(r for r in await asyncio.gather(*jobs, return_exceptions=True)
                           if isinstance(r, BaseException))

@@ -54,6 +54,7 @@ from fastws.book import OrderBook
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.client.subscriptions import stream_names
 from fastws.errors import InvalidMessageError, SubscriptionRejectedError
+from fastws.policy import PolicyLike
 from fastws.pool import PooledWebSocketInterface
 from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
 
@@ -402,6 +403,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
     def _expected_interval(self, stream: str) -> Optional[float]:
         return push_interval(stream)
 
+    def _stream_is_snapshot(self, stream: str) -> bool:
+        return _streams.is_snapshot_stream(stream)
+
     def _frame_handler_options(self) -> dict[str, Any]:
         return {
             "event_time_key": b'"E":',
@@ -431,7 +435,8 @@ class BinanceWebSocket(PooledWebSocketInterface):
             self._emit_error(rejection)
 
     # --------------------------------------------------------------- public
-    async def subscribe(self, streams: Union[str, Iterable[str]], handler: Optional[TypedHandler] = None) -> None:
+    async def subscribe(self, streams: Union[str, Iterable[str]], handler: Optional[TypedHandler] = None, *,
+                        policy: Optional[PolicyLike] = None) -> None:
         """Subscribe to Binance stream names and wait for the acks.
 
         Args:
@@ -442,6 +447,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
             handler: A handler of these streams' own instead of the message
                 handler: ``handler(stream, struct)`` in typed mode,
                 ``handler(message)`` with the dict otherwise.
+            policy: The streams' slow-consumer policy (``fastws.policy``);
+                lossy ones only for snapshot-like streams (bookTicker,
+                partial depth, tickers, klines), else ``ValueError``.
 
         Raises:
             SubscriptionRejectedError: Binance refused (403; ``exchange_code``
@@ -452,7 +460,7 @@ class BinanceWebSocket(PooledWebSocketInterface):
         self._add_routes([n for n in names if self._owner_of(n) is None and self._stream_problem(n) is None],
                          handler)
         try:
-            await super().subscribe(names)
+            await super().subscribe(names, policy=policy)
         except Exception:
             self._drop_routes([n for n in names if self._owner_of(n) is None])
             raise

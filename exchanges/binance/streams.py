@@ -27,6 +27,7 @@ __all__ = [
     "TICKER_WINDOWS",
     "StreamKind",
     "decode_type",
+    "is_snapshot_stream",
     "is_valid_stream",
     "payload_kind",
     "payload_type",
@@ -194,6 +195,28 @@ def stream_type(name: str) -> StreamType:
 def stream_type_of_kind(kind: StreamKind) -> StreamType:
     """The fastws stream type of a stream kind (see ``stream_type``)."""
     return _STREAM_TYPES[kind]
+
+
+# Kinds whose every message holds the whole state it reports (the newest
+# replaces the older ones): a lossy slow-consumer policy may skip messages.
+_SNAPSHOT_KINDS = frozenset({StreamKind.PARTIAL_DEPTH, StreamKind.BOOK_TICKER, StreamKind.TICKER,
+                             StreamKind.MINI_TICKER, StreamKind.KLINE})
+
+
+def is_snapshot_stream(name: str) -> bool:
+    """Whether each message of a stream holds the whole state it reports.
+
+    True for one symbol's partial depth, bookTicker, tickers and klines (a
+    kline message is the candle so far; conflating may skip the one that
+    closes an interval, ``x`` true). False for diff depth, trades and
+    aggTrades (each message is news), and for the all-market streams
+    (``!ticker@arr`` carries only the tickers that changed, ``!bookTicker``
+    one symbol a message).
+
+    Args:
+        name: A stream name.
+    """
+    return name[:1] != "!" and stream_kind(name) in _SNAPSHOT_KINDS
 
 
 def is_valid_stream(name: object) -> bool:

@@ -44,6 +44,7 @@ __all__ = [
     "is_private",
     "is_rejection",
     "is_retired",
+    "is_snapshot_channel",
     "is_valid_channel",
     "parse_channel",
     "rejection_msg",
@@ -328,6 +329,23 @@ def is_retired(name: str) -> bool:
     """Whether a channel is valid but retired (mini ticker, mini tickers)."""
     channel = parse_channel(name)
     return channel is not None and channel.retired
+
+
+# Kinds whose every push holds the whole state it reports for one symbol:
+# a lossy slow-consumer policy may skip pushes.
+_SNAPSHOT_KINDS = frozenset({_K.LIMIT_DEPTH, _K.AGGRE_BOOK_TICKER, _K.BOOK_TICKER, _K.BOOK_TICKER_BATCH,
+                             _K.MINI_TICKER, _K.KLINE})
+
+
+def is_snapshot_channel(name: str) -> bool:
+    """Whether each push of a channel holds the whole state it reports.
+
+    True for limit depth (a top-N book), the book tickers and klines (the
+    candle so far); False for depth diffs, deals, private channels, the
+    all-market mini tickers and invalid names.
+    """
+    channel = parse_channel(name)
+    return channel is not None and channel.kind in _SNAPSHOT_KINDS
 
 
 def rejection_msg(channels: Iterable[str]) -> str:

@@ -216,6 +216,9 @@ class MexcWebSocket(PooledWebSocketInterface):
                     "symbols upper case)")
         return None
 
+    def _stream_is_snapshot(self, stream: str) -> bool:
+        return _channels.is_snapshot_channel(stream)
+
     async def _send_subscription_message(self, streams: list[str],
                                          action: SubscriptionAction) -> Optional[Awaitable[Any]]:
         self._requests += 1

@@ -26,6 +26,7 @@ from fastws.types import ConnectionState, ExchangeName, StreamType, Subscription
 if TYPE_CHECKING:
     from fastws.client.health import ConnectionGap, SequenceGap
     from fastws.client.redundancy import RedundantPaths
+    from fastws.policy import Policy
 
 __all__ = ["ClientFields", "ErrorHandler", "MessageHandler", "StateListener"]
 
@@ -62,6 +63,7 @@ class ClientFields:
 
     # Subscriptions (subscriptions.py).
     _subscriptions: dict[str, None]
+    _stream_policies: dict[str, "Policy"]
     _pending: deque[str]
     _acks: dict[Hashable, asyncio.Future[None]]
 
@@ -100,3 +102,4 @@ class ClientFields:
     _frame_handler_options: Callable[[], dict[str, Any]]
     _before_connect: Callable[[], Awaitable[None]]
     _stream_problem: Callable[[str], Optional[str]]
+    _stream_is_snapshot: Callable[[str], bool]

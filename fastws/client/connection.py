@@ -21,6 +21,7 @@ from fastws.client.proxy import proxy_failure, through_proxy
 from fastws.compression import CompressionNegotiationError, negotiate, offer_header
 from fastws.config import ProxyURL
 from fastws.errors import ConnectionFailedError, ExchangeAPIError
+from fastws.policy import apply_policies
 from fastws.ratelimit import TokenBucket
 
 __all__ = ["ConnectionMixin", "Live"]
@@ -155,6 +156,7 @@ class ConnectionMixin(HealthMixin):
         if self._redundancy is not None:
             self._redundancy.attach(self, core)
         core.tap = self._frame_tap
+        apply_policies(core, self._stream_policies, self.config.backlog_warning_age)
         return core
 
     def _negotiate_extensions(self, core: FrameHandler, response: WSUpgradeResponse) -> None:
@@ -256,8 +258,7 @@ class ConnectionMixin(HealthMixin):
                 ws.disconnect(graceful=False)
         if drain:
             await self._drain_backlog(core)
-        if core is not None and core.pending_task is not None:
-            task = core.pending_task
+        for task in core.pending_tasks() if core is not None else ():
             task.cancel()
             try:
                 await task
@@ -274,12 +275,16 @@ class ConnectionMixin(HealthMixin):
         waits after that is dropped, counted and reported as a slow-consumer
         gap, never silently.
         """
-        task = core.pending_task if core is not None else None
-        if core is None or task is None or task.done():
+        if core is None:
             return
-        done, _ = await asyncio.wait({task}, timeout=self.config.pong_timeout)
+        deadline = time.monotonic() + self.config.pong_timeout
+        # Draining the connection's backlog may start a stream's Task (a
+        # handler that suspends): wait for those too.
+        while (tasks := [t for t in core.pending_tasks() if not t.done()]) \
+                and time.monotonic() < deadline:
+            await asyncio.wait(tasks, timeout=deadline - time.monotonic())
         left = core.backlog_size
-        if not done and left:
+        if tasks and left:
             now = time.time()
             self._slow_consumer_gap(left, now - core.backlog_age_ns() / 1e9, now,
                                     f"still waiting for the handler {self.config.pong_timeout} s after "

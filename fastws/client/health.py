@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Optional
 
-from fastws._core import FrameHandler, monotonic_time_ns
+from fastws._core import FrameHandler, StreamBacklog, monotonic_time_ns
 from fastws.client._fields import ClientFields, StateListener
 from fastws.client.cadence import CadenceWatch
 from fastws.config import redact_proxy_url
@@ -199,21 +199,25 @@ class HealthMixin(ClientFields):
         self._log_error_rate_limited("sequence", error)
         self._emit_error(error)
 
-    def _on_backlog(self, event: str, count: int, first_wall_ns: int, last_wall_ns: int) -> None:
-        """Called by the core when its backlog ages past the warning, or is abandoned.
+    def _on_backlog(self, event: str, count: int, first_wall_ns: int, last_wall_ns: int,
+                    stream: Optional[str] = None) -> None:
+        """Called by the core when a backlog ages past its alarm, or is abandoned.
 
         ``"aging"``: a WARNING with the backlog's size and age (the handler is
         slower than the feed). ``"dropped"``: ``count`` messages received
         between the two wall-clock times were dropped; a gap ("slow
         consumer") with that exact count, and a ``SlowConsumerError``.
+        ``stream``: the stream whose backlog it is (None: the connection's).
         """
+        where = "" if stream is None else f"{stream}: "
         if event == "aging":
             age = (last_wall_ns - first_wall_ns) / 1e9
-            self.logger.warning("handler behind the feed: %d message(s) waiting, the oldest for %.3f s",
-                                count, age, extra={"exchange": self.exchange, "backlog": count, "age": age})
+            self.logger.warning("%shandler behind the feed: %d message(s) waiting, the oldest for %.3f s",
+                                where, count, age, extra={"exchange": self.exchange, "backlog": count,
+                                                          "age": age, "stream": stream})
             return
         self._slow_consumer_gap(count, first_wall_ns / 1e9, last_wall_ns / 1e9,
-                                f"past the backlog's bound of {self.config.max_backlog} messages / "
+                                f"{where}past the backlog's bound of {self.config.max_backlog} messages / "
                                 f"{self.config.max_backlog_bytes} bytes")
 
     def _slow_consumer_gap(self, count: int, start: float, end: float, why: str) -> None:
@@ -315,7 +319,9 @@ class HealthMixin(ClientFields):
         the stream's first message), ``last_message_age``, and where the
         adapter reads them, ``event_latency_ms`` (exchange event time to
         local receive: ``p50``, ``p99``), ``last_sequence``,
-        ``sequence_gaps`` and ``missing_sequences``.
+        ``sequence_gaps`` and ``missing_sequences``; ``slow_consumer``: the
+        stream's policy and what it did while the stream's handler was behind
+        (``waiting``, ``oldest_age``, ``conflated``, ``dropped``).
         """
         core = self._core
         now_ns = monotonic_time_ns()
@@ -327,8 +333,10 @@ class HealthMixin(ClientFields):
         streams: dict[str, dict[str, Any]] = {}
         if core is not None and core.frames_received:
             last_age = (now_ns - core.last_receive_ns) / 1e9
+            backlogs = core.stream_backlogs()
             for stream_id, stats in core.stream_stats().items():
                 streams[stream_id] = self._stream_health(stream_id, stats, now_ns)
+                streams[stream_id]["slow_consumer"] = self._slow_consumer_health(stream_id, backlogs.get(stream_id))
         return {
             "exchange": self.exchange,
             "proxy": redact_proxy_url(self.config.proxy) if self.config.proxy is not None else None,
@@ -385,6 +393,17 @@ class HealthMixin(ClientFields):
         elapsed = now_ns - since
         return {"handler_seconds_per_second": (busy - busy_before) / elapsed if elapsed > 0 else None,
                 "deferrals": core.deferrals}
+
+    def _slow_consumer_health(self, stream_id: str, backlog: Optional[StreamBacklog]) -> dict[str, Any]:
+        """A stream's slow-consumer policy and counters: ``policy``, ``waiting``,
+        ``oldest_age`` (seconds, None when nothing waits), ``conflated``, ``dropped``."""
+        policy = self._stream_policies.get(stream_id)
+        age = backlog.age_ns() if backlog is not None else 0
+        return {"policy": repr(policy) if policy is not None else "Lossless()",
+                "waiting": backlog.waiting if backlog is not None else 0,
+                "oldest_age": age / 1e9 if age else None,
+                "conflated": backlog.conflated if backlog is not None else 0,
+                "dropped": backlog.dropped if backlog is not None else 0}
 
     def _stream_health(self, stream_id: str, stats: Any, now_ns: int) -> dict[str, Any]:
         previous = self._rate_samples.get(stream_id)

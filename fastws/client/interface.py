@@ -82,6 +82,7 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._connecting_socket = None
 
         self._subscriptions = {}   # ordered set of wanted streams
+        self._stream_policies = {}   # stream -> slow-consumer policy (fastws.policy)
         self._pending = deque()    # asked for while not connected
         self._acks = {}
         self._rate_limiter = TokenBucket(config.max_messages_per_second)
@@ -191,6 +192,17 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         Called once per stream.
         """
         return None
+
+    def _stream_is_snapshot(self, stream: str) -> bool:
+        """Whether each message of ``stream`` holds the whole state it reports (a snapshot-like stream).
+
+        Only such streams may take a lossy slow-consumer policy
+        (``fastws.policy``: ``Latest``, ``DropOldest``): an older message of
+        a book ticker, a partial book or a ticker is replaced by the newer
+        one, while a lost depth diff or trade is lost. The default is False:
+        lossy policies are refused.
+        """
+        return False
 
     # ------------------------------------------------------------------ public
     def set_frame_tap(self, tap: Optional[Callable[[bytes, int, int], None]]) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Hashable, Iterable, Union
+from typing import Hashable, Iterable, Optional, Union
 
 from fastws.client.connection import ConnectionMixin
+from fastws.config import policies_of
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError, RateLimitError,
                            SubscriptionRejectedError)
+from fastws.policy import PolicyLike, apply_policies, resolve_policies
 from fastws.types import SubscriptionAction
 
 __all__ = ["SubscriptionsMixin", "stream_names"]
@@ -55,7 +57,7 @@ class SubscriptionsMixin(ConnectionMixin):
         """The streams the user wants, in the order they were asked for."""
         return list(self._subscriptions)
 
-    async def subscribe(self, streams: Union[str, Iterable[str]]) -> None:
+    async def subscribe(self, streams: Union[str, Iterable[str]], *, policy: Optional[PolicyLike] = None) -> None:
         """Subscribe to ``streams`` and wait for the exchange's ack.
 
         ``streams`` is one name or an iterable of names. Names the adapter
@@ -69,8 +71,16 @@ class SubscriptionsMixin(ConnectionMixin):
         whose connection ends while it waits (the next connection subscribes
         the streams). Every tracked stream is sent again after a reconnect.
 
+        ``policy`` (``fastws.policy``: ``Lossless()``, ``Latest()``,
+        ``DropOldest(n)`` or a name) says what waits of each of these
+        streams while its async handler is behind; given for streams already
+        subscribed, it changes theirs. None: the config's
+        ``stream_policies`` or ``slow_consumer_policy``.
+
         Raises:
             TypeError: ``streams`` is not a name or an iterable of names.
+            ValueError: a lossy policy for a stream that is not snapshot-like
+                (``_stream_is_snapshot``); nothing is sent.
             ExchangeTimeoutError: no ack within ``subscription_timeout`` (408).
             SubscriptionRejectedError: the exchange refused (403), or names
                 were invalid (``rejected_streams`` lists them); the refused
@@ -80,10 +90,24 @@ class SubscriptionsMixin(ConnectionMixin):
         names = stream_names(streams)
         invalid = self._invalid_streams(names)
         new = [s for s in names if s not in self._subscriptions and s not in invalid]
+        self._set_policies(new if policy is None else [s for s in names if s not in invalid], policy)
         if new:
             await self._subscribe_valid(new)
         if invalid:
             raise self._refusal(invalid)
+
+    def _set_policies(self, names: list[str], policy: Optional[PolicyLike]) -> None:
+        """Keep the slow-consumer policy of each of ``names`` and tell the live core.
+
+        Raises:
+            ValueError: a lossy policy for a stream that is not snapshot-like
+                (nothing is kept then).
+        """
+        default, per_stream = policies_of(self.config)
+        policies = resolve_policies(names, policy, default, per_stream, self._stream_is_snapshot)
+        self._stream_policies.update(policies)
+        if self._core is not None:
+            apply_policies(self._core, policies, self.config.backlog_warning_age)
 
     def _invalid_streams(self, names: list[str]) -> dict[str, str]:
         """The names the adapter refuses, each with its reason (``_stream_problem``)."""
@@ -166,14 +190,15 @@ class SubscriptionsMixin(ConnectionMixin):
         """True when called from this connection's parser or handler.
 
         The core drives those itself: with no Task (before their first
-        suspension) or in its ``pending_task`` (after). Until they return,
-        later frames of the connection (acks among them) wait behind them.
+        suspension) or in one of its ``pending_tasks()`` (after). Until they
+        return, later frames of the connection (acks among them) may wait
+        behind them.
         """
         core = self._core
         if core is None:
             return False
         task = asyncio.current_task()
-        return task is None or task is core.pending_task
+        return task is None or task in core.pending_tasks()
 
     async def _request_or_send(self, streams: list[str], action: SubscriptionAction) -> None:
         """``_request``; from inside this connection's handler, in the background instead.

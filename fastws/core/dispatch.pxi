@@ -4,7 +4,8 @@
 #
 #   _receive (receive.pxi)
 #     ├─ RouteTable.match ─► _decode_route ─┐
-#     └─ _parse_default ─► _classify ───────┴─► _deliver ─► _call_handler
+#     └─ _parse_default ─► _classify ───────┴─► _deliver ─► _handle ─► _call_handler
+#                                                    └─► a stream's backlog (backlog.pxi)
 #
 # Errors of every step are counted and reported by _error.
 
@@ -66,7 +67,7 @@ cdef bint _parse_default(FrameHandler core, const char* ptr, Py_ssize_t size, ob
                 message = <object>result
                 Py_DECREF(message)
             elif status == PYGEN_NEXT:
-                _suspend(core, coro, <object>result, STAGE_PARSE)
+                _suspend(core, coro, <object>result)
                 Py_DECREF(<object>result)
                 message = _SUSPENDED
             else:
@@ -165,26 +166,44 @@ cdef inline StreamStats _route_stats(FrameHandler core, Route route):
 
 cdef bint _deliver(FrameHandler core, Route route, object stream_id, object message):
     """Let the handover judge a counted message, then hand it to its route's
-    handler (the default handler without a route). True when the handler suspended.
+    handler (the default handler without a route), or to its stream's backlog
+    while the stream's handler is behind (backlog.pxi). A handler that
+    suspends goes on in its stream's Task: always False (nothing of the
+    connection waits for it).
 
     ``stream_id`` None: the message could not be classified (never
-    de-duplicated).
+    de-duplicated; such messages form one stream of their own).
     """
     if core._handover is not None and stream_id is not None \
             and not core._handover.admit(stream_id, core._shadow, core._frame.digest):
         core.overlap_dropped += 1
         return False
+    # The one test the per-stream backlogs cost while no handler is behind.
+    if core._busy_streams != 0 and _wait_behind_stream(core, route, stream_id, message):
+        return False
+    if _handle(core, route, stream_id, message, core._frame.receive_ns):
+        _handler_suspended(core, stream_id, core._frame.receive_ns)
+    return False
+
+
+cdef inline bint _handle(FrameHandler core, Route route, object stream_id, object message, int64_t recv_ns):
+    """Call the handler of the message's route (the default handler without one). True when it suspended."""
     if route is not None:
         return _call_handler(core, route.handler, route.handler_async,
-                             stream_id if route.pass_stream else None, message)
+                             stream_id if route.pass_stream else None, message, recv_ns)
     if core._handler_takes_stream:
         return _call_handler(core, core._handler, core._handler_async,
-                             stream_id if stream_id is not None else "", message)
-    return _call_handler(core, core._handler, core._handler_async, None, message)
+                             stream_id if stream_id is not None else "", message, recv_ns)
+    return _call_handler(core, core._handler, core._handler_async, None, message, recv_ns)
 
 
-cdef bint _call_handler(FrameHandler core, object handler, bint is_async, object stream_id, object message):
-    """Call ``handler(message)`` (or ``handler(stream_id, message)``). True when it suspended."""
+cdef bint _call_handler(FrameHandler core, object handler, bint is_async, object stream_id, object message,
+                        int64_t recv_ns):
+    """Call ``handler(message)`` (or ``handler(stream_id, message)``) for a message received at ``recv_ns``.
+
+    True when it suspended: its coroutine and what it yielded are left in
+    ``core._handler_coro`` and ``core._handler_yield`` for the caller.
+    """
     cdef PyObject* result = NULL
     cdef PySendResult status
     try:
@@ -192,7 +211,8 @@ cdef bint _call_handler(FrameHandler core, object handler, bint is_async, object
             coro = handler(message) if stream_id is None else handler(stream_id, message)
             status = PyIter_Send(coro, None, &result)
             if status == PYGEN_NEXT:
-                _suspend(core, coro, <object>result, STAGE_HANDLER)
+                core._handler_coro = coro
+                core._handler_yield = <object>result
                 Py_DECREF(<object>result)
                 return True
             Py_XDECREF(result)
@@ -205,7 +225,7 @@ cdef bint _call_handler(FrameHandler core, object handler, bint is_async, object
     except Exception as exc:
         _error(core, ERROR_HANDLER, exc, None)
         return False
-    _delivered(core, core._frame.receive_ns)
+    _delivered(core, recv_ns)
     return False
 
 

@@ -142,21 +142,22 @@ async def _serve(core: FrameHandler, frames: Sequence[SampleFrame], outcomes: li
                                                          enable_auto_pong=True), timeout)
         transport = connected
         deadline = time.monotonic() + timeout
-        while len(outcomes) < len(frames) or core.pending_task is not None:
+        while len(outcomes) < len(frames) or core.pending_tasks():
             if connected.is_disconnected:
                 break
             if time.monotonic() >= deadline:
-                if core.pending_task is not None and outcomes:
+                if core.pending_tasks() and outcomes:
                     # The frame the core is on suspended and has not finished.
                     outcomes[-1].unfinished = timeout
                 break
             await asyncio.sleep(_POLL)
     finally:
-        pending = core.pending_task
-        if pending is not None:
+        pending = core.pending_tasks()
+        if pending:
             # A parser or handler that never finished: end it, as the client does on close.
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if transport is not None:
             transport.disconnect(graceful=False)
             try:
