@@ -61,7 +61,7 @@ def book_lines(exchange: str, book: Any, health: Optional[Mapping[str, Any]], de
         updates_per_second: The applied updates' rate, when measured.
 
     The status line gives validity, the update id, the update rate, the
-    resyncs, the spread (absolute and in basis points of the mid) and the
+    resyncs, the best bid and ask, the spread (absolute and in basis points of the mid) and the
     levels per side; prices and quantities are the book's exact decimals.
     """
     health = health or {}
@@ -74,10 +74,13 @@ def book_lines(exchange: str, book: Any, health: Optional[Mapping[str, Any]], de
         mid = (bid[0] + ask[0]) / 2
         if mid > 0:
             spread += f" ({(ask[0] - bid[0]) / mid * 1e4:.3g} bps)"
+    best = "-"
+    if bid is not None and ask is not None:
+        best = f"{_plain(book.bids_exact(1)[0][0])} / {_plain(book.asks_exact(1)[0][0])}"
     lines = [f"{exchange} {book.symbol}: {state}, update {book.update_id}, "
              f"{format_number(updates_per_second, 0, 0).strip()} upd/s, "
              f"resyncs {health.get('resyncs', 0)}, invalid {health.get('seconds_invalid', 0.0):.1f} s, "
-             f"spread {spread}, levels {book.bid_count}/{book.ask_count}"]
+             f"bid/ask {best}, spread {spread}, levels {book.bid_count}/{book.ask_count}"]
     if not book.valid:
         lines.append(f"  why: {health.get('last_reason') or 'not synced yet'}")
     if depth > 0:
@@ -90,9 +93,14 @@ def book_lines(exchange: str, book: Any, health: Optional[Mapping[str, Any]], de
     return lines
 
 
+def _plain(value: Decimal | str) -> str:
+    """A decimal without trailing zeros (``"0.02000000"`` -> ``"0.02"``), never in exponent form."""
+    return format(Decimal(value).normalize(), "f")
+
+
 def _decimal_difference(high: str, low: str) -> str:
-    """``high - low`` of two decimal strings, exactly, as a decimal string without trailing zeros."""
-    return format((Decimal(high) - Decimal(low)).normalize(), "f")
+    """``high - low`` of two decimal strings, exactly, without trailing zeros."""
+    return _plain(Decimal(high) - Decimal(low))
 
 
 def write_progress(stream: TextIO, line: str, final: bool) -> None:
