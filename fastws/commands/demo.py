@@ -126,7 +126,7 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
             symbols = list(entry.book_symbols) if entry.has_books else []
             feed = _Feed(entry.name, sim, list(entry.demo_streams), symbols)
             # An exchange with books takes its simulator's REST snapshots.
-            books_config = {"rest_url": entry.simulator_rest_url(sim)} if symbols else {}
+            books_config: dict[str, Any] = {"rest_url": entry.simulator_rest_url(sim)} if symbols else {}
             feed.ws = make_client(entry.name, entry.simulator_url(sim), _on_message, errors.append,
                                   stale_timeout=5.0, reconnect_delay=0.1, **books_config)
             feeds.append(feed)
