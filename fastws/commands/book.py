@@ -189,12 +189,13 @@ async def run_book(exchange: str, symbols: list[str], *, url: Optional[str] = No
     await start_client(client, connect_timeout, errors)
     async with client:
         books: dict[str, OrderBook] = await client.subscribe_books(symbols, printer.on_book)
+        sync_deadline = time.monotonic() + sync_timeout
         while not (printer.done.is_set() or stop.is_set() or failed.is_set()):
-            elapsed = time.monotonic() - started
-            left = None if duration is None else duration - elapsed
+            now = time.monotonic()
+            left = None if duration is None else duration - (now - started)
             if left is not None and left <= 0.01:
                 break
-            if elapsed > sync_timeout and len(printer.synced) < len(books):
+            if now > sync_deadline and len(printer.synced) < len(books):
                 raise CommandError(_not_synced(books, printer.synced, sync_timeout, errors))
             wait = min(_VIEW_INTERVAL, left) if left is not None else _VIEW_INTERVAL
             await _first_of(wait, printer.done, stop, failed)

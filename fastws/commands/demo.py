@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 import uvloop
 
+from fastws.book import OrderBook
 from fastws.commands import CommandError
 from fastws.commands.adapters import make_client
-from fastws.book import OrderBook
 from fastws.commands.liveview import LiveView, book_lines, format_number
 from fastws.errors import ExchangeAPIError
 from fastws.registry import ExchangeEntry, RegistryError, load_exchanges
@@ -63,15 +63,15 @@ class _Feed:
         """The demo's book strategy: count what the client applied; note when a book goes and comes back."""
         symbol = book.symbol
         if book.valid:
-            self.updates[symbol] += 1
+            self.updates[symbol] = self.updates.get(symbol, 0) + 1
             since = self._invalid_since.pop(symbol, None)
             if since is not None:
                 self.events.append(f"  -> {self.name} {symbol} book synced again from a new snapshot, "
                                    f"{(time.monotonic() - since) * 1000:.0f} ms after it became invalid")
         elif symbol not in self._invalid_since:
-            self.invalidations[symbol] += 1
+            self.invalidations[symbol] = self.invalidations.get(symbol, 0) + 1
             self._invalid_since[symbol] = time.monotonic()
-            if self.updates[symbol]:
+            if self.updates.get(symbol):
                 self.events.append(f"  -> {self.name} {symbol} book invalid (updates lost): resyncing")
 
     def book_view(self, health: dict[str, Any]) -> list[str]:
@@ -79,7 +79,7 @@ class _Feed:
         lines = []
         now = time.monotonic()
         for symbol, book in self.books.items():
-            count = self.updates[symbol]
+            count = self.updates.get(symbol, 0)
             last = self._rates.get(symbol)
             self._rates[symbol] = (now, count)
             rate = (count - last[1]) / (now - last[0]) if last is not None and now > last[0] else None
