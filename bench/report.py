@@ -226,7 +226,7 @@ def _book_section(results: Results) -> list[str]:
         levels = results.book_levels_per_update
         lines += [
             f"In process (`bench/book_bench.py`): raw frames applied to a {s['book_levels']}-level book with no "
-            f"socket, ~{levels:.0f} levels per update, median of {s['book_rounds']} interleaved rounds x "
+            f"socket, ~{levels:.0f} levels per update, CPU time, median of {s['book_rounds']} interleaved rounds x "
             f"{s['book_updates']} updates. fastws's cost per level: {book_level_cost(results) * 1e9:.1f} ns "
             f"(an update minus an empty diff's {costs.get(_EMPTY_DIFF, 0.0) * 1e9:.0f} ns).", "",
             "| peer | ns/update | ns/level | vs fastws |", "| --- | ---: | ---: | ---: |",
