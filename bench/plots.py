@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import matplotlib
 
@@ -10,11 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.report import Results  # noqa: E402
+from bench.report import BOOK_FASTWS, Results  # noqa: E402
 
 __all__ = ["PLOTS", "draw_all"]
 
-PLOTS = ("latency.png", "throughput.png", "per_message.png", "memory.png")
+PLOTS = ("latency.png", "throughput.png", "per_message.png", "memory.png", "books.png")
 """File names of the plots, in the order of the report."""
 
 
@@ -109,8 +110,41 @@ def _memory(results: Results, path: str) -> None:
     plt.close(figure)
 
 
+def _bars(axes: Any, costs: dict[str, float], base: str, title: str, label: str) -> None:
+    """Horizontal bars of ``costs`` (seconds) in us, each labelled with its ratio to ``base``."""
+    names = list(costs)[::-1]
+    values = [costs[name] * 1e6 for name in names]
+    colors = ["tab:green" if name.startswith("fastws") else "tab:gray" for name in names]
+    axes.barh(names, values, color=colors)
+    for index, name in enumerate(names):
+        axes.text(values[index], index, f" {values[index]:.1f} us ({costs[name] / costs[base]:.1f}x)",
+                  va="center", fontsize=8)
+    axes.set_xlim(0, max(values) * 1.45)
+    axes.set_xlabel(label)
+    axes.set_title(title)
+
+
+def _books(results: Results, path: str) -> None:
+    loop = results.book_loopback
+    assert loop is not None
+    panels = 2 if results.book_in_process else 1
+    figure, axes = plt.subplots(1, panels, figsize=(7 * panels, 3.6), squeeze=False)
+    _bars(axes[0][0], loop.cpu, BOOK_FASTWS,
+          f"Order book over loopback, ~{loop.levels_per_frame:.0f} levels per frame", "CPU us per depthUpdate frame")
+    if results.book_in_process:
+        costs = {name: cost for name, cost in results.book_in_process.items() if name != "fastws empty diff"}
+        _bars(axes[0][1], costs, BOOK_FASTWS, "Order book in process (raw frames, no socket)", "us per update")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def draw_all(results: Results, out_dir: str) -> list[str]:
-    """Write every plot into ``out_dir``; return their file names."""
-    for name, draw in zip(PLOTS, (_latency, _throughput, _per_message, _memory)):
+    """Write every plot into ``out_dir`` (the books' when measured); return their file names."""
+    drawn = []
+    for name, draw in zip(PLOTS, (_latency, _throughput, _per_message, _memory, _books)):
+        if draw is _books and results.book_loopback is None:
+            continue
         draw(results, os.path.join(out_dir, name))
-    return list(PLOTS)
+        drawn.append(name)
+    return drawn

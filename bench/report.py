@@ -11,10 +11,12 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from bench.book_loopback import PEER_NAMES as BOOK_PEERS
+from bench.book_loopback import BookLoopback
 from bench.latency import percentile
 from bench.scale import ScaleResult
 
-__all__ = ["Results", "Target", "issue_targets", "markdown", "seed_targets", "standard_targets"]
+__all__ = ["Results", "Target", "book_targets", "issue_targets", "markdown", "seed_targets", "standard_targets"]
 
 Costs = dict[str, dict[str, float]]        # kind -> peer -> seconds per message
 
@@ -41,6 +43,9 @@ class Results:
     ack_generic: list[float] = field(default_factory=list)
     ack_binance: list[float] = field(default_factory=list)
     scale: list[ScaleResult] = field(default_factory=list)
+    book_loopback: Optional[BookLoopback] = None       # order books over loopback (bench/book_loopback.py)
+    book_in_process: dict[str, float] = field(default_factory=dict)   # peer -> seconds per update (book_bench)
+    book_levels_per_update: float = 0.0
     elapsed: float = 0.0
     machine: str = ""
 
@@ -167,6 +172,70 @@ def seed_targets(results: Results) -> list[Target]:
                    f"loopback, {worst}")]
 
 
+BOOK_FASTWS = BOOK_PEERS[0]
+_BOOK_GOALS = ((BOOK_PEERS[1], 4.0), (BOOK_PEERS[2], 2.0), (BOOK_PEERS[3], 10.0))
+_EMPTY_DIFF = "fastws empty diff"      # bench/book_bench.py's EmptyDiffs: one apply_diff's fixed cost
+
+
+def book_level_cost(results: Results) -> float:
+    """Seconds per level of the compiled apply in process: (an update - an empty diff) / levels."""
+    costs = results.book_in_process
+    return (costs[BOOK_FASTWS] - costs.get(_EMPTY_DIFF, 0.0)) / results.book_levels_per_update
+
+
+def book_targets(results: Results) -> list[Target]:
+    """Issue 13's order book targets: fastws's book beside each peer over loopback (CPU time), and per level."""
+    loop = results.book_loopback
+    assert loop is not None
+    targets = [Target(f">= {goal:g}x faster than {peer}", loop.cpu[peer] / loop.cpu[BOOK_FASTWS], goal, "x", False,
+                      f"loopback, CPU per frame (wall: {loop.wall[peer] / loop.wall[BOOK_FASTWS]:.2f}x)")
+               for peer, goal in _BOOK_GOALS if peer in loop.cpu]
+    if results.book_in_process:
+        targets.append(Target("<= 60 ns per level, in process", book_level_cost(results) * 1e9, 60.0, "ns", True,
+                              f"apply_diff of ~{results.book_levels_per_update:.0f} levels, minus an empty diff"))
+    return targets
+
+
+def _book_section(results: Results) -> list[str]:
+    loop = results.book_loopback
+    if loop is None:
+        return []
+    s = results.settings
+    lines = [
+        "## Order books", "",
+        f"Binance `depthUpdate` frames (`btcusdt@depth@100ms`, ~{loop.levels_per_frame:.0f} changed levels per frame, "
+        f"both sides) from a server process over 127.0.0.1 into a {s['book_levels']}-level book, per frame until "
+        "the book is updated and the handler called (`bench/book_loopback.py`). **fastws book**: "
+        "`BinanceWebSocket.subscribe_books` (the frame core's route, levels read from the bytes into the compiled "
+        "fixed-point book, the sync's `U`/`u` check); **picows + msgspec + order-book**: a raw picows listener, "
+        "msgspec to dicts, the `U`/`u` check, float levels into cryptofeed's author's C `order-book`; **picows + "
+        "msgspec dicts**: the same listener handing on dicts, no book; **websockets + json + dict book**: the "
+        "websockets client, `json.loads`, a dict per side. Each round returns the book to the snapshot (the diffs "
+        "then their inverses, ids always increasing); after the rounds every book peer's top 20 levels equal "
+        f"fastws's. Medians of {loop.rounds} interleaved rounds x {loop.frames} frames. The CPU column is the "
+        "client process's own time (the ratio the targets use: on a shared machine wall time also counts other "
+        "processes holding the cores).", "",
+        *_target_table(book_targets(results)), "",
+        "| peer | wall ns/frame | fastws faster (wall) | CPU ns/frame | fastws faster (CPU) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *[f"| {name} | {loop.wall[name] * 1e9:.0f} | {loop.wall[name] / loop.wall[BOOK_FASTWS]:.2f}x | "
+          f"{loop.cpu[name] * 1e9:.0f} | {loop.cpu[name] / loop.cpu[BOOK_FASTWS]:.2f}x |" for name in loop.wall], "",
+    ]
+    if results.book_in_process:
+        costs = results.book_in_process
+        levels = results.book_levels_per_update
+        lines += [
+            f"In process (`bench/book_bench.py`): raw frames applied to a {s['book_levels']}-level book with no "
+            f"socket, ~{levels:.0f} levels per update, CPU time, median of {s['book_rounds']} interleaved rounds x "
+            f"{s['book_updates']} updates. fastws's cost per level: {book_level_cost(results) * 1e9:.1f} ns "
+            f"(an update minus an empty diff's {costs.get(_EMPTY_DIFF, 0.0) * 1e9:.0f} ns).", "",
+            "| peer | ns/update | ns/level | vs fastws |", "| --- | ---: | ---: | ---: |",
+            *[f"| {name} | {cost * 1e9:.0f} | {cost * 1e9 / levels:.1f} | {cost / costs[BOOK_FASTWS]:.2f}x |"
+              for name, cost in costs.items() if name != _EMPTY_DIFF], "",
+        ]
+    return lines
+
+
 def _target_table(targets: list[Target]) -> list[str]:
     lines = ["| target | measured | limit | margin | result | measured on |", "| --- | ---: | ---: | ---: | --- | --- |"]
     for t in targets:
@@ -274,6 +343,7 @@ def markdown(results: Results, plots: list[str]) -> str:
           f"{r.connect_p50_ms:.1f} | {r.connect_p99_ms:.1f} | {r.connect_max_ms:.1f} | {r.connect_all_s:.2f} | "
           f"{r.messages_per_second:,.0f} | {r.cpu_percent:.1f} | {r.cpu_percent_per_connection:.3f} |"
           for r in results.scale], "",
+        *_book_section(results),
         "## Plots", "",
         *[f"![{name}]({name})" for name in plots], "",
     ]

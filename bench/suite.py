@@ -1,7 +1,8 @@
 """Every measurement of the benchmark report, in one run: ``run_report(out_dir, quick)``.
 
 Each measurement lives in its own module (``binance_bench``, ``mexc_bench``,
-``seed_bench``, ``throughput``, ``latency``, ``peers.reconnect_times``, ``ack``, ``scale``);
+``seed_bench``, ``throughput``, ``latency``, ``peers.reconnect_times``, ``ack``, ``scale``,
+``book_loopback`` and ``book_bench`` for order books);
 this one picks the counts (``SETTINGS``), starts the feed servers in their own
 processes, runs the measurements one after another, then writes
 ``report.md`` and the plots (``bench/report.py``, ``bench/plots.py``).
@@ -18,7 +19,8 @@ from typing import Any, Callable, Optional, TypeVar
 
 import uvloop
 
-from bench import ack, binance_bench, latency, mexc_bench, plots, report, scale, seed_bench, throughput
+from bench import (ack, binance_bench, book_bench, book_loopback, latency, mexc_bench, plots, report, scale,
+                   seed_bench, throughput)
 from bench.binance_payloads import build_payloads
 from bench.binance_peers import LOOPBACK_PEERS, all_loopback_peers, binance_server
 from bench.peers import bench_server, reconnect_times
@@ -36,6 +38,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "reconnect_drops": 200,
         "ack_generic": 500, "ack_binance": 10,
         "scale_counts": [20, 200, 1000], "scale_rate": 20, "scale_window": 3.0,
+        "book_levels": 1000, "book_updates": 2000, "book_rounds": 11,
     },
     "quick": {
         "per_stream": 8,
@@ -47,6 +50,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "reconnect_drops": 10,
         "ack_generic": 20, "ack_binance": 2,
         "scale_counts": [20, 50], "scale_rate": 20, "scale_window": 0.5,
+        "book_levels": 200, "book_updates": 200, "book_rounds": 3,
     },
 }
 """The counts of a full run and of a ``--quick`` smoke run."""
@@ -92,6 +96,10 @@ def measure(quick: bool, settings: Optional[dict[str, Any]] = None) -> report.Re
             url, s["latency_rate"], s["latency_count"], s["latency_rounds"], list(LOOPBACK_PEERS))))
         results.ack_binance = _step("subscription ack, BinanceWebSocket",
                                     lambda: uvloop.run(ack.binance_ack_times(url, s["ack_binance"])))
+    results.book_loopback = _step("order books, loopback", lambda: book_loopback.run(
+        s["book_levels"], s["book_updates"], s["book_rounds"]))
+    results.book_in_process, results.book_levels_per_update = _step(
+        "order books, in-process", lambda: _book_in_process(s["book_levels"], s["book_updates"], s["book_rounds"]))
     with bench_server() as url:
         results.reconnect = _step("reconnection", lambda: uvloop.run(reconnect_times(url, s["reconnect_drops"])))
         results.ack_generic = _step("subscription ack, generic",
@@ -100,6 +108,15 @@ def measure(quick: bool, settings: Optional[dict[str, Any]] = None) -> report.Re
             url, s["scale_counts"], s["scale_rate"], s["scale_window"]))
     results.elapsed = time.perf_counter() - started
     return results
+
+
+def _book_in_process(levels: int, updates: int, rounds: int) -> tuple[dict[str, float], float]:
+    """``bench/book_bench.py``'s peers (checked against the Decimal reference first): CPU seconds per update,
+    and levels per update."""
+    stream = book_bench.build_stream(levels, updates)
+    peers = book_bench.make_peers(stream)
+    book_bench.check(peers, stream)
+    return book_bench.measure(peers, stream, rounds, clock=time.process_time), stream.levels_per_diff
 
 
 def run_report(out_dir: str, quick: bool = False) -> str:

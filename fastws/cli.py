@@ -1,8 +1,8 @@
 """The ``fastws`` command line (``python -m fastws``, or the ``fastws`` script).
 
 Sub-commands: ``demo`` (the default: every registered exchange from its
-simulator), ``stream``, ``record``, ``replay``, ``bench`` and ``verify``; each
-lives in ``fastws.commands.<name>``.
+simulator), ``stream``, ``book`` (local order books), ``record``, ``replay``,
+``bench`` and ``verify``; each lives in ``fastws.commands.<name>``.
 """
 from __future__ import annotations
 

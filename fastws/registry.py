@@ -55,6 +55,12 @@ class ExchangeEntry:
         demo_streams: Streams ``fastws demo`` subscribes to on the simulator
             (empty: the exchange is not in the demo).
         typed: The client takes ``typed=True`` (a typed route of msgspec Structs).
+        book_symbols: Symbols ``fastws demo`` keeps order books of on the
+            simulator (empty: no books in the demo). Only for a client with
+            ``subscribe_books`` (``has_books``).
+        simulator_rest_url: The REST base URL (order book snapshots) of a
+            started simulator; ``config`` takes it as ``rest_url=...``, as it
+            takes the public one by default.
     """
 
     name: str
@@ -66,6 +72,16 @@ class ExchangeEntry:
     compliance: "Optional[ComplianceProfile]" = None
     demo_streams: Sequence[str] = ()
     typed: bool = False
+    book_symbols: Sequence[str] = ()
+    simulator_rest_url: Callable[[Any], str] = lambda simulator: str(simulator.rest_url)
+
+    @property
+    def has_books(self) -> bool:
+        """True when the client keeps order books (``subscribe_books``, ``book``).
+
+        Its config then takes the snapshots' REST base URL as ``rest_url=...``.
+        """
+        return callable(getattr(self.client, "subscribe_books", None))
 
 
 class RegistryError(LookupError):

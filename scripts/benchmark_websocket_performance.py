@@ -4,7 +4,8 @@ Usage: python scripts/benchmark_websocket_performance.py --out DIR [--quick]
 
 Runs every measurement of ``bench/suite.py`` (per-message cost per exchange,
 stream type and route; throughput; tick-to-handler latency; reconnection;
-subscription acknowledgment; 20 to 1000 connections in one process), writes
+subscription acknowledgment; 20 to 1000 connections in one process; order
+books over loopback and in process), writes
 DIR/report.md and DIR/*.png, and prints the report. Progress goes to stderr.
 A full run takes a few minutes; ``--quick`` is a smoke run of under a minute.
 """

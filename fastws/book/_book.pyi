@@ -5,6 +5,10 @@ _Buffer = Union[bytes, bytearray, memoryview]
 _Text = Union[str, bytes]
 
 MAX_SCALE: int
+SEQ_OLD: int
+SEQ_APPLIED: int
+SEQ_AHEAD: int
+SEQ_CROSSED: int
 
 def parse_decimal(value: _Text, scale: int) -> int:
     """The fixed-point integer of a decimal string at ``scale`` decimals (exact)."""
@@ -80,6 +84,8 @@ class JsonBookReader:
         """Parse a diff and stage its levels; returns ``(first_id, last_id, event_time)``."""
     def apply_diff(self, book: OrderBook, data: _Buffer) -> tuple[int, int, int]:
         """Parse and apply a diff; returns ``(first_id, last_id, event_time)``."""
+    def apply_sequenced(self, book: OrderBook, data: _Buffer, step: int = 1) -> int:
+        """Apply a diff only if it continues the book: ``SEQ_APPLIED``, ``SEQ_CROSSED``, ``SEQ_OLD`` or ``SEQ_AHEAD``."""
     def apply_snapshot(self, book: OrderBook, data: _Buffer) -> int:
         """Replace the book with a snapshot; returns its update id."""
 

@@ -811,8 +811,13 @@ cdef class OrderBook:
 
     def is_crossed(self) -> bool:
         """True when both sides have levels and the best bid >= the best ask."""
-        return (self._bids.n > 0 and self._asks.n > 0
-                and self._bids.lv[self._bids.n - 1].key >= -self._asks.lv[self._asks.n - 1].key)
+        return book_crossed(self)
+
+
+cdef inline bint book_crossed(OrderBook book) noexcept:
+    """True when both sides have levels and the best bid >= the best ask (the top slots are live)."""
+    return (book._bids.n > 0 and book._asks.n > 0
+            and book._bids.lv[book._bids.n - 1].key >= -book._asks.lv[book._asks.n - 1].key)
 
 
 include "_json.pxi"

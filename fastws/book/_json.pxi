@@ -288,6 +288,14 @@ cdef int _get_bytes(object data, Py_buffer* view, Bytes* out) except -1:
     return 0
 
 
+# What apply_sequenced did with a diff (SEQ_* below for Python).
+cdef enum:
+    _SEQ_OLD = 0
+    _SEQ_APPLIED = 1
+    _SEQ_AHEAD = 2
+    _SEQ_CROSSED = 3
+
+
 cdef class JsonBookReader:
     """Reads depth levels and ids from raw JSON bytes into an ``OrderBook``.
 
@@ -436,6 +444,46 @@ cdef class JsonBookReader:
         book.exchange_time = ids.event_time
         return (ids.first_id, ids.last_id, ids.event_time)
 
+    def apply_sequenced(self, OrderBook book, data: bytes | bytearray | memoryview, int64_t step=1) -> int:
+        """Parse a diff and apply it only if it continues the book: a sync's in-order case in one call.
+
+        The sync's per-message path: no tuple, no Python integer, one call
+        (``stage_diff`` + the id checks + ``commit_staged`` + ``is_crossed``).
+
+        Args:
+            step: A diff continues the book when its first id is the book's id + ``step``.
+
+        Returns:
+            ``SEQ_APPLIED``: applied (the book's id and exchange time are the
+            diff's); ``SEQ_CROSSED``: applied, and the book is now crossed;
+            ``SEQ_OLD``: wholly at or before the book's id, dropped;
+            ``SEQ_AHEAD``: its first id is past the book's id + ``step`` (a gap,
+            or a replacement connection ahead): not applied (``stage_diff``
+            reads its ids).
+
+        Raises:
+            ValueError: Malformed JSON or a level that does not parse; the book is
+                then invalid and its levels unchanged.
+        """
+        cdef DiffIds ids
+        cdef Py_buffer view
+        cdef Bytes b
+        _get_bytes(data, &view, &b)
+        try:
+            self.read_diff(book, b.p, b.n, &ids)
+        finally:
+            if b.held:
+                PyBuffer_Release(&view)
+        if ids.last_id <= book.update_id:
+            book.stage_clear()
+            return _SEQ_OLD
+        if ids.first_id != book.update_id + step:
+            book.stage_clear()
+            return _SEQ_AHEAD
+        book.commit_diff(ids.last_id)
+        book.exchange_time = ids.event_time
+        return _SEQ_CROSSED if book_crossed(book) else _SEQ_APPLIED
+
     def apply_snapshot(self, OrderBook book, data: bytes | bytearray | memoryview) -> int:
         """Replace ``book`` with the snapshot (REST depth or partial depth); valid after.
 
@@ -457,6 +505,16 @@ cdef class JsonBookReader:
                 PyBuffer_Release(&view)
         book.commit_snapshot(update_id)
         return update_id
+
+
+SEQ_OLD = _SEQ_OLD
+"""``apply_sequenced``: the diff is wholly at or before the book's id (dropped)."""
+SEQ_APPLIED = _SEQ_APPLIED
+"""``apply_sequenced``: the diff continued the book and was applied."""
+SEQ_AHEAD = _SEQ_AHEAD
+"""``apply_sequenced``: the diff does not continue the book (not applied)."""
+SEQ_CROSSED = _SEQ_CROSSED
+"""``apply_sequenced``: the diff was applied and the book is now crossed."""
 
 
 cdef JsonBookReader _DEFAULT_READER = JsonBookReader()

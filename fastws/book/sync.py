@@ -12,8 +12,9 @@
    and is fetched again. A snapshot ahead of every buffered diff is kept and
    the book waits for the stream to reach it (at most ``catch_up_timeout``
    seconds, then it fetches again).
-3. Live: each diff is staged, checked (``SequenceRules.continues`` the book's
-   id; an old or duplicate one is dropped) and committed in one step, then
+3. Live: each diff is parsed, checked (``SequenceRules.continues`` the book's
+   id; an old or duplicate one is dropped), applied and checked for a crossed
+   book in one compiled call (``JsonBookReader.apply_sequenced``), then
    ``on_update(book)`` is called.
 
 A gap, a level that does not parse, a crossed book after an update, a lost
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 from fastws.backoff import ReconnectPolicy
-from fastws.book._book import JsonBookReader, OrderBook
+from fastws.book._book import SEQ_APPLIED, SEQ_CROSSED, SEQ_OLD, JsonBookReader, OrderBook
 from fastws.book.rest import BannedError
 from fastws.errors import ExchangeAPIError, InvalidMessageError, MessageHandlerError, SequenceGapError
 
@@ -125,6 +126,7 @@ class BookSync:
         self.stopped: Optional[ExchangeAPIError] = None
         self.last_reason = "not synced yet"
         self._step = rules.step
+        self._apply_sequenced = reader.apply_sequenced
         self._fetch = fetch
         self._on_update = on_update
         self._on_error = on_error
@@ -209,28 +211,31 @@ class BookSync:
                     del self._buffer[0]
                 self._buffer.append(bytes(data))
             return book
+        # Parse, check the ids (SequenceRules.continues), apply and check for a
+        # crossed book in one compiled call: the per-message path.
         try:
-            first, last, event_time = self.reader.stage_diff(book, data)
+            status = self._apply_sequenced(book, data, self._step)
         except ValueError as exc:
             self._bad_level(exc, data)
             return book
-        book_id = book.update_id
-        if last <= book_id:
-            book.discard_staged()           # old or a duplicate
-        elif first == book_id + self._step:  # SequenceRules.continues, inlined (per message)
-            book.commit_staged(last, event_time)
-            if book.is_crossed():
-                self._crossed()
+        if status == SEQ_APPLIED or status == SEQ_OLD:     # SEQ_OLD: old or a duplicate, dropped
+            if self._ahead:
+                self._drain_ahead()
+        elif status == SEQ_CROSSED:
+            self._crossed()
         else:
-            book.discard_staged()
-            if self._expect_reorder is not None and len(self._ahead) < self.max_ahead and self._expect_reorder():
-                self._ahead.append(bytes(data))     # a replacement connection ahead of the old one
-            else:
-                self._gap(book_id, first, last, data)
-            return book
-        if self._ahead and self._live:
-            self._drain_ahead()
+            self._not_continuing(data)
         return book
+
+    def _not_continuing(self, data: Any) -> None:
+        """A diff past the book's id + step: set aside during a make-before-break, else a gap."""
+        if self._expect_reorder is not None and len(self._ahead) < self.max_ahead and self._expect_reorder():
+            self._ahead.append(bytes(data))     # a replacement connection ahead of the old one
+            return
+        book = self.book
+        first, last, _ = self.reader.stage_diff(book, data)     # parsed once already: it parses
+        book.discard_staged()
+        self._gap(book.update_id, first, last, data)
 
     def _drain_ahead(self) -> None:
         """Apply the diffs set aside during a make-before-break that now continue the book."""

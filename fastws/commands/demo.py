@@ -8,17 +8,21 @@ import math
 import sys
 import time
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Optional
 
 import uvloop
 
+from fastws.book import OrderBook
 from fastws.commands import CommandError
 from fastws.commands.adapters import make_client
-from fastws.commands.liveview import LiveView, format_number
+from fastws.commands.liveview import LiveView, book_lines, format_number
 from fastws.errors import ExchangeAPIError
 from fastws.registry import ExchangeEntry, RegistryError, load_exchanges
 
-__all__ = ["register", "run_demo"]
+__all__ = ["BOOK_RESYNC_GRACE", "register", "run_demo"]
+
+BOOK_RESYNC_GRACE = 10.0
+"""Seconds the demo waits after its duration for books still resyncing."""
 
 
 def demo_exchanges() -> list[ExchangeEntry]:
@@ -31,13 +35,60 @@ def demo_exchanges() -> list[ExchangeEntry]:
 
 
 class _Feed:
-    """One exchange of the demo: its simulator, streams and client."""
+    """One exchange of the demo: its simulator, streams, client and order books.
 
-    def __init__(self, name: str, sim: Any, streams: list[str]) -> None:
+    Attributes:
+        book_symbols: Symbols whose books the client keeps (empty: the
+            exchange has no books, or no demo symbols for them).
+        books: The client's ``OrderBook`` per symbol, once subscribed.
+        updates: Applied updates per symbol (the book handler counts them).
+        invalidations: Times each book was reported invalid (a drop, a gap).
+        events: Lines for the live view: a book became invalid, a book resynced.
+    """
+
+    def __init__(self, name: str, sim: Any, streams: list[str], book_symbols: list[str]) -> None:
         self.name = name
         self.sim = sim
         self.streams = streams
+        self.book_symbols = book_symbols
         self.ws: Any = None
+        self.books: dict[str, OrderBook] = {}
+        self.updates: dict[str, int] = dict.fromkeys(book_symbols, 0)
+        self.invalidations: dict[str, int] = dict.fromkeys(book_symbols, 0)
+        self.events: list[str] = []
+        self._rates: dict[str, tuple[float, int]] = {}
+        self._invalid_since: dict[str, float] = {}
+
+    def on_book(self, book: OrderBook) -> None:
+        """The demo's book strategy: count what the client applied; note when a book goes and comes back."""
+        symbol = book.symbol
+        if book.valid:
+            self.updates[symbol] = self.updates.get(symbol, 0) + 1
+            since = self._invalid_since.pop(symbol, None)
+            if since is not None:
+                self.events.append(f"  -> {self.name} {symbol} book synced again from a new snapshot, "
+                                   f"{(time.monotonic() - since) * 1000:.0f} ms after it became invalid")
+        elif symbol not in self._invalid_since:
+            self.invalidations[symbol] = self.invalidations.get(symbol, 0) + 1
+            self._invalid_since[symbol] = time.monotonic()
+            if self.updates.get(symbol):
+                self.events.append(f"  -> {self.name} {symbol} book invalid (updates lost): resyncing")
+
+    def book_view(self, health: dict[str, Any]) -> list[str]:
+        """The live view's lines of this exchange's books (a status line each)."""
+        lines = []
+        now = time.monotonic()
+        for symbol, book in self.books.items():
+            count = self.updates.get(symbol, 0)
+            last = self._rates.get(symbol)
+            self._rates[symbol] = (now, count)
+            rate = (count - last[1]) / (now - last[0]) if last is not None and now > last[0] else None
+            lines.append(book_lines(self.name, book, health.get("books", {}).get(symbol), 0, rate)[0])
+        return lines
+
+    def books_valid(self) -> bool:
+        """True when every book of this exchange is valid."""
+        return all(book.valid for book in self.books.values())
 
 
 def _on_message(message: Any) -> None:
@@ -48,9 +99,12 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
     """Stream every registered exchange that has demo streams from its simulator.
 
     Shows a live view (per stream: messages/s, event latency p50/p99, the
-    core's p99, state, reconnections, sequence gaps), refreshed in place on
-    a terminal; halfway through, every simulator drops its connections so
-    the recovery shows; ends with a summary per exchange.
+    core's p99, state, reconnections, sequence gaps; per order book of an
+    exchange that keeps them: valid or not, update id and rate, resyncs,
+    best bid and ask, spread), refreshed in place on a terminal; halfway
+    through, every simulator drops its connections so the recovery shows
+    (the books become invalid and resync from a new snapshot); ends with a
+    summary per exchange.
 
     Args:
         duration: Seconds to run.
@@ -69,16 +123,23 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
         for entry in entries:
             assert entry.simulator is not None
             sim = await stack.enter_async_context(entry.simulator(rate=rate))
-            feed = _Feed(entry.name, sim, list(entry.demo_streams))
+            symbols = list(entry.book_symbols) if entry.has_books else []
+            feed = _Feed(entry.name, sim, list(entry.demo_streams), symbols)
+            # An exchange with books takes its simulator's REST snapshots.
+            books_config: dict[str, Any] = {"rest_url": entry.simulator_rest_url(sim)} if symbols else {}
             feed.ws = make_client(entry.name, entry.simulator_url(sim), _on_message, errors.append,
-                                  stale_timeout=5.0, reconnect_delay=0.1)
+                                  stale_timeout=5.0, reconnect_delay=0.1, **books_config)
             feeds.append(feed)
         for feed in feeds:
             await stack.enter_async_context(feed.ws)
         await asyncio.gather(*(feed.ws.subscribe(feed.streams) for feed in feeds))
+        for feed in feeds:
+            if feed.book_symbols:
+                feed.books = await feed.ws.subscribe_books(feed.book_symbols, feed.on_book)
         print(f"fastws demo: {rate:.0f} market steps/s for {duration:.0f} s, no network", file=out)
         for feed in feeds:
-            print(f"  {feed.name:<8} simulator at {feed.sim.url}: {', '.join(feed.streams)}", file=out)
+            books = f"; order books of {', '.join(feed.book_symbols)}" if feed.book_symbols else ""
+            print(f"  {feed.name:<8} simulator at {feed.sim.url}: {', '.join(feed.streams)}{books}", file=out)
         view = LiveView(out)
         start = time.monotonic()
         ticks = max(1, math.ceil(duration))
@@ -91,13 +152,42 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
                 view.event(f"  -> injecting a server-side drop on {every} (close 1001)")
                 for feed in feeds:
                     feed.sim.drop(1001)
-                note = "after the drop: watch state and reconnections"
-            healths = {feed.name: await feed.ws.health_check() for feed in feeds}
-            view.refresh(time.monotonic() - start, healths, note)
+                note = "after the drop: watch state, reconnections and the books resyncing"
+            await _refresh(view, feeds, start, note)
+        await _await_books(view, feeds, start)
         final: dict[str, dict[str, Any]] = {feed.name: await feed.ws.health_check() for feed in feeds}
-    for name, health in final.items():
-        _print_summary(name, health, out)
+    for feed in feeds:
+        _print_summary(feed.name, final[feed.name], out)
+        _print_books(feed, final[feed.name], out)
     return final
+
+
+async def _refresh(view: LiveView, feeds: list[_Feed], start: float, note: Optional[str]) -> None:
+    """One refresh of the live view: every stream's row, then every book's line."""
+    for feed in feeds:
+        events, feed.events = feed.events, []
+        for event in events:
+            view.event(event)
+    healths = {feed.name: await feed.ws.health_check() for feed in feeds}
+    below = [line for feed in feeds for line in feed.book_view(healths[feed.name])]
+    view.refresh(time.monotonic() - start, healths, note, below)
+
+
+async def _await_books(view: LiveView, feeds: list[_Feed], start: float) -> None:
+    """Books still resyncing when the time is up get ``BOOK_RESYNC_GRACE`` seconds more, shown."""
+    deadline = time.monotonic() + BOOK_RESYNC_GRACE
+    while not all(feed.books_valid() for feed in feeds) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        await _refresh(view, feeds, start, "time is up: waiting for the books to resync")
+
+
+def _print_books(feed: _Feed, health: dict[str, Any], out: Any) -> None:
+    """The books' lines of an exchange's summary, from its final ``health_check()`` (taken before the stop)."""
+    for symbol, state in health.get("books", {}).items():
+        print(f"  book {symbol:<13}: {'valid' if state['valid'] else 'INVALID'}, {feed.updates.get(symbol, 0)} "
+              f"updates applied, invalidated {feed.invalidations.get(symbol, 0)}x, resyncs {state['resyncs']}, "
+              f"invalid {state['seconds_invalid']:.2f} s in all, snapshots {state['snapshots']}, "
+              f"update {state['last_update_id']}, levels {state['bid_levels']}/{state['ask_levels']}", file=out)
 
 
 def _print_summary(name: str, health: dict[str, Any], out: Any) -> None:
@@ -133,7 +223,9 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; 0 when every exchange delivered messages."""
+    """Run the demo; 0 when every exchange delivered messages and every book ended valid."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
     healths = uvloop.run(run_demo(args.duration, args.rate))
-    return 0 if all(h["metrics"]["messages_delivered"] > 0 for h in healths.values()) else 1
+    delivered = all(h["metrics"]["messages_delivered"] > 0 for h in healths.values())
+    books_valid = all(book["valid"] for h in healths.values() for book in h.get("books", {}).values())
+    return 0 if delivered and books_valid else 1

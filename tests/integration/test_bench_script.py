@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "benchmark_websocket_performance.py"
 TIMEOUT = 180
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PLOTS = ("latency.png", "throughput.png", "per_message.png", "memory.png")
+PLOTS = ("latency.png", "throughput.png", "per_message.png", "memory.png", "books.png")
 SECTIONS = (
     "## Targets of the interface standard",
     "## Targets of issue 6 (fastws)",
@@ -26,6 +26,7 @@ SECTIONS = (
     "## Reconnection",
     "## Subscription acknowledgment",
     "## Scale: concurrent connections in one process",
+    "## Order books",
     "## Plots",
 )
 STANDARD_TARGETS = (
@@ -38,6 +39,12 @@ ISSUE_TARGETS = (
     ">= 4x faster than websockets (dict route, mix)", "reconnection median <= 5 ms",
     "<= 150 KB RSS per idle connection",
 )
+BOOK_TARGETS = (
+    ">= 4x faster than picows + msgspec + order-book", ">= 2x faster than picows + msgspec dicts",
+    ">= 10x faster than websockets + json + dict book", "<= 60 ns per level, in process",
+)
+BOOK_PEERS = ("fastws book", "picows + msgspec + order-book", "picows + msgspec dicts",
+              "websockets + json + dict book")
 PEERS = ("fastws typed", "fastws dict", "raw msgspec", "raw json", "websockets json", "aiohttp json")
 NUMBER = r"[0-9][0-9.,e+]*"
 
@@ -69,7 +76,7 @@ def test_report_has_every_section_and_is_printed(script_run: tuple[Path, subproc
     assert "[bench] scale" in result.stderr            # progress on stderr
 
 
-@pytest.mark.parametrize("name", STANDARD_TARGETS + ISSUE_TARGETS)
+@pytest.mark.parametrize("name", STANDARD_TARGETS + ISSUE_TARGETS + BOOK_TARGETS)
 def test_every_target_row_has_a_measured_value_limit_margin_and_result(
         script_run: tuple[Path, subprocess.CompletedProcess[str]], name: str) -> None:
     report = (script_run[0] / "report.md").read_text()
@@ -93,6 +100,10 @@ def test_tables_put_fastws_beside_its_peers(script_run: tuple[Path, subprocess.C
     assert "reference us" in _section(report, "## Per-message cost: MEXC protobuf pushes, in-process")
     scale = _section(report, "## Scale: concurrent connections in one process")
     assert "| fastws | 20 |" in scale and "| fastws | 50 |" in scale
+    books = _section(report, "## Order books")
+    for peer in BOOK_PEERS:
+        assert re.search(rf"\| {re.escape(peer)} \| {NUMBER} \| {NUMBER}x \| {NUMBER} \| {NUMBER}x \|", books), peer
+    assert "| msgspec + Decimal dict |" in books
 
 
 def test_plots_are_png_files(script_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:

@@ -1,4 +1,4 @@
-"""The README's main job: ``python -m fastws demo`` on the embedded Binance and MEXC simulators."""
+"""The README's main job: ``python -m fastws demo`` on the embedded Binance and MEXC simulators (streams and books)."""
 import subprocess
 import sys
 from typing import Any
@@ -20,6 +20,24 @@ def test_demo_streams_both_exchanges_recovers_and_exits_by_itself() -> None:
         assert "gap                :" in summary and "peer closed (1001)" in summary
         assert stream in summary.split("per stream")[1]
         assert "errors             : 0" in summary
+    _check_books(out)
+
+
+def _check_books(out: str) -> None:
+    """Every exchange the demo keeps books of: shown valid, invalid at the drop, synced again, valid at the end."""
+    header = [line for line in out.splitlines() if "; order books of " in line]
+    with_books = {line.split()[0]: line.split("; order books of ")[1].split(", ") for line in header}
+    assert "binance" in with_books
+    for exchange, symbols in with_books.items():
+        summary = out.split(f"summary: {exchange}")[1].split("summary:")[0]
+        for symbol in symbols:
+            assert f"{exchange} {symbol}: valid, update " in out, (exchange, symbol)
+            assert f"-> {exchange} {symbol} book invalid (updates lost): resyncing" in out
+            assert f"-> {exchange} {symbol} book synced again from a new snapshot" in out
+            line = summary.split(f"book {symbol}")[1].splitlines()[0]
+            assert line.split(":", 1)[1].startswith(" valid, "), line
+            assert int(line.split(" updates applied")[0].split()[-1]) > 100, line
+            assert "invalidated 1x, resyncs 1," in line and int(line.split("snapshots ")[1].split(",")[0]) >= 2, line
 
 
 async def _fastws(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
