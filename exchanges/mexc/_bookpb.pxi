@@ -292,17 +292,24 @@ cdef class MexcBookReader(JsonBookReader):
         """
         cdef DiffIds ids
         cdef Py_buffer view
-        cdef bint limit = False
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
-            self.read_push(book, <const uint8_t*>view.buf, view.len, &ids, &limit)
+            self.read_diff(book, <const unsigned char*>view.buf, view.len, &ids)
         finally:
             PyBuffer_Release(&view)
+        return (ids.first_id, ids.last_id, ids.event_time)
+
+    cdef int read_diff(self, OrderBook book, const unsigned char* data, Py_ssize_t size,
+                       DiffIds* ids) except -1:
+        """Stage an aggregated depth push: what the base class's ``apply_sequenced`` (the
+        sync's in-order path) and ``stage_diff`` read a diff with."""
+        cdef bint limit = False
+        self.read_push(book, <const uint8_t*>data, size, ids, &limit)
         if limit:
             book.stage_clear()
             book.valid = False
             _bad("a limit depth push on a diff stream")
-        return (ids.first_id, ids.last_id, ids.event_time)
+        return 0
 
     def apply_limit(self, OrderBook book, data: bytes | bytearray | memoryview) -> int:
         """Replace ``book`` with a limit depth push (a full top N); valid after.
