@@ -94,6 +94,9 @@ cdef class FrameHandler(WSListener):
         Handover _handover
         bint _shadow
         readonly uint64_t overlap_dropped
+        # feed(): per-stream digest rings of the copies a bus's second
+        # publisher sends (created on the first keyed message).
+        Handover _feed_dedup
 
         # --- backlog and resumption (backlog.pxi): order kept while an
         # async parser or handler is suspended.

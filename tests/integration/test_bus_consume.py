@@ -1,0 +1,330 @@
+"""The bus's consuming side against real nats-server processes and real Binance frames.
+
+Frames come from the Binance simulator (recorded through a direct client's
+frame tap, tests/bus_publisher.py) and are published in the bus's format; the
+consumer is the same ``BinanceWebSocket`` with ``use_bus``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import time
+from typing import Any, AsyncIterator, Optional
+
+import pytest
+
+from exchanges.binance import BinanceWebSocket, binance_config
+from exchanges.binance.simulator import BinanceSimulator
+from fastws import ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError
+from fastws.bus.source import BusSource, parse_since
+from fastws.bus.subjects import HEADER_MSG_ID, HEADER_OPCODE, message_id, stream_subject
+from fastws.errors import InvalidMessageError
+from fastws.testing.nats import NatsCluster, NatsServer
+from tests.bus_publisher import EXCHANGE, Frame, Publisher, Recorder, headers_of, record, until
+from tests.conftest import other_tasks
+
+pytestmark = pytest.mark.asyncio
+
+DEPTH = "btcusdt@depth@100ms"
+STREAMS = [DEPTH, "btcusdt@trade", "ethusdt@depth@100ms"]
+
+
+class Consumer:
+    """A bus consumer: the Binance adapter with ``use_bus``, and what its handlers got."""
+
+    def __init__(self, servers: Any, typed: bool = False, rest_url: Optional[str] = None, **bus: Any) -> None:
+        self.outputs: list[Any] = []
+        self.errors: list[ExchangeAPIError] = []
+        self.states: list[ConnectionState] = []
+        options: dict[str, Any] = {"reconnect_delay": 0.1, "max_reconnect_delay": 0.5, "timeout": 3.0,
+                                   "max_reconnect_attempts": 100}
+        if rest_url is not None:
+            options["rest_url"] = rest_url
+        # The exchange URL is never dialled: the bus replaces the WebSocket.
+        config = binance_config("wss://stream.binance.com:9443", **options)
+        self.client = BinanceWebSocket(ExchangeName(EXCHANGE), config, self._on_message, self.errors.append,
+                                       typed=typed)
+        self.client.add_state_listener(lambda old, new, reason: self.states.append(new))
+        self.source: BusSource = self.client.use_bus(servers, **bus)
+
+    def _on_message(self, *args: Any) -> None:
+        self.outputs.append(args)
+
+    async def start(self, streams: list[str]) -> None:
+        await self.client.start(timeout=10)
+        await self.client.subscribe(streams)
+
+
+@contextlib.asynccontextmanager
+async def consuming(servers: Any, streams: list[str], **options: Any) -> AsyncIterator[Consumer]:
+    """A started consumer, stopped after the block, which must leave no task behind."""
+    before = other_tasks()
+    consumer = Consumer(servers, **options)
+    try:
+        await consumer.start(streams)
+        yield consumer
+    finally:
+        await consumer.client.stop()
+    await asyncio.sleep(0.05)
+    assert other_tasks() - before == set(), "stop() left tasks behind"
+    assert consumer.client.state is ConnectionState.CLOSED
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[BinanceSimulator]:
+    async with BinanceSimulator(rate=0, ping_interval=0) as sim:
+        yield sim
+
+
+def per_stream(outputs: list[Any]) -> dict[str, list[Any]]:
+    """Handler outputs grouped by stream, in order: the bus keeps each stream's order, not the
+    interleaving of streams (their subjects may come from different collectors)."""
+    grouped: dict[str, list[Any]] = {}
+    for args in outputs:
+        stream = args[0] if len(args) == 2 else args[0]["stream"]
+        grouped.setdefault(stream, []).append(args)
+    return grouped
+
+
+def sequence_ids(outputs: list[Any], stream: str = DEPTH) -> list[tuple[int, int]]:
+    """(U, u) of every dict-mode depth update of ``stream`` the handler got."""
+    return [(m["data"]["U"], m["data"]["u"]) for (m,) in outputs if m.get("stream") == stream]
+
+
+@pytest.mark.parametrize("typed", [False, True], ids=["dict", "typed"])
+async def test_the_consumer_hands_over_what_a_direct_client_does(nats_server: NatsServer,
+                                                                  simulator: BinanceSimulator, typed: bool) -> None:
+    recorded = await record(simulator, STREAMS, 40, typed=typed)
+    assert len(recorded.frames) >= 80 and recorded.outputs
+    async with consuming(nats_server.url, STREAMS, typed=typed) as consumer:
+        publisher = await Publisher.connect(nats_server.url)
+        try:
+            await publisher.publish_all(recorded.frames)
+            await until(lambda: len(consumer.outputs) >= len(recorded.outputs), what="every frame consumed")
+            await asyncio.sleep(0.05)
+        finally:
+            await publisher.close()
+        assert per_stream(consumer.outputs) == per_stream(recorded.outputs)
+        assert not consumer.errors
+        health = await consumer.client.health_check()
+        assert health["state"] == "connected"
+        assert health["streams"][DEPTH]["messages"] == sum(1 for f in recorded.frames if f.stream == DEPTH)
+        assert health["sequence_gaps"] == []
+
+
+async def test_two_replicas_deliver_each_frame_once_in_order_and_one_may_stop(
+        nats_server: NatsServer, simulator: BinanceSimulator) -> None:
+    recorded = await record(simulator, STREAMS, 60)
+    frames = recorded.frames
+    async with consuming(nats_server.url, STREAMS) as consumer:
+        a = await Publisher.connect(nats_server.url)
+        b = await Publisher.connect(nats_server.url)
+        try:
+            # Replica A runs ahead of B by a few frames, then stops two thirds of the way.
+            stop_a = 2 * len(frames) // 3
+            for i, frame in enumerate(frames):
+                if i < stop_a:
+                    await a.publish(frame)
+                if i >= 3:
+                    await b.publish(frames[i - 3])
+                if i == stop_a:
+                    await a.nc.flush()
+                    await a.close()
+            for frame in frames[-3:]:
+                await b.publish(frame)
+            await b.nc.flush()
+            await until(lambda: len(consumer.outputs) >= len(recorded.outputs), what="every frame consumed")
+            await asyncio.sleep(0.1)
+        finally:
+            if not a.nc.is_closed:
+                await a.close()
+            await b.close()
+        assert per_stream(consumer.outputs) == per_stream(recorded.outputs)   # each frame once, in order
+        assert consumer.client.metrics["overlap_dropped"] == stop_a
+        ids = sequence_ids(consumer.outputs)
+        assert all(later[0] == earlier[1] + 1 for earlier, later in zip(ids, ids[1:]))
+        assert not consumer.errors
+
+
+async def test_frames_missing_from_every_replica_are_a_sequence_gap(nats_server: NatsServer,
+                                                                     simulator: BinanceSimulator) -> None:
+    recorded = await record(simulator, [DEPTH], 30)
+    lost = recorded.frames[10:13]
+    async with consuming(nats_server.url, [DEPTH]) as consumer:
+        publisher = await Publisher.connect(nats_server.url)
+        try:
+            await publisher.publish_all([f for f in recorded.frames if f not in lost])
+            await until(lambda: len(consumer.outputs) == len(recorded.frames) - 3, what="the frames published")
+        finally:
+            await publisher.close()
+        gaps = [e for e in consumer.errors if isinstance(e, SequenceGapError)]
+        assert len(gaps) == 1 and len(consumer.errors) == 1
+        health = await consumer.client.health_check()
+        first_lost = msgspec_json(lost[0].payload)["data"]["U"]
+        last_lost = msgspec_json(lost[-1].payload)["data"]["u"]
+        [gap] = health["sequence_gaps"]
+        assert gap["stream"] == DEPTH and gap["expected"] == first_lost and gap["received"] == last_lost + 1
+        assert gap["missing"] == last_lost - first_lost + 1
+
+
+def msgspec_json(payload: bytes) -> Any:
+    import msgspec
+    return msgspec.json.decode(payload)
+
+
+async def test_malformed_messages_are_counted_and_reported_and_the_feed_goes_on(
+        nats_server: NatsServer, simulator: BinanceSimulator) -> None:
+    recorded = await record(simulator, [DEPTH], 6)
+    good = recorded.frames
+    async with consuming(nats_server.url, [DEPTH]) as consumer:
+        publisher = await Publisher.connect(nats_server.url)
+        try:
+            bad_id = dict(headers_of(good[1]))
+            bad_id[HEADER_MSG_ID] = message_id(EXCHANGE, "ethusdt@trade", 1)
+            bad_opcode = dict(headers_of(good[2]))
+            bad_opcode[HEADER_OPCODE] = "9"
+            not_a_frame = Frame(DEPTH, b'{"stream":"btcusdt@depth@100ms","data":{"e":', 1, 0)
+            await publisher.publish(good[0])
+            await publisher.publish(good[1], headers={})                 # no headers at all
+            await publisher.publish(good[1], headers=bad_id)             # an id of another stream
+            await publisher.publish(good[2], headers=bad_opcode)         # not text nor binary
+            await publisher.publish(not_a_frame)                         # headers right, not a frame
+            for frame in good[1:]:
+                await publisher.publish(frame)
+            await publisher.nc.flush()
+            await until(lambda: len(consumer.outputs) == len(good), what="the good frames")
+            await until(lambda: len(consumer.errors) == 4, what="four errors")
+        finally:
+            await publisher.close()
+        assert consumer.outputs == recorded.outputs
+        assert all(isinstance(e, InvalidMessageError) for e in consumer.errors)
+        assert consumer.source.malformed == 3
+        assert consumer.client.metrics["parse_errors"] == 1
+        texts = " ".join(e.message for e in consumer.errors)
+        assert "no headers" in texts and "Fastws-Opcode" in texts and "not a message id of" in texts
+
+
+@pytest.mark.parametrize("start", ["sequence", "time"])
+async def test_jetstream_replay_from_a_sequence_or_a_time_then_live_without_a_seam(
+        nats_server: NatsServer, simulator: BinanceSimulator, start: str) -> None:
+    recorded = await record(simulator, [DEPTH], 60)
+    frames = recorded.frames
+    publisher = await Publisher.connect(nats_server.url)
+    try:
+        await publisher.add_stream()
+        await publisher.publish_all(frames[:20])
+        await asyncio.sleep(0.3)
+        since = datetime.datetime.now(datetime.timezone.utc)
+        await asyncio.sleep(0.3)
+        await publisher.publish_all(frames[20:40])
+        # Stream sequences start at 1: from 21 on is frames[20:].
+        where: dict[str, Any] = {"start_sequence": 21} if start == "sequence" else {"since": since}
+        async with consuming(nats_server.url, [DEPTH], **where) as consumer:
+            await until(lambda: len(consumer.outputs) == 20, what="the catch-up")
+            await publisher.publish_all(frames[40:])        # live from here on
+            await until(lambda: len(consumer.outputs) == 40, what="the live frames")
+            await asyncio.sleep(0.1)
+            assert consumer.outputs == recorded.outputs[20:]
+            assert consumer.source.positions[DEPTH] == 61
+            assert not consumer.errors
+    finally:
+        await publisher.close()
+
+
+async def test_nats_gone_for_10_s_the_consumer_reconnects_by_itself_and_reports_the_gap(
+        tmp_path: Any, simulator: BinanceSimulator) -> None:
+    recorded = await record(simulator, [DEPTH], 20)
+    frames = recorded.frames
+    server = NatsServer(tmp_path / "nats").start()
+    try:
+        async with consuming(server.url, [DEPTH]) as consumer:
+            publisher = await Publisher.connect(server.url)
+            await publisher.publish_all(frames[:10])
+            await until(lambda: len(consumer.outputs) == 10, what="the first frames")
+            server.stop()
+            await until(lambda: consumer.client.state is ConnectionState.RECONNECTING, what="RECONNECTING")
+            await asyncio.sleep(10.0)
+            assert consumer.client.state is not ConnectionState.FAILED
+            server.start()
+            await until(lambda: consumer.client.state is ConnectionState.CONNECTED, timeout=15.0,
+                        what="reconnected")
+            await until(lambda: publisher.nc.is_connected, what="publisher reconnected")
+            await asyncio.sleep(0.2)      # the subscriptions are made once CONNECTED: let them be
+            await publisher.publish_all(frames[10:])
+            await until(lambda: len(consumer.outputs) == 20, what="frames after the outage")
+            await publisher.close()
+            assert consumer.outputs == recorded.outputs
+            [gap] = consumer.client.gaps
+            assert gap.end is not None and gap.duration is not None and gap.duration >= 10.0
+            assert "NATS connection" in gap.reason
+            assert ConnectionState.RECONNECTING in consumer.states
+    finally:
+        server.stop()
+
+
+async def test_a_killed_cluster_node_loses_nothing_with_jetstream(tmp_path: Any,
+                                                                  simulator: BinanceSimulator) -> None:
+    recorded = await record(simulator, [DEPTH], 80)
+    frames = recorded.frames
+    with NatsCluster.started(tmp_path) as cluster:
+        publisher = await Publisher.connect(cluster.urls)
+        try:
+            await publisher.add_stream(replicas=3)
+            async with consuming(cluster.urls, [DEPTH], jetstream=True) as consumer:
+                link = consumer.client._ws
+                await publisher.publish_all(frames[:30])
+                await until(lambda: len(consumer.outputs) == 30, what="frames before the kill")
+                killed = next(i for i, node in enumerate(cluster.nodes) if node.url == link.server)
+                cluster.kill(killed)
+                await until(lambda: consumer.client._ws is not link and consumer.client.is_connected,
+                            timeout=20.0, what="the consumer on another node")
+                for frame in frames[30:]:
+                    await _publish_retrying(publisher, frame)
+                await until(lambda: len(consumer.outputs) == len(frames), timeout=20.0, what="every frame")
+                await asyncio.sleep(0.2)
+                assert consumer.outputs == recorded.outputs
+                ids = sequence_ids(consumer.outputs)
+                assert all(later[0] == earlier[1] + 1 for earlier, later in zip(ids, ids[1:]))
+                # The outage is reported (as one gap, or more while the new leader was elected).
+                gaps = consumer.client.gaps
+                assert gaps and all(gap.end is not None for gap in gaps)
+                assert "NATS connection to " + cluster.nodes[killed].url + " lost" == gaps[0].reason
+        finally:
+            await publisher.close()
+
+
+async def _publish_retrying(publisher: Publisher, frame: Frame) -> None:
+    """A JetStream publish (acked), retried while the cluster elects a new leader."""
+    js = publisher.nc.jetstream()
+    for _ in range(100):
+        try:
+            await js.publish(stream_subject(EXCHANGE, frame.stream), frame.payload, headers=headers_of(frame),
+                             timeout=1.0)
+            return
+        except Exception:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the cluster did not take a publish")
+
+
+async def test_a_consumer_that_cannot_reach_nats_keeps_trying_and_stop_leaves_nothing(tmp_path: Any) -> None:
+    before = other_tasks()
+    server = NatsServer(tmp_path / "nats")     # not started: its port refuses
+    consumer = Consumer(server.url)
+    task = asyncio.get_running_loop().create_task(consumer.client.start())
+    await until(lambda: any("NATS" in e.message for e in consumer.errors), what="a reported failed attempt")
+    assert consumer.client.state in (ConnectionState.CONNECTING, ConnectionState.RECONNECTING)
+    await consumer.client.stop()
+    with contextlib.suppress(Exception):
+        await task
+    await asyncio.sleep(0.05)
+    assert other_tasks() - before == set()
+
+
+async def test_parse_since_takes_iso_times_and_durations_ago() -> None:
+    assert parse_since("2026-11-30T05:00:00Z") == datetime.datetime(2026, 11, 30, 5, tzinfo=datetime.timezone.utc)
+    assert parse_since("2026-11-30T05:00:00") == datetime.datetime(2026, 11, 30, 5, tzinfo=datetime.timezone.utc)
+    assert parse_since("90s", now=1000.0).timestamp() == 910.0
+    assert parse_since("2h", now=10000.0).timestamp() == 2800.0
+    with pytest.raises(ValueError, match="not a time"):
+        parse_since("yesterday")
