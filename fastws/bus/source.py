@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import importlib.util
 import re
 import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
@@ -112,6 +113,8 @@ class BusSource:
     positions: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if importlib.util.find_spec("nats") is None:
+            raise ImportError("the NATS bus needs nats-py: pip install 'fastws[nats]'")
         if not self.servers:
             raise ValueError("use_bus: give at least one NATS server URL")
         if self.since is not None and self.start_sequence is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import time
+import io
+import json
+import sys
 from typing import Any, AsyncIterator, Optional
 
 import pytest
@@ -22,7 +24,7 @@ from fastws.bus.subjects import HEADER_MSG_ID, HEADER_OPCODE, message_id, stream
 from fastws.errors import InvalidMessageError
 from fastws.testing.nats import NatsCluster, NatsServer
 from tests.bus_publisher import EXCHANGE, Frame, Publisher, Recorder, headers_of, record, until
-from tests.conftest import other_tasks
+from tests.conftest import other_tasks, run_fastws
 
 pytestmark = pytest.mark.asyncio
 
@@ -328,3 +330,58 @@ async def test_parse_since_takes_iso_times_and_durations_ago() -> None:
     assert parse_since("2h", now=10000.0).timestamp() == 2800.0
     with pytest.raises(ValueError, match="not a time"):
         parse_since("yesterday")
+
+
+@pytest.mark.parametrize("mode", [["--json"], ["--typed"]], ids=["json", "typed"])
+async def test_stream_from_the_bus_prints_what_stream_from_the_exchange_prints(
+        nats_server: NatsServer, simulator: BinanceSimulator, mode: list[str]) -> None:
+    from fastws.commands.stream import run_stream
+
+    steps = 25
+    relay = Recorder(simulator.url)
+    relay.relay = await Publisher.connect(nats_server.url)
+    await relay.relay.add_stream()
+    direct_out = io.StringIO()
+    try:
+        await relay.start([DEPTH])
+        direct = asyncio.get_running_loop().create_task(run_stream(
+            EXCHANGE, [DEPTH], url=simulator.url, as_json="--json" in mode, typed="--typed" in mode,
+            max_messages=steps, out=direct_out, err=io.StringIO()))
+        await until(lambda: sum(len(c.subscriptions) for c in simulator.connections) == 2, what="both subscribed")
+        for _ in range(steps):
+            simulator.step(1)
+            await asyncio.sleep(0.002)
+        assert await asyncio.wait_for(direct, 10) == steps
+    finally:
+        await relay.stop()
+        await relay.relay.close()
+    assert len(relay.frames) == steps
+    status, out, err = await run_fastws("stream", EXCHANGE, DEPTH, "--from-bus", nats_server.url, "--since", "1h",
+                                        "--max-messages", str(steps), *mode)
+    assert status == 0, err
+    assert out == direct_out.getvalue()
+    assert len(out.splitlines()) == steps
+    if "--json" in mode:
+        assert [json.loads(line)["stream"] for line in out.splitlines()] == [DEPTH] * steps
+    assert f"{EXCHANGE} {nats_server.url}: {DEPTH}" in err
+
+
+async def test_since_needs_from_bus_and_a_time() -> None:
+    status, _, err = await run_fastws("stream", EXCHANGE, DEPTH, "--since", "5m")
+    assert status == 2 and "--from-bus" in err
+    status, _, err = await run_fastws("stream", EXCHANGE, DEPTH, "--from-bus", "nats://127.0.0.1:1", "--since", "soon")
+    assert status == 2 and "not a time" in err
+
+
+async def test_fastws_imports_and_refuses_the_bus_clearly_without_nats_py() -> None:
+    code = ("import sys; sys.modules['nats'] = None\n"
+            "import fastws, fastws.bus.source\n"
+            "from exchanges.binance import BinanceWebSocket, binance_config\n"
+            "client = BinanceWebSocket('binance', binance_config(), print)\n"
+            "try:\n    client.use_bus('nats://127.0.0.1:4222')\n"
+            "except ImportError as exc:\n    print(exc)\n")
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert "pip install 'fastws[nats]'" in out.decode()
