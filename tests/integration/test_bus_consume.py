@@ -385,3 +385,65 @@ async def test_fastws_imports_and_refuses_the_bus_clearly_without_nats_py() -> N
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()
     assert "pip install 'fastws[nats]'" in out.decode()
+
+
+async def test_order_books_sync_over_the_bus_as_over_the_exchange(nats_server: NatsServer,
+                                                                   simulator: BinanceSimulator) -> None:
+    from tests.integration.test_binance_book import agrees, stepping
+
+    relay = Recorder(simulator.url)
+    relay.relay = await Publisher.connect(nats_server.url)
+    updates: list[int] = []
+    try:
+        await relay.start([DEPTH])          # a collector of btcusdt@depth@100ms, publishing live
+        async with consuming(nats_server.url, [], rest_url=simulator.rest_url) as consumer, \
+                stepping(simulator) as stepper:
+            books = await consumer.client.subscribe_books(["BTCUSDT"], lambda book: updates.append(book.update_id))
+            for _ in range(3):
+                await asyncio.sleep(0.1)
+                await agrees(simulator, stepper, consumer.client, ["BTCUSDT"])
+            assert books["BTCUSDT"].valid and len(updates) > 10
+            health = await consumer.client.health_check()
+            assert health["books"]["BTCUSDT"]["resyncs"] == 0
+            assert not consumer.errors
+    finally:
+        await relay.stop()
+        await relay.relay.close()
+
+
+async def test_a_killed_cluster_node_is_a_reported_gap_with_core_delivery(tmp_path: Any,
+                                                                         simulator: BinanceSimulator) -> None:
+    recorded = await record(simulator, [DEPTH], 300)
+    frames = recorded.frames
+    with NatsCluster.started(tmp_path) as cluster:
+        async with consuming(cluster.urls, [DEPTH]) as consumer:
+            link = consumer.client._ws
+            killed = next(i for i, node in enumerate(cluster.nodes) if node.url == link.server)
+            publisher = await Publisher.connect(cluster.nodes[(killed + 1) % 3].url)
+            try:
+                # Publishing goes on at a steady pace while the consumer moves to another node.
+                for i, frame in enumerate(frames):
+                    if i == 50:
+                        # Killed, and a burst published before the consumer can even see it: lost.
+                        cluster.kill(killed)
+                    await publisher.publish(frame)
+                    if not 50 <= i < 80:
+                        await publisher.nc.flush()
+                        await asyncio.sleep(0.003)
+                assert consumer.client._ws is not link and consumer.client.is_connected
+                last = msgspec_json(frames[-1].payload)["data"]["u"]
+                await until(lambda: sequence_ids(consumer.outputs)[-1][1] == last, what="the last frame")
+            finally:
+                await publisher.close()
+            ids = sequence_ids(consumer.outputs)
+            assert len(set(ids)) == len(ids) and len(ids) < len(frames)      # some lost, none repeated
+            print(f"core delivery, node killed: {len(frames) - len(ids)} of {len(frames)} frames lost, "
+                  f"in {len(consumer.client.sequence_gaps)} reported sequence gap(s)")
+            # Every update lost is inside a reported sequence gap, and the outage is a reported gap.
+            reported = [e for e in consumer.errors if isinstance(e, SequenceGapError)]
+            gaps = (await consumer.client.health_check())["sequence_gaps"]
+            assert len(reported) == len(gaps) >= 1
+            for earlier, later in zip(ids, ids[1:]):
+                if later[0] != earlier[1] + 1:
+                    assert any(g["expected"] == earlier[1] + 1 and g["received"] == later[0] for g in gaps)
+            assert consumer.client.gaps and consumer.client.gaps[0].reason.startswith("NATS connection to")
