@@ -45,6 +45,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
+from fastws.bus.consumer_nats import NatsReader, fast_reader_supports
 from fastws.bus.subjects import DEFAULT_PREFIX, HEADER_MSG_ID, HEADER_OPCODE, stream_subject, stream_token
 from fastws.errors import ConnectionFailedError, InvalidMessageError
 from fastws.types import SubscriptionAction
@@ -152,12 +153,14 @@ def _end_jetstream_tasks(subscription: Any) -> None:
 class _Stream:
     """One subscribed stream on a link: its subscription and the message id prefix it expects."""
 
-    __slots__ = ("name", "subject", "id_prefix", "subscription")
+    __slots__ = ("name", "subject", "id_prefix", "id_prefix_bytes", "subscription")
 
     def __init__(self, exchange: str, name: str, prefix: str) -> None:
         self.name = name
         self.subject = stream_subject(exchange, name, prefix)
         self.id_prefix = f"{exchange}.{stream_token(name)}."
+        self.id_prefix_bytes = self.id_prefix.encode()
+        # A nats-py subscription, or the fast reader's subscription id.
         self.subscription: Any = None
 
 
@@ -181,6 +184,9 @@ class BusLink:
         """Why the link ended (None while it is up)."""
         self._exchange = str(client.exchange)
         self._nc: Any = None
+        # Live core delivery from plain nats:// servers reads through NatsReader.
+        self._reader: Optional[NatsReader] = None
+        self._by_sid: dict[int, _Stream] = {}
         self._server = source.url
         self._js: Any = None
         self._streams: dict[str, _Stream] = {}
@@ -197,11 +203,19 @@ class BusLink:
         Raises:
             ConnectionFailedError: no server of ``source`` accepted the connection.
         """
-        import nats   # the optional extra: only a bus consumer needs it
-
         core = client._build_core()
         link = cls(client, source, core)
         try:
+            if not source.jetstream and all(fast_reader_supports(url) for url in source.servers):
+                link._reader = await NatsReader.connect(
+                    source.servers, link._on_reader_message, link._on_reader_lost,
+                    timeout=client.config.timeout, name=f"fastws-{link._exchange}-consumer",
+                    ping_interval=client.config.ping_interval)
+                link._server = link._reader.url
+                core.on_ws_connected(None)
+                return link
+            import nats   # the optional extra: only a bus consumer needs it
+
             link._nc = await nats.connect(
                 # Each server tried twice, then the attempt fails (the supervisor retries).
                 servers=source.servers, allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.05,
@@ -246,9 +260,17 @@ class BusLink:
                     stream = self._streams.pop(name, None)
                     if stream is not None:
                         del self._by_subject[stream.subject]
-                        await stream.subscription.unsubscribe()
+                        if self._reader is not None:
+                            del self._by_sid[stream.subscription]
+                            self._reader.unsubscribe(stream.subscription)
+                        else:
+                            await stream.subscription.unsubscribe()
             # The server has seen every SUB/UNSUB once it answers the flush's ping.
-            await self._nc.flush(timeout=max(1, int(self.client.config.subscription_timeout)))
+            timeout = self.client.config.subscription_timeout
+            if self._reader is not None:
+                await asyncio.wait_for(self._reader.flush(), timeout)
+            else:
+                await self._nc.flush(timeout=max(1, int(timeout)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -262,7 +284,10 @@ class BusLink:
 
     async def _subscribe(self, name: str) -> None:
         stream = _Stream(self._exchange, name, self.source.prefix)
-        if self._js is None:
+        if self._reader is not None:
+            stream.subscription = self._reader.subscribe(stream.subject)
+            self._by_sid[stream.subscription] = stream
+        elif self._js is None:
             stream.subscription = await self._nc.subscribe(
                 stream.subject, cb=self._on_message, pending_msgs_limit=_PENDING_MESSAGES,
                 pending_bytes_limit=_PENDING_BYTES)
@@ -290,22 +315,37 @@ class BusLink:
                                         pending_msgs_limit=_PENDING_MESSAGES, pending_bytes_limit=_PENDING_BYTES)
 
     # ----------------------------------------------------------- messages
+    def _on_reader_message(self, sid: int, opcode: int, msg_id: bytes, payload: bytes, subject: bytes) -> None:
+        """A message read by the fast reader (core delivery)."""
+        stream = self._by_sid.get(sid)
+        if stream is not None:     # else: in flight when its stream was unsubscribed
+            self._deliver(stream, opcode, msg_id, stream.id_prefix_bytes, payload)
+
     async def _on_message(self, msg: Any) -> None:
-        """A core NATS message: check it is a frame of a subscribed stream, then feed the core."""
+        """A message through nats-py: check it is a frame of a subscribed stream, then feed the core."""
         stream = self._by_subject.get(msg.subject)
+        if stream is None:
+            self._malformed(msg.subject, msg.data, "not a subscribed stream's subject")
+            return
         headers = msg.headers
-        if stream is None or headers is None:
-            self._malformed(msg, "not a subscribed stream's subject" if stream is None else "no headers")
+        if headers is None:
+            self._deliver(stream, -1, "", stream.id_prefix, msg.data)
             return
-        opcode = _OPCODES.get(headers.get(HEADER_OPCODE, ""))
-        msg_id = headers.get(HEADER_MSG_ID)
-        if opcode is None:
-            self._malformed(msg, f"{HEADER_OPCODE} is {headers.get(HEADER_OPCODE)!r}, not 1 or 2")
-            return
-        if msg_id is None or len(msg_id) != len(stream.id_prefix) + 16 or not msg_id.startswith(stream.id_prefix):
-            self._malformed(msg, f"{HEADER_MSG_ID} {msg_id!r} is not a message id of {stream.name!r}")
-            return
-        self.core.feed(msg.data, opcode, stream.name if self._dedup else None)
+        self._deliver(stream, _OPCODES.get(headers.get(HEADER_OPCODE, ""), 0), headers.get(HEADER_MSG_ID, ""),
+                      stream.id_prefix, msg.data)
+
+    def _deliver(self, stream: _Stream, opcode: int, msg_id: Union[str, bytes], id_prefix: Union[str, bytes],
+                 payload: bytes) -> None:
+        """Feed the core a message whose headers are right; count and report any other."""
+        if opcode != 1 and opcode != 2:
+            self._malformed(stream.subject, payload, "no headers" if opcode < 0 else
+                            f"{HEADER_OPCODE} missing or not 1 or 2")
+        elif len(msg_id) != len(id_prefix) + 16 or not msg_id.startswith(id_prefix):  # type: ignore[arg-type]
+            shown = msg_id.decode(errors="replace") if isinstance(msg_id, bytes) else msg_id
+            self._malformed(stream.subject, payload, f"{HEADER_MSG_ID} {shown!r} is not a message id of "
+                                                     f"{stream.name!r}")
+        else:
+            self.core.feed(payload, opcode, stream.name if self._dedup else None)
 
     async def _on_jetstream_message(self, msg: Any) -> None:
         """A JetStream message: as a core one, and its stream sequence is where a new link resumes."""
@@ -315,11 +355,11 @@ class BusLink:
             # The reply subject carries the stream sequence (both of its layouts).
             self.source.positions[stream.name] = int(_ack_tokens(msg.reply)[5]) + 1
 
-    def _malformed(self, msg: Any, why: str) -> None:
+    def _malformed(self, subject: Union[str, bytes], payload: bytes, why: str) -> None:
         self.source.malformed += 1
+        shown = subject.decode(errors="replace") if isinstance(subject, bytes) else subject
         self.client._on_core_error("bus", InvalidMessageError(
-            f"{self._exchange}: bus message on {msg.subject!r} refused: {why}", bytes(msg.data[:_PREVIEW])),
-            None)
+            f"{self._exchange}: bus message on {shown!r} refused: {why}", bytes(payload[:_PREVIEW])), None)
 
     # ------------------------------------------------------ NATS callbacks
     async def _on_nats_error(self, exc: Exception) -> None:
@@ -338,8 +378,15 @@ class BusLink:
             self.lost_reason = f"NATS connection to {self.server} lost"
 
     async def _on_nats_closed(self) -> None:
+        self._ended(f"NATS connection to {self.server} closed")
+
+    def _on_reader_lost(self, reason: str) -> None:
+        self._ended(reason)
+
+    def _ended(self, reason: str) -> None:
+        """The connection is gone (lost, or closed by us): the link ends, once."""
         if self.lost_reason is None:
-            self.lost_reason = f"NATS connection to {self.server} closed"
+            self.lost_reason = reason
         for stream in self._streams.values():
             _end_jetstream_tasks(stream.subscription)
         if not self._closed.done():
@@ -350,7 +397,11 @@ class BusLink:
     @property
     def is_disconnected(self) -> bool:
         """True once the NATS connection is closed or closing."""
-        return self._closed.done() or self._closing is not None or self._nc is None or self._nc.is_closed
+        if self._closed.done() or self._closing is not None:
+            return True
+        if self._reader is not None:
+            return self._reader.is_closed
+        return self._nc is None or self._nc.is_closed
 
     def send_close(self, code: Union[int, Any], reason: bytes = b"") -> None:
         """Say why the client closes the link (a NATS connection has no close frame)."""
@@ -365,11 +416,13 @@ class BusLink:
 
     async def _close(self) -> None:
         try:
-            if self._nc is not None and not self._nc.is_closed:
+            if self._reader is not None:
+                self._reader.close()
+            elif self._nc is not None and not self._nc.is_closed:
                 await self._nc.close()
         finally:
             # closed_cb ran inside close(); if it did not, the link ends here.
-            await self._on_nats_closed()
+            self._ended(f"NATS connection to {self.server} closed")
 
     async def wait_disconnected(self) -> None:
         """Wait until the NATS connection is closed."""
