@@ -29,6 +29,8 @@ from collections import deque
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
+from fastws.bus.consumer_read import HmsgLoop
+
 __all__ = ["NatsProtocolError", "NatsReader", "fast_reader_supports"]
 
 # on_message(sid, opcode (0: none or not a digit, -1: no headers), message id or b"", payload, subject)
@@ -81,6 +83,8 @@ class NatsReader(asyncio.Protocol):
         self._outstanding_pings = 0
         # on_lost is for a connection that was made: a failed handshake raises instead.
         self._established = False
+        # The compiled loop (fastws.bus.consumer_read), once the owner installs it.
+        self._compiled: Optional[HmsgLoop] = None
         self.url = ""
 
     # ----------------------------------------------------------- connecting
@@ -123,6 +127,10 @@ class NatsReader(asyncio.Protocol):
         await self.flush()
 
     # ------------------------------------------------------------- commands
+    def use_compiled(self, loop: HmsgLoop) -> None:
+        """Read messages with the compiled loop from now on (it feeds the core itself)."""
+        self._compiled = loop
+
     def subscribe(self, subject: str) -> int:
         """``SUB`` ``subject``; returns its subscription id (confirmed by the next ``flush``)."""
         self._next_sid += 1
@@ -199,6 +207,19 @@ class NatsReader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self._buffer + data if self._buffer else data
+        if self._compiled is not None:
+            try:
+                pos = self._compiled.read(buf)
+            except (NatsProtocolError, ValueError) as exc:
+                self._buffer = b""
+                self._lose(f"NATS protocol error from {self.url}: {exc}")
+                return
+            self._buffer = buf[pos:] if pos < len(buf) else b""
+            return
+        self._read(buf)
+
+    def _read(self, buf: bytes) -> None:
+        """The readable twin of the compiled loop: every complete operation of ``buf``."""
         pos = 0
         size = len(buf)
         find = buf.find
@@ -245,6 +266,10 @@ class NatsReader(asyncio.Protocol):
             self._lose(f"NATS protocol error from {self.url}: {exc}")
             return
         self._buffer = buf[pos:] if pos < size else b""
+
+    def on_control(self, line: bytes) -> None:
+        """A control line (``PING``, ``PONG``, ``INFO``, ``-ERR``, ``+OK``), without its CRLF."""
+        self._control(line)
 
     def _control(self, line: bytes) -> None:
         if line == b"PING":

@@ -46,6 +46,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from fastws.bus.consumer_nats import NatsReader, fast_reader_supports
+from fastws.bus.consumer_read import HmsgLoop, Subscription
 from fastws.bus.subjects import DEFAULT_PREFIX, HEADER_MSG_ID, HEADER_OPCODE, stream_subject, stream_token
 from fastws.errors import ConnectionFailedError, InvalidMessageError
 from fastws.types import SubscriptionAction
@@ -187,6 +188,8 @@ class BusLink:
         # Live core delivery from plain nats:// servers reads through NatsReader.
         self._reader: Optional[NatsReader] = None
         self._by_sid: dict[int, _Stream] = {}
+        # The same, as the compiled loop reads them.
+        self._subscriptions: dict[int, Subscription] = {}
         self._server = source.url
         self._js: Any = None
         self._streams: dict[str, _Stream] = {}
@@ -212,6 +215,8 @@ class BusLink:
                     timeout=client.config.timeout, name=f"fastws-{link._exchange}-consumer",
                     ping_interval=client.config.ping_interval)
                 link._server = link._reader.url
+                link._reader.use_compiled(HmsgLoop(link._subscriptions, core.feed, link._on_refused,
+                                                   link._reader.on_control, source.deduplicate))
                 core.on_ws_connected(None)
                 return link
             import nats   # the optional extra: only a bus consumer needs it
@@ -262,6 +267,7 @@ class BusLink:
                         del self._by_subject[stream.subject]
                         if self._reader is not None:
                             del self._by_sid[stream.subscription]
+                            del self._subscriptions[stream.subscription]
                             self._reader.unsubscribe(stream.subscription)
                         else:
                             await stream.subscription.unsubscribe()
@@ -287,6 +293,7 @@ class BusLink:
         if self._reader is not None:
             stream.subscription = self._reader.subscribe(stream.subject)
             self._by_sid[stream.subscription] = stream
+            self._subscriptions[stream.subscription] = Subscription(name, stream.id_prefix_bytes)
         elif self._js is None:
             stream.subscription = await self._nc.subscribe(
                 stream.subject, cb=self._on_message, pending_msgs_limit=_PENDING_MESSAGES,
@@ -315,6 +322,12 @@ class BusLink:
                                         pending_msgs_limit=_PENDING_MESSAGES, pending_bytes_limit=_PENDING_BYTES)
 
     # ----------------------------------------------------------- messages
+    def _on_refused(self, subscription: Subscription, opcode: int, msg_id: bytes, payload: bytes) -> None:
+        """A message the compiled loop did not feed: reported as ``_deliver`` reports it."""
+        stream = self._streams.get(subscription.key)
+        if stream is not None:
+            self._deliver(stream, opcode, msg_id, stream.id_prefix_bytes, payload)
+
     def _on_reader_message(self, sid: int, opcode: int, msg_id: bytes, payload: bytes, subject: bytes) -> None:
         """A message read by the fast reader (core delivery)."""
         stream = self._by_sid.get(sid)

@@ -1,6 +1,10 @@
 """The bus consumer's NATS reader, fed protocol bytes (fastws.bus.consumer_nats)."""
 from __future__ import annotations
 
+from typing import Any
+
+
+import pytest
 
 from fastws.bus.consumer_nats import NatsReader, fast_reader_supports
 
@@ -88,3 +92,44 @@ def test_a_lost_connection_is_reported_and_a_closed_one_is_not() -> None:
 def test_only_plain_nats_urls_take_the_fast_reader() -> None:
     assert fast_reader_supports("nats://127.0.0.1:4222") and fast_reader_supports("127.0.0.1:4222")
     assert not fast_reader_supports("tls://host:4222") and not fast_reader_supports("nats://u:p@host:4222")
+
+
+def test_the_compiled_loop_feeds_what_the_twin_reads_and_refers_the_rest() -> None:
+    from fastws.bus.consumer_read import HmsgLoop, Subscription
+
+    prefix = b"binance.btcusdt%40depth."
+    subs = {sid: Subscription(f"s{sid}", prefix) for sid in (1, 2, 3, 7)}
+    for size in range(1, 60):
+        fed: list[tuple[bytes, int, Any]] = []
+        refused: list[tuple[Any, int, bytes, bytes]] = []
+        controls: list[bytes] = []
+        nats, wire = reader()
+        nats.use_compiled(HmsgLoop(subs, lambda *args: fed.append(args) or True,
+                                   lambda sub, *rest: refused.append((sub.key, *rest)),
+                                   lambda line: (controls.append(line), nats.on_control(line))))
+        for at in range(0, len(WIRE), size):
+            nats.data_received(WIRE[at:at + size])
+        # What the twin hands over (EXPECTED), split into fed and refused as the link's checks do.
+        assert fed == [(FRAME, 1, "s1"), (b"\x00\r\n\x01", 2, "s1")], size
+        assert refused == [("s7", -1, b"", b"abc"), ("s2", -1, b"", b"{}"), ("s3", 0, b"x", b"{}"),
+                           ("s3", 0, ID, b"{}")], size
+        assert controls == [b"INFO {}", b"+OK", b"PING", b"PONG"] and wire.written == [b"PONG\r\n"]
+        assert nats._buffer == b"" and wire.lost == []
+    # A stream no longer subscribed: its messages in flight are dropped; a message id of another stream is refused.
+    fed, refused = [], []
+    loop = HmsgLoop({1: Subscription("s1", b"binance.ethusdt%40trade.")}, lambda *a: fed.append(a),
+                    lambda sub, *rest: refused.append(rest), lambda line: None)
+    data = hmsg(STREAM, 9, GOOD, FRAME) + hmsg(STREAM, 1, GOOD, FRAME)
+    assert loop.read(data) == len(data)
+    assert fed == [] and refused == [(1, ID, FRAME)]
+
+
+def test_the_compiled_loop_refuses_what_is_not_the_protocol() -> None:
+    from fastws.bus.consumer_read import HmsgLoop
+
+    loop = HmsgLoop({}, print, print, lambda line: None)
+    for bad in (b"HMSG md.x 1 notanumber 5\r\n", b"HMSG md.x 1 9 5\r\n", b"MSG md.x\r\n", b"PING\n",
+                b"HMSG a b c d e f g\r\n"):
+        with pytest.raises(ValueError):
+            loop.read(bad)
+    assert loop.read(b"HMSG md.x 1 12 20\r\nNATS/1.0") == 0       # incomplete: waits for more
