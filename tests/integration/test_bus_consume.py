@@ -19,7 +19,7 @@ import pytest
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.binance.simulator import BinanceSimulator
 from fastws import ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError
-from fastws.bus.source import BusSource, parse_since
+from fastws.bus.source import PURE_PYTHON_VARIABLE, BusSource, parse_since
 from fastws.bus.subjects import HEADER_MSG_ID, HEADER_OPCODE, message_id, stream_subject
 from fastws.errors import InvalidMessageError
 from fastws.testing.nats import NatsCluster, NatsServer
@@ -94,12 +94,22 @@ def sequence_ids(outputs: list[Any], stream: str = DEPTH) -> list[tuple[int, int
     return [(m["data"]["U"], m["data"]["u"]) for (m,) in outputs if m.get("stream") == stream]
 
 
+@pytest.fixture(params=["compiled", "python"])
+def read_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Live delivery through the compiled loop, and through its Python twin."""
+    if request.param == "python":
+        monkeypatch.setenv(PURE_PYTHON_VARIABLE, "1")
+    return str(request.param)
+
+
 @pytest.mark.parametrize("typed", [False, True], ids=["dict", "typed"])
 async def test_the_consumer_hands_over_what_a_direct_client_does(nats_server: NatsServer,
-                                                                  simulator: BinanceSimulator, typed: bool) -> None:
+                                                                  simulator: BinanceSimulator, typed: bool,
+                                                                  read_loop: str) -> None:
     recorded = await record(simulator, STREAMS, 40, typed=typed)
     assert len(recorded.frames) >= 80 and recorded.outputs
     async with consuming(nats_server.url, STREAMS, typed=typed) as consumer:
+        assert (consumer.client._ws._reader._compiled is None) == (read_loop == "python")
         publisher = await Publisher.connect(nats_server.url)
         try:
             await publisher.publish_all(recorded.frames)
@@ -176,7 +186,7 @@ def msgspec_json(payload: bytes) -> Any:
 
 
 async def test_malformed_messages_are_counted_and_reported_and_the_feed_goes_on(
-        nats_server: NatsServer, simulator: BinanceSimulator) -> None:
+        nats_server: NatsServer, simulator: BinanceSimulator, read_loop: str) -> None:
     recorded = await record(simulator, [DEPTH], 6)
     good = recorded.frames
     async with consuming(nats_server.url, [DEPTH]) as consumer:
