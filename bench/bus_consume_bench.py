@@ -7,14 +7,14 @@ Two measurements, each in one run with rounds interleaved, medians reported:
    (a) from a WebSocket server in another process (``bench/server.py``'s
    ``BLAST``: all frames in one write), and (b) from NATS, the same frames
    published by a publisher process in the bus's format (core delivery,
-   de-duplication on). The consumer's process does nothing else.
+   de-duplication on, and off). The consumer's process does nothing else.
 2. **Latency**: a feed server (its own process) broadcasts the same depth frame
    to every connection at a steady rate; in the consumer's process, client A
    is connected to it directly, B reads the bus with core delivery, C through
    JetStream. A relay process (the test-side publisher, tests/bus_publisher.py's
    format: a direct client whose frame tap publishes each frame as it arrives,
    standing in for ``fastws collect``, which is not on main yet) publishes
-   to NATS. For each frame: (B's handler time - A's) and (C's - A's), the
+   to NATS, one HPUB written from the client's frame tap. For each frame: (B's handler time - A's) and (C's - A's), the
    overhead of feed server -> relay -> NATS -> consumer over the direct path,
    both stamped by one clock. p50 and p99 per round.
 
@@ -46,7 +46,7 @@ from fastws.bus.subjects import stream_subject  # noqa: E402
 from fastws.testing.feed import FeedServer, SubscribeControl, depth_message  # noqa: E402
 from fastws.testing.nats import NatsServer  # noqa: E402
 from fastws.types import ExchangeName  # noqa: E402
-from tests.bus_publisher import Frame, Publisher, Recorder, headers_of  # noqa: E402
+from tests.bus_publisher import Frame, Publisher, headers_of, stream_of  # noqa: E402
 
 STREAM = "btcusdt@depth"
 HERE = Path(__file__).resolve()
@@ -103,18 +103,62 @@ async def broadcast_role(rate: float) -> None:
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
+class HpubWriter(asyncio.Protocol):
+    """The relay's publishing connection: each frame one ``HPUB`` written at once, in the tap.
+
+    nats-py's ``publish`` is a coroutine (a Task per frame from a tap) whose bytes a
+    flusher task writes later: two turns of the relay's loop per frame that a
+    collector publishing from the frame core does not pay. This writes the frame
+    as the bus's format says, synchronously.
+    """
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        for line in data.split(b"\r\n"):
+            if line == b"PING":
+                self.transport.write(b"PONG\r\n")
+            elif line == b"PONG" and not self.ready.done():
+                self.ready.set_result(None)
+            elif line.startswith(b"INFO ") and self.transport is not None:
+                self.transport.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
+                                     b'"protocol":1}\r\nPING\r\n')
+
+    def publish(self, frame: Frame) -> None:
+        headers = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers_of(frame).items()) \
+            + b"\r\n"
+        subject = stream_subject("binance", frame.stream).encode()
+        self.transport.write(b"HPUB %s %d %d\r\n%s%s\r\n" % (subject, len(headers), len(headers) + len(frame.payload),
+                                                                headers, frame.payload))
+
+
 async def relay_role(nats_url: str, ws_url: str) -> None:
     """A direct client of the feed server publishing every data frame to the bus as it arrives."""
-    publisher = await Publisher.connect(nats_url)
-    await publisher.add_stream(duplicate_window=2.0)
-    relay = Recorder(ws_url.rsplit("/stream", 1)[0])
-    relay.relay = publisher
-    await relay.start([STREAM])
+    setup = await Publisher.connect(nats_url)
+    await setup.add_stream(duplicate_window=2.0)
+    await setup.close()
+    host, port = nats_url.rsplit("/", 1)[1].split(":")
+    writer = HpubWriter()
+    await asyncio.get_running_loop().create_connection(lambda: writer, host, int(port))
+    await writer.ready
+
+    def tap(payload: bytes, recv_ns: int, opcode: int) -> None:
+        stream = stream_of(payload)
+        if stream is not None:
+            writer.publish(Frame(stream, payload, opcode, recv_ns))
+
+    relay = BinanceWebSocket(ExchangeName("binance"), binance_config(ws_url.rsplit("/stream", 1)[0]),
+                             lambda message: None)
+    relay.set_frame_tap(tap)
+    await relay.start(timeout=10)
+    await relay.subscribe([STREAM])
     print("ready", flush=True)
-    while True:
-        await asyncio.sleep(1.0)
-        relay.frames.clear()
-        relay._relayed = [task for task in relay._relayed if not task.done()]
+    await asyncio.Event().wait()
 
 
 # -------------------------------------------------------------------- helpers
@@ -169,22 +213,24 @@ async def cost(nats_url: str, messages: int, rounds: int) -> dict[str, list[floa
     server, port = spawn("--role", "server")
     publisher, _ = spawn("--role", "publisher", "--nats", nats_url)
     control = await nats.connect(nats_url)
-    results: dict[str, list[float]] = {"websocket": [], "bus": []}
+    results: dict[str, list[float]] = {"websocket": [], "bus": [], "bus-nodedup": []}
     try:
         ws_url = f"ws://127.0.0.1:{port}"
         for round_ in range(rounds):
-            for source in ("websocket", "bus"):
+            for source in results:
                 counter = Counter()
-                ws = client(ws_url, counter, bus=nats_url if source == "bus" else None)
+                on_bus = source != "websocket"
+                options = {"deduplicate": False} if source == "bus-nodedup" else {}
+                ws = client(ws_url, counter, bus=nats_url if on_bus else None, **options)
                 await ws.start(timeout=10)
                 await ws.subscribe([STREAM])
                 await asyncio.sleep(0.2)       # the subscribe's own first message arrives
                 first = 1 + round_ * messages
-                if source == "bus":
+                if on_bus:
                     await control.request(GO + ".prepare", f"{messages} {first}".encode(), timeout=60)
                 counter.expect(messages)
                 cpu, wall = time.process_time(), time.perf_counter()
-                if source == "bus":
+                if on_bus:
                     await control.publish(GO, f"{messages} {first}".encode())
                     await control.flush()
                 else:
@@ -193,7 +239,7 @@ async def cost(nats_url: str, messages: int, rounds: int) -> dict[str, list[floa
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 await ws.stop()
                 results[source].append(cpu / messages * 1e9)
-                print(f"  round {round_ + 1} {source:9s} {cpu / messages * 1e9:8.0f} ns CPU/message "
+                print(f"  round {round_ + 1} {source:11s} {cpu / messages * 1e9:8.0f} ns CPU/message "
                       f"({messages / wall:,.0f} msg/s)", flush=True)
     finally:
         await control.close()
@@ -248,7 +294,9 @@ async def main(args: argparse.Namespace) -> None:
         lat = await latency(server.url, args.rate, args.seconds, args.rounds)
     ws, bus = statistics.median(costs["websocket"]), statistics.median(costs["bus"])
     print("\n| consumer CPU per message (median) | ns | ratio |\n| --- | --- | --- |")
+    nodedup = statistics.median(costs["bus-nodedup"])
     print(f"| from a WebSocket | {ws:,.0f} | 1.00 |\n| from the bus (core NATS) | {bus:,.0f} | {bus / ws:.2f} |")
+    print(f"| from the bus, de-duplication off | {nodedup:,.0f} | {nodedup / ws:.2f} |")
     print("\n| bus overhead over the direct connection | p50 us (median) | p99 us (median) |\n| --- | --- | --- |")
     for name in ("core", "jetstream"):
         print(f"| {name} delivery | {statistics.median(p for p, _ in lat[name]):,.0f} | "
