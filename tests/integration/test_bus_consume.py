@@ -460,3 +460,28 @@ async def test_a_killed_cluster_node_is_a_reported_gap_with_core_delivery(tmp_pa
                 if later[0] != earlier[1] + 1:
                     assert any(g["expected"] == earlier[1] + 1 and g["received"] == later[0] for g in gaps)
             assert consumer.client.gaps and consumer.client.gaps[0].reason.startswith("NATS connection to")
+
+
+async def test_an_unsubscribed_stream_is_no_longer_delivered_and_can_come_back(
+        nats_server: NatsServer, simulator: BinanceSimulator) -> None:
+    recorded = await record(simulator, [DEPTH, "btcusdt@trade"], 30)
+    depth = [f for f in recorded.frames if f.stream == DEPTH]
+    trades = [f for f in recorded.frames if f.stream != DEPTH]
+    assert len(depth) >= 30 and len(trades) >= 3
+    async with consuming(nats_server.url, [DEPTH, "btcusdt@trade"]) as consumer:
+        publisher = await Publisher.connect(nats_server.url)
+        try:
+            await publisher.publish_all(depth[:10] + trades[:1])
+            await until(lambda: len(consumer.outputs) == 11, what="both streams")
+            await consumer.client.unsubscribe(DEPTH)
+            assert consumer.client.subscriptions == ["btcusdt@trade"]
+            await publisher.publish_all(depth[10:20] + trades[1:2])
+            await until(lambda: len(consumer.outputs) == 12, what="the trade")
+            await asyncio.sleep(0.1)
+            assert [args[0]["stream"] for args in consumer.outputs[10:]] == ["btcusdt@trade"] * 2
+            await consumer.client.subscribe(DEPTH)       # starts afresh: no gap against the old ids
+            await publisher.publish_all(depth[20:])
+            await until(lambda: len(consumer.outputs) == 12 + len(depth) - 20, what="depth again")
+            assert not consumer.errors and consumer.client.sequence_gaps == []
+        finally:
+            await publisher.close()
