@@ -11,10 +11,10 @@ Two measurements, each in one run with rounds interleaved, medians reported:
 2. **Latency**: a feed server (its own process) broadcasts the same depth frame
    to every connection at a steady rate; in the consumer's process, client A
    is connected to it directly, B reads the bus with core delivery, C through
-   JetStream. A relay process (the test-side publisher, tests/bus_publisher.py's
-   format: a direct client whose frame tap publishes each frame as it arrives,
-   standing in for ``fastws collect``, which is not on main yet) publishes
-   to NATS, one HPUB written from the client's frame tap. For each frame: (B's handler time - A's) and (C's - A's), the
+   JetStream. A relay process publishes to NATS: a direct client whose frame
+   tap writes each frame as one HPUB in the bus's format (tests/bus_publisher.py's
+   headers) as it arrives, standing in for ``fastws collect``, which is not on
+   main yet. For each frame: (B's handler time - A's) and (C's - A's), the
    overhead of feed server -> relay -> NATS -> consumer over the direct path,
    both stamped by one clock. p50 and p99 per round.
 
