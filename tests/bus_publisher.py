@@ -57,9 +57,9 @@ def stream_of(payload: bytes) -> Optional[str]:
     return stream if isinstance(stream, str) else None
 
 
-def headers_of(frame: Frame) -> dict[str, str]:
+def headers_of(frame: Frame, exchange: str = EXCHANGE) -> dict[str, str]:
     """The bus headers of a frame (event time when the frame has one)."""
-    headers = {HEADER_MSG_ID: message_id(EXCHANGE, frame.stream, payload_digest(frame.payload)),
+    headers = {HEADER_MSG_ID: message_id(exchange, frame.stream, payload_digest(frame.payload)),
                HEADER_RECV_NS: str(frame.recv_ns), HEADER_OPCODE: str(frame.opcode)}
     try:
         data = msgspec.json.decode(frame.payload).get("data")
@@ -73,21 +73,23 @@ def headers_of(frame: Frame) -> dict[str, str]:
 class Publisher:
     """One publishing connection to NATS (one collector replica)."""
 
-    def __init__(self, nc: Any) -> None:
+    def __init__(self, nc: Any, exchange: str = EXCHANGE) -> None:
         self.nc = nc
+        self.exchange = exchange
         self.published = 0
 
     @classmethod
-    async def connect(cls, servers: list[str] | str, **options: Any) -> "Publisher":
+    async def connect(cls, servers: list[str] | str, exchange: str = EXCHANGE, **options: Any) -> "Publisher":
         options.setdefault("connect_timeout", 2)
         options.setdefault("max_reconnect_attempts", -1)
         options.setdefault("reconnect_time_wait", 0.1)
-        return cls(await nats.connect(servers=servers if isinstance(servers, list) else [servers], **options))
+        return cls(await nats.connect(servers=servers if isinstance(servers, list) else [servers], **options),
+                   exchange)
 
     async def publish(self, frame: Frame, headers: Optional[dict[str, str]] = None,
                       subject: Optional[str] = None) -> None:
-        await self.nc.publish(subject or stream_subject(EXCHANGE, frame.stream), frame.payload,
-                              headers=headers_of(frame) if headers is None else headers)
+        await self.nc.publish(subject or stream_subject(self.exchange, frame.stream), frame.payload,
+                              headers=headers_of(frame, self.exchange) if headers is None else headers)
         self.published += 1
 
     async def publish_all(self, frames: list[Frame]) -> None:

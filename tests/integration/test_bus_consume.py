@@ -485,3 +485,40 @@ async def test_an_unsubscribed_stream_is_no_longer_delivered_and_can_come_back(
             assert not consumer.errors and consumer.client.sequence_gaps == []
         finally:
             await publisher.close()
+
+
+async def test_binary_protobuf_pushes_of_mexc_reach_its_adapter_as_over_its_websocket(
+        nats_server: NatsServer, mexc_simulator: Any) -> None:
+    from exchanges.mexc import MexcWebSocket, mexc_config
+    from exchanges.mexc.reference import decode_reference
+
+    channels = ["spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT", "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"]
+    frames: list[Frame] = []
+    direct: list[Any] = []
+
+    def tap(payload: bytes, recv_ns: int, opcode: int) -> None:
+        if opcode == 2:     # the pushes; acks and PONGs are JSON text
+            frames.append(Frame(decode_reference(payload)["channel"], payload, opcode, recv_ns))
+
+    recorder = MexcWebSocket(ExchangeName("mexc"), mexc_config(mexc_simulator.ws_url()), direct.append)
+    recorder.set_frame_tap(tap)
+    async with recorder:
+        await recorder.subscribe(channels)
+        mexc_simulator.step(30)
+        await until(lambda: len(direct) >= 40 and len(direct) == len(frames), what="the pushes")
+        await asyncio.sleep(0.1)
+    got: list[Any] = []
+    consumer = MexcWebSocket(ExchangeName("mexc"), mexc_config("wss://wbs-api.mexc.com/ws"), got.append)
+    consumer.use_bus(nats_server.url)
+    publisher = await Publisher.connect(nats_server.url, exchange="mexc")
+    try:
+        async with consumer:
+            await consumer.subscribe(channels)
+            await publisher.publish_all(frames)
+            await until(lambda: len(got) == len(direct), what="every push from the bus")
+            health = await consumer.health_check()
+            assert health["sequence_gaps"] == [] and health["streams"][channels[0]]["last_sequence"] > 0
+    finally:
+        await publisher.close()
+    assert {c: [m for m in got if m["channel"] == c] for c in channels} == \
+        {c: [m for m in direct if m["channel"] == c] for c in channels}
