@@ -244,14 +244,17 @@ async def test_jetstream_replay_from_a_sequence_or_a_time_then_live_without_a_se
         await publisher.close()
 
 
+@pytest.mark.parametrize("delivery", ["core", "jetstream"])
 async def test_nats_gone_for_10_s_the_consumer_reconnects_by_itself_and_reports_the_gap(
-        tmp_path: Any, simulator: BinanceSimulator) -> None:
+        tmp_path: Any, simulator: BinanceSimulator, delivery: str) -> None:
     recorded = await record(simulator, [DEPTH], 20)
     frames = recorded.frames
     server = NatsServer(tmp_path / "nats").start()
     try:
-        async with consuming(server.url, [DEPTH]) as consumer:
-            publisher = await Publisher.connect(server.url)
+        publisher = await Publisher.connect(server.url)
+        if delivery == "jetstream":
+            await publisher.add_stream()
+        async with consuming(server.url, [DEPTH], jetstream=delivery == "jetstream") as consumer:
             await publisher.publish_all(frames[:10])
             await until(lambda: len(consumer.outputs) == 10, what="the first frames")
             server.stop()
@@ -259,11 +262,15 @@ async def test_nats_gone_for_10_s_the_consumer_reconnects_by_itself_and_reports_
             await asyncio.sleep(10.0)
             assert consumer.client.state is not ConnectionState.FAILED
             server.start()
+            await until(lambda: publisher.nc.is_connected, timeout=15.0, what="publisher reconnected")
+            if delivery == "jetstream":
+                # Stored while the consumer is still away: it resumes after the last stream sequence it had.
+                await publisher.publish_all(frames[10:])
             await until(lambda: consumer.client.state is ConnectionState.CONNECTED, timeout=15.0,
                         what="reconnected")
-            await until(lambda: publisher.nc.is_connected, what="publisher reconnected")
-            await asyncio.sleep(0.2)      # the subscriptions are made once CONNECTED: let them be
-            await publisher.publish_all(frames[10:])
+            if delivery == "core":
+                await asyncio.sleep(0.2)      # the subscriptions are made once CONNECTED: let them be
+                await publisher.publish_all(frames[10:])
             await until(lambda: len(consumer.outputs) == 20, what="frames after the outage")
             await publisher.close()
             assert consumer.outputs == recorded.outputs
@@ -272,6 +279,8 @@ async def test_nats_gone_for_10_s_the_consumer_reconnects_by_itself_and_reports_
             assert "NATS connection" in gap.reason
             assert ConnectionState.RECONNECTING in consumer.states
     finally:
+        if not publisher.nc.is_closed:
+            await publisher.close()
         server.stop()
 
 
