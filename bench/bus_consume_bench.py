@@ -10,11 +10,12 @@ Two measurements, each in one run with rounds interleaved, medians reported:
    de-duplication on, and off). The consumer's process does nothing else.
 2. **Latency**: a feed server (its own process) broadcasts the same depth frame
    to every connection at a steady rate; in the consumer's process, client A
-   is connected to it directly, B reads the bus with core delivery, C through
-   JetStream. A relay process publishes to NATS: a direct client whose frame
-   tap writes each frame as one HPUB in the bus's format (tests/bus_publisher.py's
-   headers) as it arrives, standing in for ``fastws collect``, which is not on
-   main yet. For each frame: (B's handler time - A's) and (C's - A's), the
+   is connected to it directly and, beside it, B reads the bus with core
+   delivery (then, in the same round, C through JetStream). A relay process
+   publishes to NATS: a direct client whose frame tap writes each frame as one
+   HPUB in the bus's format (tests/bus_publisher.py's headers) as it arrives,
+   standing in for ``fastws collect``, which is not on main yet. For each
+   frame: (B's or C's handler time - A's), the
    overhead of feed server -> relay -> NATS -> consumer over the direct path,
    both stamped by one clock. p50 and p99 per round.
 
@@ -258,23 +259,21 @@ async def latency(nats_url: str, rate: float, seconds: float, rounds: int) -> di
     results: dict[str, list[tuple[float, float]]] = {"core": [], "jetstream": []}
     try:
         for round_ in range(rounds):
-            direct, core, stream = Counter(), Counter(), Counter()
-            clients = [client(ws_url, direct), client(ws_url, core, bus=nats_url),
-                       client(ws_url, stream, bus=nats_url, jetstream=True)]
-            for ws in clients:
-                await ws.start(timeout=10)
-                await ws.subscribe([STREAM])
-            await asyncio.sleep(0.5)
-            for counter in (direct, core, stream):
-                counter.stamping = True
-            await asyncio.sleep(seconds)
-            for counter in (direct, core, stream):
-                counter.stamping = False
-            await asyncio.sleep(0.2)
-            for ws in clients:
-                await ws.stop()
-            for name, counter in (("core", core), ("jetstream", stream)):
-                overhead = [counter.stamps[u] - direct.stamps[u] for u in direct.stamps if u in counter.stamps]
+            # One bus consumer beside the direct one at a time: they share this process's loop.
+            for name, options in (("core", {}), ("jetstream", {"jetstream": True})):
+                direct, bus = Counter(), Counter()
+                clients = [client(ws_url, direct), client(ws_url, bus, bus=nats_url, **options)]
+                for ws in clients:
+                    await ws.start(timeout=10)
+                    await ws.subscribe([STREAM])
+                await asyncio.sleep(0.5)
+                direct.stamping = bus.stamping = True
+                await asyncio.sleep(seconds)
+                direct.stamping = bus.stamping = False
+                await asyncio.sleep(0.2)
+                for ws in clients:
+                    await ws.stop()
+                overhead = [bus.stamps[u] - direct.stamps[u] for u in direct.stamps if u in bus.stamps]
                 p50, p99 = percentile(overhead, 0.5), percentile(overhead, 0.99)
                 results[name].append((p50, p99))
                 print(f"  round {round_ + 1} {name:9s} overhead p50 {p50:7.0f} us  p99 {p99:7.0f} us "
