@@ -19,7 +19,7 @@ import pytest
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.binance.simulator import BinanceSimulator
 from fastws import ConnectionState, ExchangeAPIError, ExchangeName, SequenceGapError
-from fastws.bus.source import PURE_PYTHON_VARIABLE, BusSource, parse_since
+from fastws.bus.source import PURE_PYTHON_VARIABLE, BusLink, BusSource, parse_since
 from fastws.bus.subjects import HEADER_MSG_ID, HEADER_OPCODE, message_id, stream_subject
 from fastws.errors import InvalidMessageError
 from fastws.testing.nats import NatsCluster, NatsServer
@@ -531,3 +531,26 @@ async def test_binary_protobuf_pushes_of_mexc_reach_its_adapter_as_over_its_webs
         await publisher.close()
     assert {c: [m for m in got if m["channel"] == c] for c in channels} == \
         {c: [m for m in direct if m["channel"] == c] for c in channels}
+
+
+async def test_a_pool_past_its_per_connection_cap_reads_every_connection_from_the_bus(
+        nats_server: NatsServer, simulator: BinanceSimulator) -> None:
+    class SmallPool(BinanceWebSocket):
+        max_streams_per_connection = 2
+
+    recorded = await record(simulator, STREAMS, 20)
+    outputs: list[Any] = []
+    pool = SmallPool(ExchangeName(EXCHANGE), binance_config("wss://stream.binance.com:9443"),
+                     lambda message: outputs.append((message,)))
+    pool.use_bus(nats_server.url)
+    publisher = await Publisher.connect(nats_server.url)
+    try:
+        async with pool:
+            await pool.subscribe(STREAMS)
+            assert len(pool.connections) == 2
+            assert all(isinstance(c._ws, BusLink) for c in pool.connections)   # NATS links, no socket
+            await publisher.publish_all(recorded.frames)
+            await until(lambda: len(outputs) == len(recorded.outputs), what="every frame")
+    finally:
+        await publisher.close()
+    assert per_stream(outputs) == per_stream(recorded.outputs)
