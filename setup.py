@@ -28,6 +28,13 @@ extensions = [
         extra_compile_args=compile_args,
         define_macros=macros,
     ),
+    # The bus consumer's per-message loop: NATS HMSG bytes into the frame core.
+    Extension(
+        "fastws.bus.consumer_read",
+        ["fastws/bus/consumer_read.pyx"],
+        extra_compile_args=compile_args,
+        define_macros=macros,
+    ),
     # The compiled order book and its JSON level reader (includes _json.pxi).
     Extension(
         "fastws.book._book",

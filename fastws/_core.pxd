@@ -96,6 +96,9 @@ cdef class FrameHandler(WSListener):
         Handover _handover
         bint _shadow
         readonly uint64_t overlap_dropped
+        # feed(): per-stream digest rings of the copies a bus's second
+        # publisher sends (created on the first keyed message).
+        Handover _feed_dedup
 
         # --- redundancy (arrival.pxi): several connections carry the same
         # streams and share a FirstArrival; each message is delivered by the

@@ -287,9 +287,16 @@ class FrameHandler(WSListener):
     def deferrals(self) -> int: ...
     @property
     def drain_busy_ns(self) -> int: ...
-    def on_ws_connected(self, transport: WSTransport) -> None: ...
+    def on_ws_connected(self, transport: Optional[WSTransport]) -> None: ...
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None: ...
-    def on_ws_disconnected(self, transport: WSTransport) -> None: ...
+    def on_ws_disconnected(self, transport: Optional[WSTransport]) -> None: ...
+    def feed(self, payload: bytes, opcode: int = 1, dedup_key: Optional[object] = None) -> bool:
+        """Receive one whole message from elsewhere than a socket (the NATS bus): the socket's path.
+
+        Start a core without a socket with ``on_ws_connected(None)``. With
+        ``dedup_key``, a payload already fed under that key among the last 128
+        is dropped as a copy (counted in ``overlap_dropped``); returns False then.
+        """
     def send_text(self, text: Union[str, bytes]) -> None:
         """Send one TEXT frame (a str is encoded as UTF-8; bytes must be UTF-8).
 
@@ -340,7 +347,8 @@ class FrameHandler(WSListener):
     def tap(self, value: Optional[Callable[[bytes, int, int], None]]) -> None: ...
     @property
     def overlap_dropped(self) -> int:
-        """Messages not delivered because the other connection of a handover delivers them."""
+        """Messages not delivered as copies: the other connection of a handover delivers them,
+        or (``feed``) a bus's other publisher's copy was delivered."""
     @property
     def handover(self) -> Optional[Handover]:
         """The ``Handover`` shared with an overlapping connection, or None."""

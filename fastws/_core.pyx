@@ -254,6 +254,48 @@ cdef class FrameHandler(WSListener):
         if self._on_disconnect is not None:
             self._on_disconnect(self)
 
+    def feed(self, bytes payload not None, int opcode=1, object dedup_key=None):
+        """Receive one whole message that came from elsewhere than a socket (the NATS bus).
+
+        It takes the path of a message read from the socket: counted,
+        stamped, routed or parsed, sequence-checked, delivered, in order
+        behind a suspended handler. Start a core without a socket with
+        ``on_ws_connected(None)``, end it with ``on_ws_disconnected(None)``.
+
+        With ``dedup_key`` (the message's stream), a payload already fed under
+        that key among the last ``HANDOVER_RING`` (128) is a copy (a second
+        publisher's): dropped before routing, counted in ``overlap_dropped``
+        (the handover's per-stream digest rings, with this core as the only
+        side). The socket path never reads this.
+
+        Args:
+            payload: The message's bytes (kept while it waits in the backlog).
+            opcode: 1 text, 2 binary (the parser's ``frame_type``).
+            dedup_key: None, or the key of its de-duplication ring.
+
+        Returns:
+            False when the message was dropped as a copy, else True.
+        """
+        cdef int64_t now = monotonic_ns()
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
+        cdef const char* ptr = PyBytes_AS_STRING(payload)
+        if opcode != 1 and opcode != 2:
+            raise ValueError(f"opcode must be 1 (text) or 2 (binary), got {opcode}")
+        self.frames_received += 1
+        self.messages_received += 1
+        self.bytes_received += <uint64_t>size
+        self.last_receive_ns = now
+        if dedup_key is not None:
+            if self._feed_dedup is None:
+                self._feed_dedup = Handover()
+            if not self._feed_dedup.admit(dedup_key, False, _digest(ptr, size)):
+                self.overlap_dropped += 1
+                return False
+        # Each fed message is a read batch of its own (the slice never runs out).
+        self._batch_start_ns = now
+        _receive_message(self, ptr, size, payload, now, opcode)
+        return True
+
 
     def enable_deflate(self, bint server_no_context_takeover=False, bint client_no_context_takeover=False,
                        int server_max_window_bits=15, int client_max_window_bits=15,

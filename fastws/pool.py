@@ -124,6 +124,7 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
 
     def _spawn_member(self) -> BaseWebSocketInterface:
         member = self._new_member()
+        member._bus = self._bus      # a bus consumer's members read the bus too
         member._share_routes(self._routes)     # one route table for the whole pool
         member.set_frame_tap(self._frame_tap)
         self._members.append(member)

@@ -8,6 +8,8 @@ is the one place a connection is closed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import time
 import socket
 from typing import Any, Mapping, Optional, Union
@@ -16,6 +18,8 @@ import msgspec
 from picows import WSCloseCode, WSParsedURL, WSUpgradeRequest, WSUpgradeResponse, ws_connect
 
 from fastws._core import FrameHandler
+from fastws.bus.source import BusLink, BusSource
+from fastws.bus.subjects import DEFAULT_PREFIX
 from fastws.client.health import HealthMixin
 from fastws.client.proxy import proxy_failure, through_proxy
 from fastws.compression import CompressionNegotiationError, negotiate, offer_header
@@ -37,18 +41,56 @@ Live = tuple[Any, Optional[FrameHandler], Optional["asyncio.Future[None]"], Toke
 class ConnectionMixin(HealthMixin):
     """Opening and closing the connections of ``BaseWebSocketInterface``."""
 
+    # A bus consumer's source (use_bus): its connections are NATS links.
+    _bus: Optional[BusSource] = None
+
+    def use_bus(self, servers: Union[str, list[str]], *, since: Optional[datetime.datetime] = None,
+                start_sequence: Optional[int] = None, jetstream: bool = False,
+                prefix: str = DEFAULT_PREFIX, deduplicate: bool = True) -> BusSource:
+        """Read this exchange's frames from the NATS bus instead of its WebSocket (before ``start()``).
+
+        Subscribing a stream subscribes its subject; each frame published there
+        takes the path of a frame read from the exchange: the same handlers,
+        typed routes, books, sequence checks and ``health_check()``. A lost
+        NATS connection is a gap and a reconnection, as a dropped WebSocket
+        (see ``fastws.bus.source``). Staleness and connection age do not apply.
+
+        Args:
+            servers: A NATS URL, or every node of a cluster.
+            since: Replay each stream from this time (JetStream), then go on live.
+            start_sequence: Replay from this JetStream stream sequence, then go on live.
+            jetstream: Deliver through JetStream from now on (no replay).
+            prefix: The subjects' first token.
+            deduplicate: Drop the copy a second collector of a stream publishes.
+
+        Returns:
+            The source: its ``malformed`` count and, with JetStream, ``positions``.
+        """
+        if self._core is not None:
+            raise RuntimeError("use_bus() must be called before start()")
+        self._bus = BusSource([servers] if isinstance(servers, str) else list(servers), prefix, since,
+                              start_sequence, jetstream, deduplicate)
+        self.config = dataclasses.replace(self.config, stale_timeout=None, max_connection_age=None)
+        return self._bus
+
     async def _open_websocket(self, url: Optional[str] = None,
                               extra_headers: Optional[Mapping[str, str]] = None) -> None:
         """Open the picows connection with the frame core as its listener.
 
         Sets ``self._ws``. Auto-ping (``ping_interval``/``pong_timeout``) and
         auto-pong are on; ``max_frame_size`` is enforced by picows and, for
-        fragmented messages, by the core.
+        fragmented messages, by the core. A bus consumer (``use_bus``) opens
+        its NATS link instead.
 
         With ``config.proxy`` picows opens the tunnel (HTTP CONNECT or SOCKS)
         over the socket ``_make_socket`` connects to the proxy; a failure is a
         ``ProxyFailedError`` that names the proxy with its credentials hidden.
         """
+        if self._bus is not None:
+            link = await BusLink.open(self, self._bus)
+            self._core, self._ws = link.core, link
+            self._disconnected = asyncio.get_running_loop().create_future()
+            return
         core = self._build_core()
         headers = dict(self.config.extra_headers or {})
         headers.update(extra_headers or {})
@@ -211,6 +253,8 @@ class ConnectionMixin(HealthMixin):
         Waits for the outgoing rate limit. Raises ``ConnectionFailedError``
         when there is no open connection.
         """
+        if self._bus is not None:
+            return    # a bus consumer sends nothing: the collectors speak to the exchange
         limiter = self._rate_limiter
         await limiter.acquire()
         core = self._core
@@ -303,6 +347,9 @@ class ConnectionMixin(HealthMixin):
     def _close_reason(self) -> str:
         """Say why the live connection ended, from the close handshake."""
         core, ws = self._core, self._ws
+        lost = getattr(ws, "lost_reason", None)    # a bus link's (BusLink)
+        if lost:
+            return str(lost)
         if ws is not None and ws.close_handshake is not None:
             sent = ws.close_handshake.sent
             recv = ws.close_handshake.recv

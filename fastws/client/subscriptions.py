@@ -266,6 +266,12 @@ class SubscriptionsMixin(ConnectionMixin):
         The adapter sends through ``send_message``, which waits for the
         outgoing rate limit.
         """
+        if self._bus is not None:
+            # A bus consumer subscribes the streams' subjects (fastws.bus.source).
+            if self._ws is None or self._ws.is_disconnected:
+                raise ConnectionFailedError(f"{self.exchange}: NATS connection lost before {action.value}")
+            await self._ws.request(streams, action)
+            return
         size = self.config.subscription_batch_size
         rejected: list[SubscriptionRejectedError] = []
         for start in range(0, len(streams), size):

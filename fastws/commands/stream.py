@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import sys
 import time
 from typing import Any, Optional, TextIO
@@ -10,7 +11,8 @@ from typing import Any, Optional, TextIO
 import msgspec
 import uvloop
 
-from fastws.commands import configure_logging, require_positive
+from fastws.bus.source import parse_since
+from fastws.commands import UsageError, configure_logging, require_positive
 from fastws.commands.adapters import exchange_names, make_client, start_client
 from fastws.commands.liveview import LiveView
 from fastws.errors import ExchangeAPIError
@@ -33,6 +35,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--max-messages", type=int, help="stop after this many messages")
     parser.add_argument("--connect-timeout", type=float, default=15.0,
                         help="give up if not connected within this many seconds (default 15)")
+    # The bus (fastws.bus.source): the frames collectors published, instead of the exchange.
+    parser.add_argument("--from-bus", metavar="NATS_URL",
+                        help="read the streams' frames from NATS (comma-separated URLs for a cluster)")
+    parser.add_argument("--since", metavar="TIME",
+                        help="with --from-bus: replay from TIME (ISO 8601, or a duration ago: 90s, 5m, 2h) "
+                             "through JetStream, then go on live")
     parser.set_defaults(run=run)
 
 
@@ -67,11 +75,14 @@ class _Printer:
 async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = None, typed: bool = False,
                      as_json: bool = False, view: bool = False, duration: Optional[float] = None,
                      max_messages: Optional[int] = None, connect_timeout: float = 15.0,
+                     from_bus: Optional[str] = None, since: Optional[datetime.datetime] = None,
                      out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Stream until ``duration`` or ``max_messages`` (or Ctrl-C); return the messages received.
 
     Errors the client reports (a rejected stream, a drop) are printed on
-    ``err`` as one line each; the feed goes on.
+    ``err`` as one line each; the feed goes on. With ``from_bus`` (NATS
+    URLs, comma-separated) the frames come from the bus, replayed from
+    ``since`` when given, and are printed as from the exchange.
     """
     printer = _Printer(out, as_json, view, max_messages)
     errors: list[ExchangeAPIError] = []
@@ -81,7 +92,9 @@ async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = 
         err.write(f"fastws stream: {error}\n")
 
     client = make_client(exchange, url, printer.on_message, on_error, typed=typed)
-    err.write(f"fastws stream: {exchange} {client.config.url}: {', '.join(streams)}\n")
+    if from_bus is not None:
+        client.use_bus(from_bus.split(","), since=since)
+    err.write(f"fastws stream: {exchange} {from_bus or client.config.url}: {', '.join(streams)}\n")
     live = LiveView(out) if view else None
     started = time.monotonic()
     await start_client(client, connect_timeout, errors)
@@ -106,9 +119,23 @@ def run(args: argparse.Namespace) -> int:
     require_positive("--duration", args.duration)
     require_positive("--max-messages", args.max_messages)
     require_positive("--connect-timeout", args.connect_timeout)
+    since = _bus_start(args.from_bus, args.since)
     # Each error reaches the error handler, which prints it: no log line on top.
     configure_logging(args.debug)
     count = uvloop.run(run_stream(args.exchange, args.streams, url=args.url, typed=args.typed,
                                   as_json=args.json, view=args.view, duration=args.duration,
-                                  max_messages=args.max_messages, connect_timeout=args.connect_timeout))
+                                  max_messages=args.max_messages, connect_timeout=args.connect_timeout,
+                                  from_bus=args.from_bus, since=since))
     return 0 if count else 1
+
+
+def _bus_start(from_bus: Optional[str], since: Optional[str]) -> Optional[datetime.datetime]:
+    """``--since`` as a time; ``UsageError`` without ``--from-bus`` or when it is not a time."""
+    if since is None:
+        return None
+    if from_bus is None:
+        raise UsageError("--since replays the bus: give --from-bus NATS_URL too")
+    try:
+        return parse_since(since)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
