@@ -519,7 +519,7 @@ class MexcWebSocket(PooledWebSocketInterface):
         """Send ``channel``'s pushes to ``on_frame`` and the book it returns to ``deliver``."""
         if self._routes is None:
             routes = RouteTable()
-            for client in (self, *self._members):
+            for client in self.every_connection:
                 client._share_routes(routes)
                 cast(MexcWebSocket, client)._attach_routes()
         assert self._routes is not None
@@ -556,7 +556,9 @@ class MexcWebSocket(PooledWebSocketInterface):
     def _on_connection_state(self, old: ConnectionState, new: ConnectionState, reason: Optional[str]) -> None:
         # A connection lost (not a make-before-break rotation, which changes no
         # state): the pushes in between are gone, every book syncs again.
-        if new is ConnectionState.RECONNECTING:
+        # With redundant connections one path's loss loses nothing (the books'
+        # own version check still catches a loss when every path was down).
+        if new is ConnectionState.RECONNECTING and self.config.redundancy == 1:
             if self._books is not None:
                 self._books.connection_lost(reason or "reconnecting")
             if self._limit_books is not None:

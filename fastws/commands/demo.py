@@ -86,6 +86,14 @@ class _Feed:
             lines.append(book_lines(self.name, book, health.get("books", {}).get(symbol), 0, rate)[0])
         return lines
 
+    def path_view(self, health: dict[str, Any]) -> list[str]:
+        """The live view's lines of this exchange's redundant connections (a line per path)."""
+        return [f"{self.name} shard {group['shard']} path {path['path']}: {path['state']}, "
+                f"first arrivals {path['first_share'] * 100:5.1f} % ({path['first_arrivals']}), "
+                f"copies behind the first p50 {format_number(path['lag_p50_us'], 6)} us "
+                f"p99 {format_number(path['lag_p99_us'], 6)} us, replaced {path['replaced']}"
+                for group in health.get("redundancy", []) for path in group["paths"]]
+
     def books_valid(self) -> bool:
         """True when every book of this exchange is valid."""
         return all(book.valid for book in self.books.values())
@@ -95,7 +103,8 @@ def _on_message(message: Any) -> None:
     """The demo's strategy: nothing; the live view reads the counts from ``health_check()``."""
 
 
-async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[str, dict[str, Any]]:
+async def run_demo(duration: float, rate: float, out: Any = sys.stdout,
+                   redundancy: int = 1) -> dict[str, dict[str, Any]]:
     """Stream every registered exchange that has demo streams from its simulator.
 
     Shows a live view (per stream: messages/s, event latency p50/p99, the
@@ -110,6 +119,11 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
         duration: Seconds to run.
         rate: Market steps per second (each gives a depth update per depth
             stream and 0-3 trades per trade stream).
+        redundancy: Live connections per exchange connection over the same
+            streams, first arrival wins (``WebSocketConfig.redundancy``); with
+            more than one, the drop closes one of them only, and the feed and
+            the books go on without a gap. The live view and the summary show
+            each connection's share of first arrivals.
 
     Returns:
         The final health check of each exchange, by name.
@@ -127,8 +141,10 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
             feed = _Feed(entry.name, sim, list(entry.demo_streams), symbols)
             # An exchange with books takes its simulator's REST snapshots.
             books_config: dict[str, Any] = {"rest_url": entry.simulator_rest_url(sim)} if symbols else {}
-            feed.ws = make_client(entry.name, entry.simulator_url(sim), _on_message, errors.append,
-                                  stale_timeout=5.0, reconnect_delay=0.1, **books_config)
+            url = entry.simulator_url(sim)
+            paths: dict[str, Any] = {"redundancy": redundancy, "urls": [url]} if redundancy > 1 else {}
+            feed.ws = make_client(entry.name, url, _on_message, errors.append,
+                                  stale_timeout=5.0, reconnect_delay=0.1, **books_config, **paths)
             feeds.append(feed)
         for feed in feeds:
             await stack.enter_async_context(feed.ws)
@@ -149,16 +165,25 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
             await asyncio.sleep(max(0.0, start + min(tick, duration) - time.monotonic()))
             if tick == dropped_at:
                 every = "both exchanges" if len(feeds) == 2 else "every exchange"
-                view.event(f"  -> injecting a server-side drop on {every} (close 1001)")
-                for feed in feeds:
-                    feed.sim.drop(1001)
-                note = "after the drop: watch state, reconnections and the books resyncing"
+                if redundancy > 1:
+                    view.event(f"  -> injecting a server-side drop of one of the {redundancy} connections "
+                               f"on {every} (close 1001)")
+                    for feed in feeds:
+                        feed.sim.drop(1001, connection=feed.sim.connections[0])
+                    note = "after the drop: the other connections deliver, no gap; the dropped one reconnects"
+                else:
+                    view.event(f"  -> injecting a server-side drop on {every} (close 1001)")
+                    for feed in feeds:
+                        feed.sim.drop(1001)
+                    note = "after the drop: watch state, reconnections and the books resyncing"
             await _refresh(view, feeds, start, note)
         await _await_books(view, feeds, start)
         final: dict[str, dict[str, Any]] = {feed.name: await feed.ws.health_check() for feed in feeds}
     for feed in feeds:
         _print_summary(feed.name, final[feed.name], out)
         _print_books(feed, final[feed.name], out)
+        for line in feed.path_view(final[feed.name]):
+            print(f"  {line}", file=out)
     return final
 
 
@@ -169,7 +194,8 @@ async def _refresh(view: LiveView, feeds: list[_Feed], start: float, note: Optio
         for event in events:
             view.event(event)
     healths = {feed.name: await feed.ws.health_check() for feed in feeds}
-    below = [line for feed in feeds for line in feed.book_view(healths[feed.name])]
+    below = [line for feed in feeds for line in (*feed.book_view(healths[feed.name]),
+                                                 *feed.path_view(healths[feed.name]))]
     view.refresh(time.monotonic() - start, healths, note, below)
 
 
@@ -219,13 +245,17 @@ def register(commands: Any) -> None:
     demo.add_argument("--duration", type=float, default=6.0, help="seconds to run (default 6)")
     demo.add_argument("--rate", type=float, default=500.0, help="market steps per second (default 500)")
     demo.add_argument("--verbose", action="store_true", help="log state changes")
+    demo.add_argument("--redundancy", type=int, default=1,
+                      help="live connections per exchange connection, first arrival wins (default 1)")
     demo.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when every exchange delivered messages and every book ended valid."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
-    healths = uvloop.run(run_demo(args.duration, args.rate))
+    if not 1 <= args.redundancy <= 8:
+        raise CommandError(f"--redundancy must be 1 to 8, got {args.redundancy}")
+    healths = uvloop.run(run_demo(args.duration, args.rate, redundancy=args.redundancy))
     delivered = all(h["metrics"]["messages_delivered"] > 0 for h in healths.values())
     books_valid = all(book["valid"] for h in healths.values() for book in h.get("books", {}).values())
     return 0 if delivered and books_valid else 1

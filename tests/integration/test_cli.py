@@ -23,6 +23,33 @@ def test_demo_streams_both_exchanges_recovers_and_exits_by_itself() -> None:
     _check_books(out)
 
 
+def test_demo_with_redundancy_loses_nothing_to_the_drop_and_shows_each_path() -> None:
+    result = subprocess.run([sys.executable, "-m", "fastws", "demo", "--duration", "2", "--rate", "300",
+                             "--redundancy", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "injecting a server-side drop of one of the 2 connections" in out
+    for exchange in ("binance", "mexc"):
+        summary = out.split(f"summary: {exchange}")[1].split("summary:")[0]
+        assert "reconnections      : 1" in summary          # the dropped path came back
+        assert "gap                :" not in summary        # the other path delivered meanwhile
+        assert "sequence gaps      : 0 " in summary and "errors             : 0" in summary
+        shares = [float(line.split("first arrivals")[1].split("%")[0])
+                  for line in summary.splitlines() if f"{exchange} shard 0 path" in line]
+        assert len(shares) == 2 and abs(sum(shares) - 100.0) < 0.5, summary
+        # The books never saw the drop: valid throughout, no resync, and the book
+        # handler called for every update, whichever path brought it first.
+        book_streams = {"binance": "{}@depth@100ms", "mexc": "spot@public.aggre.depth.v3.api.pb@10ms@{}"}
+        for line in summary.splitlines():
+            if line.strip().startswith("book "):
+                assert ": valid," in line and "resyncs 0" in line, line
+                symbol = line.split()[1]
+                stream = book_streams[exchange].format(symbol.lower() if exchange == "binance" else symbol)
+                messages = int(summary.split(stream)[1].split("msgs")[0].split()[-1])
+                applied = int(line.split(" updates applied")[0].split()[-1])
+                assert applied >= 0.95 * messages, (line, messages)
+
+
 def _check_books(out: str) -> None:
     """Every exchange the demo keeps books of: shown valid, invalid at the drop, synced again, valid at the end."""
     header = [line for line in out.splitlines() if "; order books of " in line]
