@@ -77,6 +77,9 @@ class WebSocketConfig:
             yields to the event loop (the rest of a read waits in the
             backlog), so that timers, pings and other tasks run even under a
             handler slower than the feed.
+        metrics_max_streams: Streams of this client that get Prometheus
+            series of their own (``fastws.metrics``); the others are summed
+            under ``stream="_other"``, which keeps a scrape small.
         ssl_context: TLS settings for ``wss://`` (e.g. a private CA); by
             default ``wss://`` verifies the server's certificate and host name
             against the system's CAs, and a failure is a connection error,
@@ -111,6 +114,7 @@ class WebSocketConfig:
     max_backlog_bytes: int = 128 * 1024 * 1024
     backlog_warning_age: float = 1.0
     handler_time_slice: float = 0.02
+    metrics_max_streams: int = 50
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +148,9 @@ class WebSocketConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.metrics_max_streams, bool) or not isinstance(self.metrics_max_streams, int) \
+                or self.metrics_max_streams < 0:
+            raise ValueError(f"metrics_max_streams must be an int >= 0, got {self.metrics_max_streams!r}")
         if self.ssl_context is not None and not self.url.startswith("wss://"):
             raise ValueError("ssl_context is given but the url is not wss://: TLS would not be used")
         if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):

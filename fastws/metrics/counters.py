@@ -1,4 +1,4 @@
-"""Metrics: the core's counters summed over a client's connections, as a dict."""
+"""The core's counters summed over a client's connections, as a dict (``client.metrics``)."""
 from __future__ import annotations
 
 import time
