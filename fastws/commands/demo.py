@@ -8,13 +8,14 @@ import math
 import sys
 import time
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Optional
 
 import uvloop
 
 from fastws.commands import CommandError
 from fastws.commands.adapters import make_client
 from fastws.commands.liveview import LiveView, format_number
+from fastws.commands.metrics_port import add_metrics_option, serving_metrics
 from fastws.errors import ExchangeAPIError
 from fastws.registry import ExchangeEntry, RegistryError, load_exchanges
 
@@ -44,7 +45,8 @@ def _on_message(message: Any) -> None:
     """The demo's strategy: nothing; the live view reads the counts from ``health_check()``."""
 
 
-async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[str, dict[str, Any]]:
+async def run_demo(duration: float, rate: float, out: Any = sys.stdout,
+                   metrics_port: Optional[int] = None) -> dict[str, dict[str, Any]]:
     """Stream every registered exchange that has demo streams from its simulator.
 
     Shows a live view (per stream: messages/s, event latency p50/p99, the
@@ -56,6 +58,7 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
         duration: Seconds to run.
         rate: Market steps per second (each gives a depth update per depth
             stream and 0-3 trades per trade stream).
+        metrics_port: Serve ``/metrics`` and ``/healthz`` on 127.0.0.1 meanwhile.
 
     Returns:
         The final health check of each exchange, by name.
@@ -76,6 +79,7 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout) -> dict[
         for feed in feeds:
             await stack.enter_async_context(feed.ws)
         await asyncio.gather(*(feed.ws.subscribe(feed.streams) for feed in feeds))
+        await stack.enter_async_context(serving_metrics(metrics_port, [feed.ws for feed in feeds], out))
         print(f"fastws demo: {rate:.0f} market steps/s for {duration:.0f} s, no network", file=out)
         for feed in feeds:
             print(f"  {feed.name:<8} simulator at {feed.sim.url}: {', '.join(feed.streams)}", file=out)
@@ -129,11 +133,12 @@ def register(commands: Any) -> None:
     demo.add_argument("--duration", type=float, default=6.0, help="seconds to run (default 6)")
     demo.add_argument("--rate", type=float, default=500.0, help="market steps per second (default 500)")
     demo.add_argument("--verbose", action="store_true", help="log state changes")
+    add_metrics_option(demo)
     demo.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when every exchange delivered messages."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
-    healths = uvloop.run(run_demo(args.duration, args.rate))
+    healths = uvloop.run(run_demo(args.duration, args.rate, metrics_port=args.metrics_port))
     return 0 if all(h["metrics"]["messages_delivered"] > 0 for h in healths.values()) else 1

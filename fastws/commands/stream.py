@@ -13,6 +13,7 @@ import uvloop
 from fastws.commands import configure_logging, require_positive
 from fastws.commands.adapters import exchange_names, make_client, start_client
 from fastws.commands.liveview import LiveView
+from fastws.commands.metrics_port import add_metrics_option, serving_metrics
 from fastws.errors import ExchangeAPIError
 
 __all__ = ["register", "run", "run_stream"]
@@ -33,6 +34,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--max-messages", type=int, help="stop after this many messages")
     parser.add_argument("--connect-timeout", type=float, default=15.0,
                         help="give up if not connected within this many seconds (default 15)")
+    add_metrics_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -67,11 +69,13 @@ class _Printer:
 async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = None, typed: bool = False,
                      as_json: bool = False, view: bool = False, duration: Optional[float] = None,
                      max_messages: Optional[int] = None, connect_timeout: float = 15.0,
+                     metrics_port: Optional[int] = None,
                      out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Stream until ``duration`` or ``max_messages`` (or Ctrl-C); return the messages received.
 
     Errors the client reports (a rejected stream, a drop) are printed on
-    ``err`` as one line each; the feed goes on.
+    ``err`` as one line each; the feed goes on. With ``metrics_port``,
+    ``/metrics`` and ``/healthz`` are served on 127.0.0.1 meanwhile.
     """
     printer = _Printer(out, as_json, view, max_messages)
     errors: list[ExchangeAPIError] = []
@@ -85,7 +89,7 @@ async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = 
     live = LiveView(out) if view else None
     started = time.monotonic()
     await start_client(client, connect_timeout, errors)
-    async with client:
+    async with client, serving_metrics(metrics_port, [client], err):
         await client.subscribe(streams)
         while not printer.done.is_set():
             left = None if duration is None else duration - (time.monotonic() - started)
@@ -110,5 +114,6 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.debug)
     count = uvloop.run(run_stream(args.exchange, args.streams, url=args.url, typed=args.typed,
                                   as_json=args.json, view=args.view, duration=args.duration,
-                                  max_messages=args.max_messages, connect_timeout=args.connect_timeout))
+                                  max_messages=args.max_messages, connect_timeout=args.connect_timeout,
+                                  metrics_port=args.metrics_port))
     return 0 if count else 1
