@@ -40,6 +40,7 @@ class MetricsServer:
             ProcessCollector(registry=registry)
             GCCollector(registry=registry)
         registry.register(self.collector)
+        self._registered = True
         self.registry = registry
         self._max_message_age = max_message_age
         self._runner: Optional[web.AppRunner] = None
@@ -79,7 +80,9 @@ class MetricsServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-        self.registry.unregister(self.collector)
+        if self._registered:
+            self._registered = False
+            self.registry.unregister(self.collector)
 
     async def __aenter__(self) -> "MetricsServer":
         return self
@@ -134,6 +137,6 @@ async def serve(port: int, host: str = "127.0.0.1", *, clients: ClientRegistry =
     try:
         await server.start(host, port)
     except BaseException:
-        server.registry.unregister(server.collector)
+        await server.close()
         raise
     return server
