@@ -231,7 +231,11 @@ class FastwsCollector(Collector):
 
     Register it in any ``prometheus_client`` registry; ``serve()`` uses one
     of its own. The collector only reads: at scrape time it walks the
-    registered clients and their connections.
+    registered clients and their connections. Scraped from another thread
+    (``prometheus_client.start_http_server``), it reads the counters under
+    the GIL while the loop runs: each figure is whole, but two figures of
+    one scrape may be a few messages apart; ``serve()`` reads them on the
+    loop itself, between two reads of the socket.
 
     Args:
         clients: The clients to export (default: those of ``register()``).
