@@ -1,6 +1,6 @@
 """What the Prometheus export costs: per message while scraped, and per scrape.
 
-Usage: ``python bench/metrics_bench.py [--messages N] [--rounds R] [--streams S]``.
+Usage: ``python bench/metrics_bench.py [--messages N] [--blasts B] [--rounds R] [--streams S]``.
 
 1. **Per message.** Two ``BinanceWebSocket`` clients (typed route), each with
    its own connection to ``bench/binance_server.py`` (its own process), take
@@ -8,14 +8,15 @@ Usage: ``python bench/metrics_bench.py [--messages N] [--rounds R] [--streams S]
    ``fastws + collector`` is registered and served by ``fastws.metrics.serve``
    while a scraper process GETs ``/metrics`` every 100 ms (Prometheus's part)
    during its rounds only (the scraper is stopped with SIGSTOP in between).
-   Rounds are interleaved, the order alternating; the figure is the median
-   nanoseconds per message of each.
+   Rounds are interleaved, the order alternating; the figures are the median
+   nanoseconds per message of each, in wall time and in this process's CPU
+   time (the machine is shared: CPU time leaves out the waits for a core).
 2. **Per scrape.** One client subscribed to S ``<symbol>@depth`` streams of
    ``BinanceSimulator`` (every stream with messages and event latencies);
    the time of what ``/metrics`` does (``refresh()``: each client's
    ``health_check()``, then ``prometheus_client``'s exposition), median of
-   30, with the default ``metrics_max_streams`` and with every stream given
-   its own series; and the size of the scrape.
+   30 in wall and CPU time, with the default ``metrics_max_streams`` and with
+   every stream given its own series; and the size of the scrape.
 
 Prints one JSON document.
 """
@@ -71,8 +72,25 @@ class Scraper:
         self.process.wait()
 
 
-async def per_message(messages: int, rounds: int) -> dict[str, Any]:
-    """Median ns per message of a plain client and of a registered, scraped one."""
+def _count_refreshes(server: MetricsServer) -> list[int]:
+    """A one-item list counting the scrapes ``server`` answers (each refreshes the collector once)."""
+    count = [0]
+    refresh = server.collector.refresh
+
+    async def counted() -> dict[str, dict[str, Any]]:
+        count[0] += 1
+        return await refresh()
+
+    server.collector.refresh = counted  # type: ignore[method-assign]
+    return count
+
+
+async def per_message(messages: int, rounds: int, blasts: int) -> dict[str, Any]:
+    """Median ns per message of a plain client and of a registered, scraped one.
+
+    A round is ``blasts`` blasts of ``messages`` in a row (one blast stays
+    within the client's backlog bound; a round lasts long enough for scrapes).
+    """
     with binance_server(64) as url:      # payloads per stream type, cycled
         plain = FastwsPeer(url, typed=True)
         scraped = FastwsPeer(url, typed=True)
@@ -82,50 +100,68 @@ async def per_message(messages: int, rounds: int) -> dict[str, Any]:
         registry = ClientRegistry()
         registry.register(scraped.ws)
         server = await serve(0, clients=registry)
+        scrapes = _count_refreshes(server)
         scraper = Scraper(server.url + "/metrics")
         try:
             for peer in (plain, scraped):
                 await run_blast(peer, MIX, messages)       # warm-up
             samples: dict[str, list[float]] = {plain.name: [], scraped.name: []}
+            cpu: dict[str, list[float]] = {plain.name: [], scraped.name: []}
+            scrapes_per_round: list[int] = []
             for index in range(rounds):
                 for peer in rotated([plain, scraped], index):
                     if peer is scraped:
                         scraper.resume()
-                    start = time.perf_counter()
-                    await run_blast(peer, MIX, messages)
-                    elapsed = time.perf_counter() - start
+                        scrapes_before = scrapes[0]
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    for _ in range(blasts):
+                        await run_blast(peer, MIX, messages)
+                    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
                     if peer is scraped:
                         scraper.pause()
-                    samples[peer.name].append(elapsed / messages * 1e9)
+                        scrapes_per_round.append(scrapes[0] - scrapes_before)
+                    samples[peer.name].append(elapsed / (messages * blasts) * 1e9)
+                    cpu[peer.name].append(elapsed_cpu / (messages * blasts) * 1e9)
         finally:
             scraper.close()
             await server.close()
             for peer in (plain, scraped):
                 await peer.close()
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    return {"messages_per_round": messages, "rounds": rounds,
-            "ns_per_message": medians,
-            "ratio_collector_to_plain": medians[scraped.name] / medians[plain.name],
-            "spread_ns": {name: [min(v), max(v)] for name, v in samples.items()}}
+    cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
+    return {"messages_per_round": messages * blasts, "rounds": rounds,
+            "scrapes_per_collector_round": statistics.median(scrapes_per_round),
+            "wall_ns_per_message": medians,
+            "cpu_ns_per_message": cpu_medians,
+            "wall_ratio": medians[scraped.name] / medians[plain.name],
+            "cpu_ratio": cpu_medians[scraped.name] / cpu_medians[plain.name],
+            # The extra CPU of a collector round over its scrapes: what one scrape costs the loop.
+            "implied_cpu_ms_per_scrape": (cpu_medians[scraped.name] - cpu_medians[plain.name]) * messages * blasts
+            / max(1.0, statistics.median(scrapes_per_round)) / 1e6,
+            "wall_spread_ns": {name: [min(v), max(v)] for name, v in samples.items()},
+            "cpu_spread_ns": {name: [min(v), max(v)] for name, v in cpu.items()}}
 
 
-async def _time_scrapes(server: MetricsServer, repeats: int) -> tuple[float, float, float, int]:
-    """Median ms of refresh(), of the exposition, of both; and the scrape's size in bytes."""
+async def _time_scrapes(server: MetricsServer, repeats: int) -> dict[str, float]:
+    """Median wall and CPU ms of refresh(), of the exposition and of both; the scrape's size in bytes."""
     from prometheus_client import generate_latest
-    refresh, encode, total = [], [], []
+    times: dict[str, list[float]] = {}
     size = 0
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         await server.collector.refresh()
-        t1 = time.perf_counter()
+        w1, c1 = time.perf_counter(), time.process_time()
         body = generate_latest(server.registry)
-        t2 = time.perf_counter()
-        refresh.append((t1 - t0) * 1e3)
-        encode.append((t2 - t1) * 1e3)
-        total.append((t2 - t0) * 1e3)
+        w2, c2 = time.perf_counter(), time.process_time()
+        for key, value in (("refresh_wall_ms", w1 - w0), ("refresh_cpu_ms", c1 - c0),
+                           ("exposition_wall_ms", w2 - w1), ("exposition_cpu_ms", c2 - c1),
+                           ("scrape_wall_ms", w2 - w0), ("scrape_cpu_ms", c2 - c0)):
+            times.setdefault(key, []).append(value * 1e3)
         size = len(body)
         await asyncio.sleep(0)
-    return statistics.median(refresh), statistics.median(encode), statistics.median(total), size
+    result = {key: statistics.median(values) for key, values in times.items()}
+    result["bytes"] = size
+    return result
 
 
 async def per_scrape(stream_count: int, repeats: int = 30) -> dict[str, Any]:
@@ -152,23 +188,23 @@ async def per_scrape(stream_count: int, repeats: int = 30) -> dict[str, Any]:
                 registry.register(ws)
                 server = await serve(0, clients=registry)
                 try:
-                    refresh, encode, total, size = await _time_scrapes(server, repeats)
+                    results[f"cap {cap}"] = await _time_scrapes(server, repeats)
                 finally:
                     await server.close()
-                results[f"cap {cap}"] = {"refresh_ms": refresh, "exposition_ms": encode, "scrape_ms": total,
-                                         "bytes": size}
     return results
 
 
 async def main(args: argparse.Namespace) -> None:
-    report = {"per_message": await per_message(args.messages, args.rounds),
+    report = {"per_message": await per_message(args.messages, args.rounds, args.blasts),
               "per_scrape": await per_scrape(args.streams)}
     print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=100_000, help="messages per round (default 100000)")
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per client (default 15)")
+    parser.add_argument("--messages", type=int, default=40_000, help="messages per blast (default 40000)")
+    parser.add_argument("--blasts", type=int, default=5,
+                        help="blasts per timed round (default 5: rounds of about a second, several scrapes)")
+    parser.add_argument("--rounds", type=int, default=11, help="timed rounds per client (default 11)")
     parser.add_argument("--streams", type=int, default=1000, help="streams of the scrape benchmark (default 1000)")
     uvloop.run(main(parser.parse_args()))
