@@ -20,6 +20,8 @@ def unhealthy_reasons(name: str, health: dict[str, Any], max_message_age: Option
             checks the state only.
     """
     reasons: list[str] = []
+    if "health_check_error" in health:
+        return [f"{name}: {health['health_check_error']}"]
     if not health.get("is_connected"):
         reason = f"{name}: state {health.get('state')}"
         open_gaps = [gap for gap in health.get("gaps", ()) if gap.get("end") is None]

@@ -21,6 +21,7 @@ cadence watchdogs, order books) come from the last ``await refresh()``;
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from fastws.client import BaseWebSocketInterface, ConnectionGap
 
 __all__ = ["FastwsCollector", "OTHER_STREAMS"]
+
+_log = logging.getLogger("fastws.metrics")
 
 #: The ``stream`` label of the streams beyond a client's cap, summed.
 OTHER_STREAMS = "_other"
@@ -145,6 +148,18 @@ class _ClientState:
         self.slots = _StreamSlots()
         self.gaps = _GapTotals()
         self.health: dict[str, Any] = {}
+        # Failed reads of this client, and which reads failed last time
+        # (each logged once per run of failures).
+        self.errors = 0
+        self.failing: set[str] = set()
+
+    def failed(self, what: str, exc: Exception) -> str:
+        """Count and (once per run of failures) log a failed read of ``what``; return the reason."""
+        self.errors += 1
+        if what not in self.failing:
+            _log.warning("%s of %s failed", what, self.client.exchange, exc_info=exc)
+            self.failing.add(what)
+        return f"{what} failed: {type(exc).__name__}: {exc}"
 
 
 _BOOK_LABELS = ["exchange", "connection", "symbol"]
@@ -195,6 +210,8 @@ _FAMILIES: dict[str, tuple[Any, str, str, list[str]]] = {
     "book_resyncs": (_COUNTER, "fastws_book_resyncs", "Order book resynchronisations.", _BOOK_LABELS),
     "book_invalid": (_COUNTER, "fastws_book_invalid_seconds", "Seconds the order book was invalid.", _BOOK_LABELS),
     "book_snapshots": (_COUNTER, "fastws_book_snapshots", "Order book snapshots fetched.", _BOOK_LABELS),
+    "export_errors": (_COUNTER, "fastws_export_errors", "Failed reads of a client's figures by the exporter.",
+                      _LABELS),
 }
 
 
@@ -253,12 +270,21 @@ class FastwsCollector(Collector):
         """Await every registered client's ``health_check()``; keep it for the next scrape; return them by name.
 
         The health-only figures (event-loop lag, cadence watchdogs, books)
-        are those of the last refresh.
+        are those of the last refresh. A client whose ``health_check()`` raises is counted
+        (``fastws_export_errors_total``), logged, and reported as
+        ``{"health_check_error": "..."}``; the others are read as usual.
         """
         healths: dict[str, dict[str, Any]] = {}
         for name, client in self.clients.clients():
-            healths[name] = await client.health_check()
-            self._state_of(name, client).health = healths[name]
+            state = self._state_of(name, client)
+            try:
+                state.health = await client.health_check()
+            except Exception as exc:
+                state.health = {"exchange": str(client.exchange),
+                                "health_check_error": state.failed("health_check()", exc)}
+            else:
+                state.failing.discard("health_check()")
+            healths[name] = state.health
         return healths
 
     def _state_of(self, name: str, client: BaseWebSocketInterface) -> _ClientState:
@@ -274,7 +300,14 @@ class FastwsCollector(Collector):
         for name in set(self._states) - {name for name, _ in clients}:
             del self._states[name]
         for name, client in clients:
-            self._collect_client(families, name, client, self._state_of(name, client))
+            state = self._state_of(name, client)
+            try:
+                self._collect_client(families, name, client, state)
+            except Exception as exc:      # one client's odd figures do not fail the scrape
+                state.failed("reading the counters", exc)
+            else:
+                state.failing.discard("reading the counters")
+            families.add("export_errors", [str(client.exchange), name], state.errors)
         yield from families.all()
 
     def _collect_client(self, f: _Families, name: str, client: BaseWebSocketInterface,

@@ -267,6 +267,45 @@ async def test_healthz_is_200_while_connected_and_fresh_then_503_with_the_reason
         await sim.stop()
 
 
+class BrokenHealthCheck(BinanceWebSocket):
+    """A client whose health_check() raises while ``broken``."""
+
+    broken = False
+
+    async def health_check(self) -> dict[str, Any]:
+        if self.broken:
+            raise RuntimeError("book state corrupt")
+        return await super().health_check()
+
+
+async def test_a_client_whose_health_check_raises_is_reported_and_the_others_still_served(
+        endpoint: Any) -> None:
+    async with BinanceSimulator(rate=0) as sim:
+        good = binance_client(sim)
+        bad = BrokenHealthCheck(ExchangeName("binance"), binance_config(sim.url), lambda *args: None)
+        async with good, bad:
+            await good.subscribe(STREAMS[:1])
+            await bad.subscribe(STREAMS[:1])
+            served = await endpoint(good, bad)
+            sim.step(3)
+            await until(lambda: good.metrics["messages_delivered"] == bad.metrics["messages_delivered"] == 3)
+            bad.broken = True
+            status, body = await served.health()
+            assert status == 503
+            assert body["reasons"] == ["binance-2: health_check() failed: RuntimeError: book state corrupt"]
+            assert body["clients"]["binance"]["is_connected"] is True
+            samples = await served.samples()
+            errors = {dict(labels)["connection"]: value for (name, labels), value in samples.items()
+                      if name == "fastws_export_errors_total"}
+            assert errors == {"binance": 0.0, "binance-2": 2.0}      # /healthz's read, then this scrape's
+            received = {dict(labels)["connection"]: value for (name, labels), value in samples.items()
+                        if name == "fastws_messages_received_total"}
+            assert received["binance"] == received["binance-2"] == good.metrics["messages_received"]
+            bad.broken = False
+            status, body = await served.health()
+            assert (status, body["reasons"]) == (200, [])
+
+
 async def test_streams_past_the_cap_are_summed_and_keep_their_series(endpoint: Any) -> None:
     async with BinanceSimulator(rate=0) as sim:
         ws = binance_client(sim, metrics_max_streams=2)
