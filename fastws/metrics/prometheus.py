@@ -237,10 +237,11 @@ class _Families:
         self._families[key].add_metric(labels, buckets, None)
 
     def all(self) -> Iterator[Metric]:
-        """Every family, in the order of the exposition."""
+        """Every family with samples, in the order of the exposition."""
         for _, family in self._counters:
-            yield family
-        yield from self._families.values()
+            if family.samples:
+                yield family
+        yield from (family for family in self._families.values() if family.samples)
 
 
 class FastwsCollector(Collector):

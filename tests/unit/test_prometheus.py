@@ -61,8 +61,8 @@ def test_each_bucket_counts_exactly_the_values_below_its_bound(layout: BucketLay
 
 def test_bounds_are_seconds_at_powers_of_two() -> None:
     labels = [label for label, _ in HANDLER_LATENCY_LAYOUT.buckets([])]
-    assert labels[0] == "2.56e-07" and labels[-2] == "17.179869184" and labels[-1] == "+Inf"
-    assert [label for label, _ in EVENT_LATENCY_LAYOUT.buckets([])][:2] == ["1.6e-05", "3.2e-05"]
+    assert labels[0] == "5.12e-07" and labels[-2] == "2.147483648" and labels[-1] == "+Inf"
+    assert [label for label, _ in EVENT_LATENCY_LAYOUT.buckets([])][:2] == ["6.4e-05", "0.000128"]
     assert all(count == 0 for _, count in EVENT_LATENCY_LAYOUT.buckets([]))
 
 
