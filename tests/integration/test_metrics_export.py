@@ -25,7 +25,7 @@ from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.binance.simulator import BinanceSimulator
 from fastws import ExchangeName
 from fastws.metrics import ClientRegistry, MetricsServer, serve
-from tests.conftest import open_fds, other_tasks, until
+from tests.conftest import open_fds, other_tasks, run_fastws, until
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "dashboards" / "fastws.json"
@@ -455,3 +455,16 @@ async def test_demo_command_serves_metrics_of_every_exchange() -> None:
         lambda text: all((sample_value(text, "fastws_messages_received_total", exchange=name) or 0) > 0
                          for name in ("binance", "mexc")))
     assert sample_value(text, "fastws_pool_connections", exchange="binance") == 1.0
+
+
+async def test_metrics_port_must_be_a_port_and_free() -> None:
+    status, _, err = await run_fastws("stream", "binance", "btcusdt@trade", "--metrics-port", "70000")
+    assert status == 2 and "a port is 0-65535, got 70000" in err
+    async with BinanceSimulator(rate=0) as sim:
+        taken = await serve(0, clients=ClientRegistry())
+        try:
+            status, _, err = await run_fastws("stream", "binance", "btcusdt@trade", "--url", sim.url,
+                                              "--duration", "1", "--metrics-port", str(taken.port))
+        finally:
+            await taken.close()
+    assert status == 2 and f"--metrics-port {taken.port}: " in err
