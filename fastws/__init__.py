@@ -11,7 +11,7 @@ from fastws.compression import CompressionNegotiationError, decompress_message
 from fastws.pool import PooledWebSocketInterface
 from fastws.config import WebSocketConfig, create_websocket_config
 from fastws.errors import (ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError,
-                           InvalidMessageError, MessageHandlerError, RateLimitError,
+                           InvalidMessageError, MessageHandlerError, ProxyFailedError, RateLimitError,
                            SequenceGapError, SlowConsumerError, SubscriptionRejectedError)
 from fastws.types import ConnectionState, ExchangeName, StreamType, SubscriptionAction
 
@@ -28,6 +28,7 @@ __all__ = [
     "InvalidMessageError",
     "MessageHandlerError",
     "PooledWebSocketInterface",
+    "ProxyFailedError",
     "SlowConsumerError",
     "SequenceGap",
     "RateLimitError",

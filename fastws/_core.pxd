@@ -10,6 +10,7 @@ include "core/common.pxd"
 include "core/fieldscan.pxd"
 include "core/routes.pxd"
 include "core/handover.pxd"
+include "core/arrival.pxd"
 include "core/parser.pxd"
 
 
@@ -94,6 +95,13 @@ cdef class FrameHandler(WSListener):
         Handover _handover
         bint _shadow
         readonly uint64_t overlap_dropped
+
+        # --- redundancy (arrival.pxi): several connections carry the same
+        # streams and share a FirstArrival; each message is delivered by the
+        # first (None otherwise: one pointer test per frame).
+        FirstArrival _arrival
+        int _path
+        readonly uint64_t redundant_dropped
 
         # --- backlog and resumption (backlog.pxi): order kept while an
         # async parser or handler is suspended.

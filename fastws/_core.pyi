@@ -107,6 +107,37 @@ class Handover:
     def finish(self) -> list[str]:
         """End the overlap: the old connection delivers nothing more. Returns the unaligned streams."""
 
+class FirstArrival:
+    """Several connections carry the same streams; each message is delivered once, by the first.
+
+    Each path's core asks it before decoding; a copy already delivered (known
+    by its digest and its place in the stream, or a sequence number not beyond
+    the last delivered) is dropped and its lag behind the first copy counted;
+    a path that (re)joins delivers nothing new on a stream until it has caught
+    up there.
+    """
+    def __init__(self, paths: int, takeover_seconds: float = 1.0) -> None: ...
+    @property
+    def paths(self) -> int: ...
+    @property
+    def takeover_ns(self) -> int:
+        """A path that waited this long (ns) to catch up while the others delivered nothing takes over."""
+    def join(self, path: int) -> None:
+        """Path ``path`` has a new connection: live, catching up on the streams already seen."""
+    def leave(self, path: int) -> None:
+        """Path ``path`` lost its connection: the others deliver without waiting for it."""
+    def forget(self, stream_id: str) -> None:
+        """Drop a stream's state (after it is unsubscribed everywhere)."""
+    def live(self, path: int) -> bool:
+        """Whether path ``path`` has a live connection."""
+    def path_counts(self, path: int) -> dict[str, int]:
+        """``first``, ``late``, ``waiting``, ``behind``, ``takeovers`` and ``unconfirmed`` counts of path ``path``."""
+    def lag_histogram(self, path: int) -> list[int]:
+        """How far behind the first copy path ``path``'s copies came: counts per latency bucket."""
+    @property
+    def stream_count(self) -> int:
+        """Streams seen so far."""
+
 class CompiledParser:
     """Base of parsers written in Cython that read each message in place.
 
@@ -269,6 +300,17 @@ class FrameHandler(WSListener):
     @property
     def handover(self) -> Optional[Handover]:
         """The ``Handover`` shared with an overlapping connection, or None."""
+    def begin_redundancy(self, arrival: FirstArrival, path: int, streams: dict[str, StreamStats]) -> None:
+        """Be path ``path`` of a redundant group sharing ``arrival`` and the per-stream stats ``streams``."""
+    @property
+    def arrival(self) -> Optional[FirstArrival]:
+        """The ``FirstArrival`` shared with the other paths of a redundant group, or None."""
+    @property
+    def path(self) -> int:
+        """This connection's path number in its redundant group (0 without one)."""
+    @property
+    def redundant_dropped(self) -> int:
+        """Copies not delivered because another path of the redundant group brought them first."""
     def begin_handover(self, handover: Handover, shadow: bool) -> None:
         """Share ``handover`` with the other connection (``shadow``: this is the new one)."""
     def end_handover(self) -> None:

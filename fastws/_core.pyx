@@ -18,6 +18,7 @@ stays a C call:
   then the handler) and error reporting;
 - ``core/parser.pxi``: the compiled-parser interface;
 - ``core/handover.pxi``: make-before-break de-duplication;
+- ``core/arrival.pxi``: redundant connections, first arrival wins;
 - ``core/backlog.pxi``: suspended parsers and handlers, the backlog;
 - ``core/deflate.pxi``: permessage-deflate;
 - ``core/receive.pxi``: whole messages, reassembly, close;
@@ -50,6 +51,7 @@ include "core/routes.pxi"
 include "core/dispatch.pxi"
 include "core/parser.pxi"
 include "core/handover.pxi"
+include "core/arrival.pxi"
 include "core/backlog.pxi"
 include "core/deflate.pxi"
 include "core/receive.pxi"
@@ -312,6 +314,7 @@ cdef class FrameHandler(WSListener):
             "backlog_abandoned": self.backlog_abandoned,
             "deferrals": self.deferrals,
             "overlap_dropped": self.overlap_dropped,
+            "redundant_dropped": self.redundant_dropped,
             "protocol_errors": self.protocol_errors,
             "compressed_received": self.compressed_received,
             "inflated_bytes": self.inflated_bytes,
@@ -342,6 +345,31 @@ cdef class FrameHandler(WSListener):
         """Deliver every message again, without de-duplication."""
         self._handover = None
         self._shadow = False
+
+    def begin_redundancy(self, FirstArrival arrival, int path, dict streams):
+        """Be path ``path`` of a redundant group: deliver a message only if it arrives here first.
+
+        ``streams`` is the group's per-stream stats, shared by every path's
+        core, so counts and sequence continuity are those of the messages
+        delivered, whichever path brought them. Costs a payload digest and a
+        ring lookup per message.
+        """
+        arrival._check(path)
+        self._arrival = arrival
+        self._path = path
+        self._streams = streams
+        self._last_stream_id = None
+        self._last_stats = None
+
+    @property
+    def arrival(self):
+        """The ``FirstArrival`` shared with the other paths of a redundant group, or None."""
+        return self._arrival
+
+    @property
+    def path(self):
+        """This connection's path number in its redundant group (0 without one)."""
+        return self._path
 
     @property
     def tap(self):

@@ -77,6 +77,10 @@ def is_retryable(exc: BaseException) -> bool:
     """
     if isinstance(exc, (WSInvalidURL, ValueError, TypeError)):
         return False
+    # An error that knows (fastws.errors.ProxyFailedError) says so itself.
+    retryable = getattr(exc, "retryable", None)
+    if isinstance(retryable, bool):
+        return retryable
     status = handshake_status(exc)
     # 3xx too: redirects are not followed, so one fails the same way every time.
     return status is None or not (300 <= status < 500) or status in _RETRYABLE_4XX

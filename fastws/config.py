@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
-__all__ = ["WebSocketConfig", "create_websocket_config", "limit_changes"]
+__all__ = ["ProxyURL", "WebSocketConfig", "create_websocket_config", "limit_changes", "redact_proxy_url"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,39 @@ class WebSocketConfig:
             default ``wss://`` verifies the server's certificate and host name
             against the system's CAs, and a failure is a connection error,
             never a fallback to plain text.
+        loop_lag_interval: Seconds between the event-loop lag monitor's
+            wake-ups (one monitor per event loop, shared by its clients; the
+            first client's settings are used).
+        loop_lag_window: Seconds of lag samples ``health_check()["loop_lag"]``
+            summarises.
+        cadence_factor: A stream silent for this many times its expected
+            interval (while the connection delivers other streams) is
+            reported and resubscribed alone; ``None`` disables the per-stream
+            cadence watchdog.
+        cadence_floor: A stream is never judged silent for less than this
+            many seconds.
+        cadence_min_messages: Messages a stream must have delivered on the
+            connection before its cadence is judged.
+        redundancy: Live connections per shard carrying the same streams
+            (1 to 8); each message is delivered once, by the first to bring
+            it (fastws/client/redundancy.py). A lost connection is replaced
+            while the others deliver: a gap only when every one is down.
+        urls: More endpoints for the redundant connections: connection k
+            uses ``[url, *urls][k % (1 + len(urls))]``.
+        redundancy_max_lag: Seconds a connection may run behind the first
+            arrivals (its p99 over one check) before it is replaced.
+        redundancy_check_interval: Seconds between those checks.
+        proxy: Connect through this proxy: ``http://host:port`` (HTTP
+            CONNECT), ``https://host:port`` (CONNECT over TLS to the proxy),
+            ``socks4://host:port`` or ``socks5://host:port``, with credentials
+            as ``socks5://user:password@host:port`` (percent-encoded). A
+            ``wss://`` URL is TLS end to end through the tunnel, the
+            exchange's certificate checked as without a proxy. Stored as a
+            ``ProxyURL``: its ``repr``, the logs, errors and
+            ``health_check()`` show the credentials as ``***``.
+        proxy_ssl_context: TLS settings for an ``https://`` proxy (e.g. a
+            private CA); by default its certificate is checked against the
+            system's CAs.
     """
 
     url: str
@@ -116,9 +149,25 @@ class WebSocketConfig:
     handler_time_slice: float = 0.02
     metrics_max_streams: int = 50
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
+    # Loop lag monitor and per-stream cadence watchdog (issue 15).
+    loop_lag_interval: float = 0.1
+    loop_lag_window: float = 60.0
+    cadence_factor: Optional[float] = 10.0
+    cadence_floor: float = 10.0
+    cadence_min_messages: int = 20
+    # Redundant connections (fastws/client/redundancy.py).
+    redundancy: int = 1
+    urls: tuple[str, ...] = ()
+    redundancy_max_lag: float = 0.25
+    redundancy_check_interval: float = 1.0
+    proxy: Optional[str] = None
+    proxy_ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _validate_url(self.url)
+        if self.proxy is not None:
+            object.__setattr__(self, "proxy", ProxyURL(self.proxy))
+        _validate_proxy_ssl_context(self.proxy, self.proxy_ssl_context)
         _validate_headers(self.extra_headers)
         for name in ("timeout", "ping_interval", "reconnect_delay", "max_reconnect_delay",
                      "pong_timeout", "healthy_after", "max_messages_per_second",
@@ -165,6 +214,36 @@ class WebSocketConfig:
         threshold = self.compression_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
             raise ValueError(f"compression_threshold must be an int >= 0, got {threshold!r}")
+        self._validate_watchdogs()
+        _validate_redundancy(self)
+
+    def _validate_watchdogs(self) -> None:
+        """The loop lag monitor's and the cadence watchdog's settings."""
+        for name in ("loop_lag_interval", "loop_lag_window", "cadence_floor"):
+            _require_positive(name, getattr(self, name))
+        if self.cadence_factor is not None:
+            _require_positive("cadence_factor", self.cadence_factor)
+        if self.loop_lag_window < self.loop_lag_interval:
+            raise ValueError("loop_lag_window must not be shorter than loop_lag_interval "
+                             f"({self.loop_lag_window} < {self.loop_lag_interval})")
+        count = self.cadence_min_messages
+        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+            raise ValueError(f"cadence_min_messages must be an int >= 2 (an interval needs two messages), "
+                             f"got {count!r}")
+
+
+def _validate_redundancy(config: "WebSocketConfig") -> None:
+    """Refuse a redundancy setting the core cannot carry, saying why."""
+    # The core judges first arrivals between at most 8 paths (core/arrival.pxd).
+    value = config.redundancy
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
+        raise ValueError(f"redundancy must be an int from 1 to 8, got {value!r}")
+    if isinstance(config.urls, (str, bytes)) or not isinstance(config.urls, tuple):
+        raise TypeError(f"urls must be a tuple of ws:// or wss:// URLs, got {type(config.urls).__name__}")
+    for url in config.urls:
+        _validate_url(url)
+    for name in ("redundancy_max_lag", "redundancy_check_interval"):
+        _require_positive(name, getattr(config, name))
 
 
 # An HTTP header name is a token (RFC 9110, section 5.6.2).
@@ -206,6 +285,97 @@ def _validate_headers(headers: object) -> None:
             raise ValueError(f"extra_headers: the value of {name!r} must not contain a line break")
 
 
+class ProxyURL(str):
+    """A validated proxy URL whose ``repr`` hides its credentials.
+
+    The text is the URL as given, which the connection uses; ``repr()`` and
+    ``redacted`` show ``scheme://***@host:port`` when it carries a user name
+    or password, so a config that is printed, logged or put into an error
+    message never shows them.
+
+    Raises:
+        TypeError: ``url`` is not a str.
+        ValueError: ``url`` is not ``http``, ``https``, ``socks4`` or
+            ``socks5`` with a host and a port (the message shows it redacted).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, url: str) -> "ProxyURL":
+        _validate_proxy(url)
+        return super().__new__(cls, url)
+
+    @property
+    def redacted(self) -> str:
+        """The URL with its user name and password replaced by ``***``."""
+        return redact_proxy_url(self)
+
+    def __repr__(self) -> str:
+        return repr(self.redacted)
+
+
+PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
+
+
+def redact_proxy_url(url: str) -> str:
+    """``url`` with the user information (``user:password@``) replaced by ``***@``.
+
+    Works on any text, valid URL or not, so that error messages about a
+    malformed proxy URL can quote it safely.
+    """
+    url = str(url)      # a plain str: a ProxyURL's own repr calls this function
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = len(rest)
+    for delimiter in "/?#":
+        index = rest.find(delimiter)
+        if index != -1:
+            end = min(end, index)
+    authority = rest[:end]
+    if "@" not in authority:
+        return url
+    host = authority.rpartition("@")[2]
+    return f"{scheme}{sep}***@{host}{rest[end:]}"
+
+
+def _validate_proxy(url: object) -> None:
+    """Refuse a proxy URL picows and python-socks could not use, saying why (credentials hidden)."""
+    if not isinstance(url, str):
+        raise TypeError(f"proxy must be a URL string such as 'socks5://host:1080', got {type(url).__name__}")
+    shown = repr(redact_proxy_url(url))
+    if any(c.isspace() for c in url):
+        raise ValueError(f"proxy {shown} must not contain a space or other whitespace")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:    # "Invalid IPv6 URL", "Port out of range", ...: the text may quote the URL
+        raise ValueError(f"proxy {shown}: invalid host or port") from None
+    if parts.scheme not in PROXY_SCHEMES:
+        raise ValueError(f"proxy {shown}: the scheme must be one of {', '.join(PROXY_SCHEMES)}")
+    if not parts.hostname:
+        raise ValueError(f"proxy {shown} has no host name")
+    if port is None or port == 0:
+        raise ValueError(f"proxy {shown} needs a port (proxies have no standard port), "
+                         "e.g. http://host:3128 or socks5://host:1080")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"proxy {shown}: a proxy URL has no path, query or fragment")
+    if parts.scheme.startswith("socks") and parts.username is not None and parts.password is None:
+        # python-socks drops a user name that comes without a password.
+        raise ValueError(f"proxy {shown}: a user name needs a password (user:password@)")
+
+
+def _validate_proxy_ssl_context(proxy: Optional[str], context: object) -> None:
+    """Refuse a ``proxy_ssl_context`` that would not be used, or is not a context."""
+    if context is None:
+        return
+    if proxy is None or not proxy.startswith("https://"):
+        raise ValueError("proxy_ssl_context is given but the proxy is not https://: TLS to the proxy "
+                         "would not be used")
+    if not isinstance(context, ssl.SSLContext):
+        raise TypeError(f"proxy_ssl_context must be an ssl.SSLContext, got {type(context).__name__}")
+
+
 def _require_positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
             or not math.isfinite(value):
@@ -223,6 +393,8 @@ def create_websocket_config(url: str, **overrides: Any) -> WebSocketConfig:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown WebSocketConfig field(s): {', '.join(unknown)}")
+    if isinstance(overrides.get("urls"), list):
+        overrides["urls"] = tuple(overrides["urls"])
     return WebSocketConfig(url=url, **overrides)
 
 

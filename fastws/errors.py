@@ -8,6 +8,7 @@ __all__ = [
     "RateLimitError",
     "SubscriptionRejectedError",
     "ConnectionFailedError",
+    "ProxyFailedError",
     "ExchangeTimeoutError",
     "MessageHandlerError",
     "SequenceGapError",
@@ -37,6 +38,35 @@ class ConnectionFailedError(ExchangeAPIError):
 
     def __init__(self, message: str, code: int = 500) -> None:
         super().__init__(code, message)
+
+
+class ProxyFailedError(ConnectionFailedError):
+    """A connection through the configured proxy failed (code 500).
+
+    The message names the proxy with its credentials hidden and says what
+    failed: reaching the proxy, the tunnel it was asked for (refused, wrong
+    credentials), or what went through it (TLS, the WebSocket upgrade).
+
+    Attributes:
+        proxy: The proxy URL, credentials replaced by ``***``.
+        stage: ``"connect"`` (the proxy could not be reached), ``"tunnel"``
+            (it did not open the tunnel) or ``"through"`` (TLS or the upgrade
+            through the tunnel failed).
+        status: The proxy's answer where it gave one: the HTTP status of the
+            CONNECT (407 or 401: wrong credentials; 403: refused) or the SOCKS reply
+            code; ``None`` otherwise.
+        retryable: Whether another attempt may succeed: ``False`` for
+            refused credentials and for refusals that repeat the same way
+            (the client then fails at once instead of retrying).
+    """
+
+    def __init__(self, message: str, proxy: str, stage: str, status: int | None = None,
+                 retryable: bool = True) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.stage = stage
+        self.status = status
+        self.retryable = retryable
 
 
 class InvalidMessageError(ExchangeAPIError):

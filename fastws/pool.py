@@ -7,6 +7,11 @@ same interface: one message handler, one error handler, one
 ``subscribe``/``unsubscribe``, one ``health_check`` that sums and lists per
 connection, one ``stop()``.
 
+With ``redundancy=R`` in the config, every connection of the pool (each
+shard) runs R - 1 more connections over its streams (its paths, see
+fastws/client/redundancy.py); the pool subscribes, starts, stops and counts
+them with their shard.
+
 The pool holds its members and uses their public API, plus three one-line
 hooks of ``BaseWebSocketInterface`` (``_share_routes``, ``_carries``,
 ``_latency_histogram``). A member is an instance of the adapter, whose
@@ -21,6 +26,7 @@ from abc import abstractmethod
 from typing import Any, Callable, ClassVar, Iterable, Optional, Union
 
 from fastws.client import BaseWebSocketInterface, ConnectionGap, SequenceGap
+from fastws.client.redundancy import RedundantPaths, redundant_paths
 from fastws.client.subscriptions import stream_names
 from fastws.errors import ConnectionFailedError
 from fastws.metrics import add_histograms, latency_percentiles
@@ -66,6 +72,26 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
     @abstractmethod
     def _new_member(self) -> "PooledWebSocketInterface":
         """Build (not start) one more connection with this client's settings."""
+
+    def _new_path(self, config: Any) -> "PooledWebSocketInterface":
+        """Build (not start) a redundant path of this connection with ``config``
+        (its endpoint); adapters that derive state from the URL override it."""
+        member = self._new_member()
+        member.config = config
+        return member
+
+    def _ensure_paths(self) -> None:
+        """Build this shard's redundant paths once, when the config asks for them."""
+        if self.config.redundancy <= 1 or self._redundancy is not None or self._path_index != 0:
+            return
+        paths: list[BaseWebSocketInterface] = []
+        for index in range(1, self.config.redundancy):
+            path = self._new_path(RedundantPaths.path_config(self.config, index))
+            # The routes are shared; the frame tap is not: a recorder keeps
+            # the frames of path 0, one copy of each (not R).
+            path._share_routes(self._routes)
+            paths.append(path)
+        RedundantPaths(self, paths)
 
     # ------------------------------------------------------------ the members
     @property
@@ -124,7 +150,10 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
             timeout: As ``BaseWebSocketInterface.start``, for the first connection.
         """
         self._pool_closing = False
+        self._ensure_paths()
         await super().start(timeout)
+        if self._redundancy is not None and self._path_index == 0:
+            await self._redundancy.start(timeout)
         for member in list(self._members):
             await member.start()
 
@@ -168,7 +197,8 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
                         errors.append(result)
                         plan.pop(id(member), None)
                         await self._retire(member)
-            jobs = [BaseWebSocketInterface.subscribe(c, wanted) for c, wanted in plan.values()]
+            jobs = [BaseWebSocketInterface.subscribe(path, wanted) for c, wanted in plan.values()
+                    for path in (c, *redundant_paths(c))]
             errors.extend(r for r in await asyncio.gather(*jobs, return_exceptions=True)
                           if isinstance(r, BaseException))
             for member in [m for m in spawned if m in self._members and not m.subscriptions]:
@@ -216,7 +246,8 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
                 owner = self._owner_of(stream)
                 if owner is not None:
                     plan.setdefault(id(owner), (owner, []))[1].append(stream)
-            results = await asyncio.gather(*(BaseWebSocketInterface.unsubscribe(c, s) for c, s in plan.values()),
+            results = await asyncio.gather(*(BaseWebSocketInterface.unsubscribe(path, s)
+                                             for c, s in plan.values() for path in (c, *redundant_paths(c))),
                                            return_exceptions=True)
             # Streams waiting to be sent are tracked too: no subscription, nothing pending.
             for member in [m for m in self._members if not m.subscriptions]:
@@ -232,6 +263,8 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         while self._members:
             members = list(self._members)
             await asyncio.gather(*(self._retire(m) for m in members), return_exceptions=True)
+        if self._redundancy is not None and self._path_index == 0:
+            await self._redundancy.stop()
         await super().stop()
 
     @property
@@ -242,6 +275,8 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         _add_counts(total, self._retired)
         for member in self._members:
             _add_counts(total, member.metrics)
+        for path in redundant_paths(self):
+            _add_counts(total, path.metrics)
         total["latency_us"] = latency_percentiles(self._latency_histogram())
         total["pool_connections"] = len(self.connections)
         return total
@@ -251,6 +286,8 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         histogram = add_histograms(super()._latency_histogram(), self._retired_histogram)
         for member in self._members:
             histogram = add_histograms(histogram, member._latency_histogram())
+        for path in redundant_paths(self):
+            histogram = add_histograms(histogram, path._latency_histogram())
         return histogram
 
     @property
@@ -292,5 +329,8 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
             "gaps": sorted((g for p in parts for g in p["gaps"]), key=lambda g: g["start"]),
             "sequence_gaps": sorted((g for p in parts for g in p["sequence_gaps"]), key=lambda g: g["time"]),
             "metrics": self.metrics,
+            "cadence": {stream: entry for p in parts for stream, entry in p["cadence"].items()},
             "connections": [{k: v for k, v in p.items() if k != "connections"} for p in parts],
+            "redundancy": [{"shard": i, "paths": c._redundancy.health()}
+                           for i, c in enumerate(self.connections) if c._redundancy is not None],
         }

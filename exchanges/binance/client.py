@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTION_AGE",
     "attempt_limiter",
     "binance_config",
+    "push_interval",
 ]
 
 CONTROL_MESSAGES_PER_SECOND = 2.5
@@ -89,6 +90,27 @@ _SHUTDOWN_STREAM = "!serverShutdown"
 _SHUTDOWN_EVENT = "serverShutdown"
 # Enum members cost ~85 ns per lookup on CPython 3.11: hoisted.
 _DEPTH_UPDATE = _streams.StreamKind.DEPTH_UPDATE
+
+# Binance's documented update speeds (seconds) of the streams it pushes on a
+# clock; trades, aggTrades and bookTickers are pushed as they happen (None).
+_PUSH_INTERVALS = {
+    _streams.StreamKind.TICKER: 1.0, _streams.StreamKind.MINI_TICKER: 1.0,
+}
+
+
+def push_interval(stream: str) -> Optional[float]:
+    """The fastest Binance pushes ``stream``, in seconds; ``None`` for streams pushed as events happen.
+
+    Diff and partial depth: 0.1 with ``@100ms``, else 1.0 (pushed only when
+    the book changed); tickers 1.0; klines 1.0 for ``kline_1s``, else 2.0.
+    The cadence watchdog's lower bound (``BaseWebSocketInterface._expected_interval``).
+    """
+    kind = _streams.stream_kind(stream)
+    if kind is _DEPTH_UPDATE or kind is _streams.StreamKind.PARTIAL_DEPTH:
+        return 0.1 if stream.endswith("@100ms") else 1.0
+    if kind is _streams.StreamKind.KLINE:
+        return 1.0 if "@kline_1s" in stream else 2.0
+    return _PUSH_INTERVALS.get(kind)
 
 
 class ConnectionAttemptLimiter:
@@ -293,6 +315,11 @@ class BinanceWebSocket(PooledWebSocketInterface):
         member.add_state_listener(self._on_connection_state)
         return member
 
+    def _new_path(self, config: Any) -> "BinanceWebSocket":
+        member = cast(BinanceWebSocket, super()._new_path(config))
+        member._url = _combined_url(config.url)     # its own endpoint
+        return member
+
     # ------------------------------------------------------------- the four
     async def _connect(self) -> None:
         await self._open_websocket(self._url)
@@ -371,6 +398,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
 
     def _stream_problem(self, stream: str) -> Optional[str]:
         return _streams.stream_name_problem(stream)
+
+    def _expected_interval(self, stream: str) -> Optional[float]:
+        return push_interval(stream)
 
     def _frame_handler_options(self) -> dict[str, Any]:
         return {
@@ -554,7 +584,9 @@ class BinanceWebSocket(PooledWebSocketInterface):
     def _on_connection_state(self, old: ConnectionState, new: ConnectionState, reason: Optional[str]) -> None:
         # A connection lost (not a make-before-break rotation, which changes no
         # state): the updates in between are gone, every book syncs again.
-        if new is ConnectionState.RECONNECTING and self._books is not None:
+        # With redundant connections one path's loss loses nothing (the books'
+        # own U/u check still catches a loss when every path was down).
+        if new is ConnectionState.RECONNECTING and self._books is not None and self.config.redundancy == 1:
             self._books.connection_lost(reason or "reconnecting")
 
     async def stop(self) -> None:

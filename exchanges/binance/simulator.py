@@ -11,7 +11,7 @@ connection age) and the keepalive (a ping every 20 s, a pong within 60 s).
 Market data comes from one ``SyntheticMarket`` shared by every connection, so
 every client sees the same update ids. With ``rate=0`` nothing is published
 until the test calls ``step(n)``; otherwise a timer calls ``step(1)`` ``rate``
-times a second. Faults (``drop``, ``reset``, ``mute``, ``skip_sequence``,
+times a second. Faults (``drop``, ``reset``, ``mute``, ``mute_stream``, ``skip_sequence``,
 ``server_shutdown``...) are methods acting on every connection or on one.
 
 Example::
@@ -230,6 +230,7 @@ class BinanceConnection(SimConnection, _Counters):
             self.sim._rejection = None
             raise RequestError(*rejection)
         self._subscriptions.update(dict.fromkeys(names))
+        self.sim._lift_stream_mutes(names)
 
     def unsubscribe(self, names: list[str]) -> None:
         """Remove streams (``ControlSession``)."""
@@ -416,6 +417,8 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
         self.rest_weight_used = 0
         self._rest_faults: deque[tuple[str, Any]] = deque()
         self._rest_runner: Optional[web.AppRunner] = None
+        # Streams muted alone (mute_stream), each with the timer that lifts it, if any.
+        self._muted_streams: dict[str, Optional[asyncio.TimerHandle]] = {}
 
     # ------------------------------------------------------------------ addresses
 
@@ -558,7 +561,7 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
         sent = 0
         for name, connections in subscribers.items():
             stream = _parse_stream(name)
-            if stream is not None:
+            if stream is not None and name not in self._muted_streams:
                 sent += self._deliver(name, events.payloads(stream), connections)
         return sent
 
@@ -573,6 +576,43 @@ class BinanceSimulator(Simulator[BinanceConnection], _Counters):
         """Send one TEXT frame of exactly ``size`` bytes (valid JSON from 10 bytes on)."""
         payload = b'{"pad":"' + b"x" * (size - 10) + b'"}' if size >= 10 else b" " * size
         self.send_raw(payload, connection=connection)
+
+    def mute_stream(self, name: str, duration: Optional[float] = None) -> None:
+        """Stop sending stream ``name`` on every connection while the other streams flow.
+
+        The market goes on (update ids advance): a muted depth stream misses
+        its updates, as when an exchange stops one stream of a connection.
+        The mute is lifted by a ``SUBSCRIBE`` naming the stream (from any
+        connection), by ``unmute_stream``, or after ``duration`` seconds.
+        """
+        self.unmute_stream(name)
+        handle = None
+        if duration is not None:
+            handle = asyncio.get_running_loop().call_later(duration, self.unmute_stream, name)
+            self._timers.add(handle)
+        self._muted_streams[name] = handle
+        log.info("stream %s muted%s", name, f" for {duration} s" if duration is not None else "")
+
+    def unmute_stream(self, name: str) -> None:
+        """Send stream ``name`` again (undo ``mute_stream``)."""
+        if name not in self._muted_streams:
+            return
+        handle = self._muted_streams.pop(name)
+        if handle is not None:
+            handle.cancel()
+            self._timers.discard(handle)
+
+    @property
+    def muted_streams(self) -> list[str]:
+        """The streams muted alone (``mute_stream``) now."""
+        return list(self._muted_streams)
+
+    def _lift_stream_mutes(self, names: list[str]) -> None:
+        """A SUBSCRIBE names these streams: those muted alone flow again."""
+        for name in names:
+            if name in self._muted_streams:
+                log.info("stream %s unmuted by a SUBSCRIBE", name)
+                self.unmute_stream(name)
 
     def reject_next_subscription(self, code: int = 2, msg: str = "Invalid request: rejected by test") -> None:
         """Answer the next SUBSCRIBE (on any connection) with this error; nothing is subscribed."""

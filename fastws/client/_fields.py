@@ -25,6 +25,7 @@ from fastws.types import ConnectionState, ExchangeName, StreamType, Subscription
 
 if TYPE_CHECKING:
     from fastws.client.health import ConnectionGap, SequenceGap
+    from fastws.client.redundancy import RedundantPaths
 
 __all__ = ["ClientFields", "ErrorHandler", "MessageHandler", "StateListener"]
 
@@ -72,6 +73,10 @@ class ClientFields:
     _rotation_wanted: Optional[asyncio.Future[str]]
     _rotating: bool
     _handover_end: Optional[asyncio.TimerHandle]
+    # Redundancy (redundancy.py): the group this connection is path
+    # ``_path_index`` of, or None.
+    _redundancy: "Optional[RedundantPaths]"
+    _path_index: int
 
     # Health and errors (health.py).
     _metrics: ConnectionMetrics

@@ -17,8 +17,10 @@ from picows import WSCloseCode, WSParsedURL, WSUpgradeRequest, WSUpgradeResponse
 
 from fastws._core import FrameHandler
 from fastws.client.health import HealthMixin
+from fastws.client.proxy import proxy_failure, through_proxy
 from fastws.compression import CompressionNegotiationError, negotiate, offer_header
-from fastws.errors import ConnectionFailedError
+from fastws.config import ProxyURL
+from fastws.errors import ConnectionFailedError, ExchangeAPIError
 from fastws.ratelimit import TokenBucket
 
 __all__ = ["ConnectionMixin", "Live"]
@@ -41,6 +43,10 @@ class ConnectionMixin(HealthMixin):
         Sets ``self._ws``. Auto-ping (``ping_interval``/``pong_timeout``) and
         auto-pong are on; ``max_frame_size`` is enforced by picows and, for
         fragmented messages, by the core.
+
+        With ``config.proxy`` picows opens the tunnel (HTTP CONNECT or SOCKS)
+        over the socket ``_make_socket`` connects to the proxy; a failure is a
+        ``ProxyFailedError`` that names the proxy with its credentials hidden.
         """
         core = self._build_core()
         headers = dict(self.config.extra_headers or {})
@@ -60,10 +66,20 @@ class ConnectionMixin(HealthMixin):
                 self._negotiate_extensions(core, response)
             return core
 
+        proxy = cfg.proxy if isinstance(cfg.proxy, ProxyURL) else None
+        reached_proxy = False
+
+        async def socket_factory(parsed_url: WSParsedURL) -> socket.socket:
+            # With a proxy, picows asks for a socket to the proxy.
+            nonlocal reached_proxy
+            sock = await self._make_socket(parsed_url)
+            reached_proxy = True
+            return sock
+
         try:
             transport, _ = await ws_connect(
                 listener_factory, url or self.config.url,
-                socket_factory=self._make_socket,
+                socket_factory=socket_factory,
                 websocket_handshake_timeout=self.config.timeout,
                 enable_auto_ping=True,
                 auto_ping_idle_timeout=self.config.ping_interval,
@@ -75,8 +91,10 @@ class ConnectionMixin(HealthMixin):
                 ssl_context=self.config.ssl_context,
                 logger_name=f"{self.exchange}",
                 max_redirects=0,
+                proxy=proxy,
+                proxy_ssl_context=cfg.proxy_ssl_context,
             )
-        except BaseException:
+        except BaseException as exc:
             # A cancelled or failed attempt must not leave its socket behind:
             # shutting the socket down makes the transport close itself
             # (and cancel picows's handshake timer) at once.
@@ -91,6 +109,8 @@ class ConnectionMixin(HealthMixin):
                 except OSError:
                     pass
                 sock.close()
+            if proxy is not None and isinstance(exc, Exception) and not isinstance(exc, ExchangeAPIError):
+                raise proxy_failure(exc, proxy, self.exchange, url or cfg.url, reached_proxy) from exc
             raise
         finally:
             self._connecting_socket = None
@@ -99,7 +119,7 @@ class ConnectionMixin(HealthMixin):
             # listener) when the peer goes away before the upgrade reply: a
             # failed attempt, not a connection.
             raise ConnectionFailedError(f"{self.exchange}: connection lost during the WebSocket handshake "
-                                        f"with {url or self.config.url}")
+                                        f"with {url or self.config.url}{through_proxy(proxy)}")
         self._core = core
         self._ws = transport
         self._disconnected = asyncio.get_running_loop().create_future()
@@ -132,6 +152,8 @@ class ConnectionMixin(HealthMixin):
                             **self._frame_handler_options())
         if handover is not None:
             core.begin_handover(handover, True)
+        if self._redundancy is not None:
+            self._redundancy.attach(self, core)
         core.tap = self._frame_tap
         return core
 
@@ -285,7 +307,8 @@ class ConnectionMixin(HealthMixin):
                 return f"peer closed ({int(recv.code)}){': ' + recv.reason if recv.reason else ''}"
         if core is not None and core.close_code:
             return f"peer closed ({core.close_code})"
-        return "connection lost (no close frame)"
+        # Through a proxy, either side of the tunnel may have gone: the proxy or the exchange.
+        return f"connection lost (no close frame){through_proxy(self.config.proxy)}"
 
     def _on_core_disconnected(self, core: FrameHandler) -> None:
         if core is self._core and self._disconnected is not None and not self._disconnected.done():

@@ -12,8 +12,11 @@ from typing import Any, Awaitable, Optional
 
 from fastws._core import FrameHandler, monotonic_time_ns
 from fastws.client._fields import ClientFields, StateListener
+from fastws.client.cadence import CadenceWatch
+from fastws.config import redact_proxy_url
 from fastws.errors import (ExchangeAPIError, ExchangeTimeoutError, InvalidMessageError, MessageHandlerError,
                            SequenceGapError, SlowConsumerError)
+from fastws.looplag import LoopLagMonitor, overload_note
 from fastws.metrics import latency_percentiles
 from fastws.types import ConnectionState, StreamType
 
@@ -71,6 +74,12 @@ class SequenceGap:
 
 class HealthMixin(ClientFields):
     """State, gaps, errors and the health check of ``BaseWebSocketInterface``."""
+
+    # The event loop's lag monitor, shared with the loop's other clients
+    # (held from the supervisor's start to its end, kept for the health check).
+    _lag_monitor: Optional[LoopLagMonitor]
+    # The per-stream cadence watchdog (supervisor.py acts on it).
+    _cadence: CadenceWatch
 
     # ------------------------------------------------------------- the state
     @property
@@ -285,7 +294,8 @@ class HealthMixin(ClientFields):
     async def health_check(self) -> dict[str, Any]:
         """Return the connection's health as a dict.
 
-        Keys: ``exchange``, ``state``, ``is_connected``, ``subscriptions``,
+        Keys: ``exchange``, ``proxy`` (credentials as ``***``, or ``None``),
+        ``state``, ``is_connected``, ``subscriptions``,
         ``reconnect_attempts``, ``last_message_age`` (seconds, ``None`` before
         the first message), ``metrics``, plus ``pending_subscriptions``,
         ``streams``, ``gaps``, ``sequence_gaps``, ``waiting`` (why the next
@@ -293,7 +303,12 @@ class HealthMixin(ClientFields):
         ``bytes`` and ``oldest_age`` in seconds of the messages waiting for
         the handler) and ``slow_handler`` (``handler_seconds_per_second``
         since the previous check: near 1 when the handler cannot keep up;
-        ``deferrals``).
+        ``deferrals``), ``loop_lag`` (the event loop's lag: ``p50_ms``,
+        ``p99_ms``, ``max_ms`` over the last ``window_s`` seconds,
+        ``samples``) and ``cadence`` (per subscribed stream:
+        ``expected_interval_s``, ``None`` until known; ``silent_s`` since its
+        last message; ``resubscribes``, how often the cadence watchdog
+        resubscribed it alone).
 
         Per stream (this connection): ``type``, ``messages``,
         ``messages_per_second`` (since the previous health check, or since
@@ -316,6 +331,7 @@ class HealthMixin(ClientFields):
                 streams[stream_id] = self._stream_health(stream_id, stats, now_ns)
         return {
             "exchange": self.exchange,
+            "proxy": redact_proxy_url(self.config.proxy) if self.config.proxy is not None else None,
             "state": self._state.value,
             "is_connected": self.is_connected,
             "subscriptions": list(self._subscriptions),
@@ -330,7 +346,25 @@ class HealthMixin(ClientFields):
             "metrics": self.metrics,
             "backlog": backlog,
             "slow_handler": self._handler_load(core, now_ns),
+            "loop_lag": self._loop_lag(),
+            "cadence": self._cadence_health(core, now_ns),
         }
+
+    def _loop_lag(self) -> dict[str, float]:
+        """The event loop's lag (``LoopLagMonitor.snapshot``); zeros before the client started."""
+        if self._lag_monitor is None:
+            return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "window_s": float(self.config.loop_lag_window),
+                    "samples": 0}
+        return self._lag_monitor.snapshot()
+
+    def _cadence_health(self, core: Optional[FrameHandler], now_ns: int) -> dict[str, dict[str, Any]]:
+        """Per subscribed stream: its expected interval, how long it is silent, its resubscribes."""
+        stats = core.stream_stats() if core is not None and self.is_connected else None
+        return self._cadence.snapshot(self._subscriptions, now_ns, stats)
+
+    def _lag_note(self, timeout: float) -> str:
+        """What a watchdog whose ``timeout`` fired adds to its reason when the event loop lagged."""
+        return overload_note(self._lag_monitor, timeout)
 
     def _handler_load(self, core: Optional[FrameHandler], now_ns: int) -> dict[str, Any]:
         """How much of the time the handler kept the core draining, since the previous health check.

@@ -23,6 +23,7 @@ from picows import WSCloseCode
 from fastws._core import RouteTable, is_async_callable
 from fastws.backoff import ReconnectPolicy, Reconnection
 from fastws.client._fields import ErrorHandler, MessageHandler
+from fastws.client.cadence import CadenceWatch
 from fastws.client.health import GAPS_KEPT
 from fastws.client.rotation import RotationMixin
 from fastws.config import WebSocketConfig
@@ -76,6 +77,8 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._disconnected = None
         self._supervisor = None
         self._stopping = False
+        self._redundancy = None
+        self._path_index = 0
         self._connecting_socket = None
 
         self._subscriptions = {}   # ordered set of wanted streams
@@ -112,6 +115,11 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._frame_tap = None
         self._waiting = None
         self._load_sample = None
+        # Issue 15: the loop's lag monitor (while the supervisor runs), the
+        # per-stream cadence watchdog.
+        self._lag_monitor = None
+        self._cadence = CadenceWatch(config.cadence_factor or 0.0, config.cadence_floor,
+                                     config.cadence_min_messages, self._expected_interval)
 
     # ------------------------------------------------------------------ the four
     @abstractmethod
@@ -170,6 +178,17 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         invalid names are refused by name (``SubscriptionRejectedError`` with
         ``rejected_streams``) and the valid ones beside them are subscribed.
         The default accepts every name.
+        """
+        return None
+
+    def _expected_interval(self, stream: str) -> Optional[float]:
+        """The seconds between two messages of ``stream`` the exchange documents, or ``None``.
+
+        For the cadence watchdog: the fastest the exchange pushes the stream
+        (Binance: 0.1 for ``<symbol>@depth@100ms``). It is a lower bound of
+        the interval learned from the traffic, which takes over once known;
+        ``None`` (the default) leaves the interval to the traffic alone.
+        Called once per stream.
         """
         return None
 

@@ -45,7 +45,7 @@ class RotationMixin(SupervisorMixin):
         """
         if self._ws is None or self._ws.is_disconnected or self._stopping or self._rotating:
             return
-        if self.config.make_before_break:
+        if self.config.make_before_break and self._redundancy is None:
             wanted = self._rotation_wanted
             if wanted is not None and not wanted.done():
                 self.logger.info("replacing the connection: %s", reason,

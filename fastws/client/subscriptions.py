@@ -212,6 +212,29 @@ class SubscriptionsMixin(ConnectionMixin):
             self._metrics.errors += 1
             self._emit_error(exc)
 
+    async def _resubscribe_alone(self, streams: list[str]) -> None:
+        """Unsubscribe and subscribe ``streams`` again on the live connection, and nothing else.
+
+        For streams the exchange stopped sending while the connection goes on
+        (the cadence watchdog): they stay tracked throughout, so a connection
+        that ends meanwhile subscribes them with the others on the next one.
+        Their sequence state is kept: updates they missed are a gap. A
+        failure (a rejection, no ack) reaches the error handler.
+        """
+        try:
+            await self._request(streams, SubscriptionAction.UNSUBSCRIBE)
+            # Not those the user unsubscribed meanwhile.
+            wanted = [s for s in streams if s in self._subscriptions]
+            if wanted:
+                await self._request(wanted, SubscriptionAction.SUBSCRIBE)
+        except ConnectionFailedError:
+            if not self._stopping:
+                self.logger.info("connection changed during a resubscribe: the next one subscribes %d stream(s)",
+                                 len(streams), extra={"exchange": self.exchange, "streams": streams})
+        except ExchangeAPIError as exc:
+            self._metrics.errors += 1
+            self._emit_error(exc)
+
     async def _request(self, streams: list[str], action: SubscriptionAction) -> None:
         """Send (un)subscribe requests in batches and wait for each ack.
 

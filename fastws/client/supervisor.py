@@ -17,8 +17,10 @@ from picows import WSCloseCode
 
 from fastws._core import FrameHandler, Handover, monotonic_time_ns
 from fastws.client.connection import Live
+from fastws.client.proxy import through_proxy
 from fastws.client.subscriptions import SubscriptionsMixin
 from fastws.errors import ConnectionFailedError, ExchangeAPIError, ExchangeTimeoutError
+from fastws.looplag import acquire_monitor, release_monitor
 from fastws.types import ConnectionState
 
 __all__ = ["SupervisorMixin"]
@@ -31,7 +33,19 @@ class SupervisorMixin(SubscriptionsMixin):
     _rotate: Callable[[str], Awaitable[bool]]
 
     async def _supervise(self) -> None:
-        """Connect, watch, reconnect: the connection's whole life cycle."""
+        """Connect, watch, reconnect: the connection's whole life cycle.
+
+        The event loop's lag monitor is held for as long as this runs.
+        """
+        cfg = self.config
+        monitor = acquire_monitor(cfg.loop_lag_interval, cfg.loop_lag_window)
+        self._lag_monitor = monitor
+        try:
+            await self._supervise_connections()
+        finally:
+            release_monitor(monitor)
+
+    async def _supervise_connections(self) -> None:
         reconnection = self._reconnection
         reconnection.begin()
         while not self._stopping:
@@ -147,7 +161,8 @@ class SupervisorMixin(SubscriptionsMixin):
             return exc
         if isinstance(exc, asyncio.TimeoutError):
             error: ExchangeAPIError = ExchangeTimeoutError(
-                f"{self.exchange}: no connection within {self.config.timeout} s to {self.config.url}")
+                f"{self.exchange}: no connection within {self.config.timeout} s to {self.config.url}"
+                f"{through_proxy(self.config.proxy)}")
         else:
             error = ConnectionFailedError(f"{self.exchange}: cannot connect to {self.config.url}: "
                                           f"{type(exc).__name__}: {exc}")
@@ -174,7 +189,10 @@ class SupervisorMixin(SubscriptionsMixin):
         self._count_connection(replacing=False)
         self._set_state(ConnectionState.CONNECTED, None)
         await self._resubscribe()
-        self._close_gap()
+        if self._redundancy is not None:
+            self._redundancy.path_restored(self)
+        else:
+            self._close_gap()
 
     def _on_disconnected(self, reason: str) -> None:
         self._cancel_handover_end()
@@ -188,7 +206,10 @@ class SupervisorMixin(SubscriptionsMixin):
         self._disconnected = None
         self._metrics.connected_since = None
         self._fail_acks(ConnectionFailedError(f"{self.exchange}: connection lost before the ack: {reason}"))
-        self._open_gap_for(reason)
+        if self._redundancy is not None:
+            self._redundancy.path_lost(self, reason)
+        else:
+            self._open_gap_for(reason)
         level = logging.INFO if self._stopping else logging.WARNING
         self.logger.log(level, "disconnected: %s", reason, extra={"exchange": self.exchange, "reason": reason})
 
@@ -212,6 +233,8 @@ class SupervisorMixin(SubscriptionsMixin):
         loop = asyncio.get_running_loop()
         connected_at = time.monotonic()
         healthy = False
+        cadence_every = _cadence_check_interval(cfg.cadence_floor) if cfg.cadence_factor is not None else None
+        next_cadence = connected_at + cadence_every if cadence_every is not None else None
         while True:
             if self._stopping:
                 return "client stop"
@@ -230,6 +253,8 @@ class SupervisorMixin(SubscriptionsMixin):
                     deadlines.append(connected_at + cfg.max_connection_age - now)
                 if not healthy:
                     deadlines.append(connected_at + cfg.healthy_after - now)
+                if next_cadence is not None:
+                    deadlines.append(next_cadence - now)
                 timeout = max(0.0, min(deadlines)) if deadlines else None
                 await asyncio.wait((disconnected, wanted), timeout=timeout,
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -237,16 +262,22 @@ class SupervisorMixin(SubscriptionsMixin):
                 self._rotation_wanted = None
                 wanted.cancel()
             if disconnected.done():
-                return self._close_reason()
+                reason = self._close_reason()
+                if self._pong_timed_out():
+                    reason += self._lag_note(cfg.pong_timeout)
+                return reason
             now = time.monotonic()
             if not healthy and now - connected_at >= cfg.healthy_after:
                 healthy = True
                 self._reconnection.healthy()
             if cfg.stale_timeout is not None and \
                     (monotonic_time_ns() - core.last_receive_ns) / 1e9 >= cfg.stale_timeout:
-                reason = f"stale: no message for {cfg.stale_timeout} s"
+                reason = f"stale: no message for {cfg.stale_timeout} s" + self._lag_note(cfg.stale_timeout)
                 await self._close_transport(WSCloseCode.GOING_AWAY, "stale", drain=True)
                 return reason
+            if next_cadence is not None and cadence_every is not None and now >= next_cadence:
+                next_cadence = now + cadence_every
+                self._check_cadence(core)
             replace = None
             if wanted.done() and not wanted.cancelled():
                 replace = wanted.result()
@@ -254,7 +285,9 @@ class SupervisorMixin(SubscriptionsMixin):
                 replace = f"max_connection_age {cfg.max_connection_age} s reached"
             if replace is None:
                 continue
-            if cfg.make_before_break and not self._stopping and await self._rotate(replace):
+            # With redundancy the other paths cover the replacement (redundancy.py).
+            if cfg.make_before_break and self._redundancy is None and not self._stopping \
+                    and await self._rotate(replace):
                 connected_at = time.monotonic()
                 continue
             if self._ws is None or self._ws.is_disconnected:
@@ -262,3 +295,46 @@ class SupervisorMixin(SubscriptionsMixin):
             await self._close_transport(WSCloseCode.GOING_AWAY, replace[:100], drain=True)
             self._reconnection.replaced()
             return replace
+
+    def _pong_timed_out(self) -> bool:
+        """True if the live connection was closed by picows's keepalive: no pong in ``pong_timeout``."""
+        handshake = self._ws.close_handshake if self._ws is not None else None
+        if handshake is None or handshake.sent is None or handshake.recv_then_sent:
+            return False
+        return (handshake.sent.reason or "").startswith(_PICOWS_PONG_TIMEOUT)
+
+    def _check_cadence(self, core: FrameHandler) -> None:
+        """Resubscribe alone the streams the cadence watchdog finds silent (``CadenceWatch``).
+
+        Each is reported as an ``ExchangeTimeoutError`` to the error handler
+        and a WARNING, and counted (``health_check()["cadence"]``); those of
+        one check are resubscribed together, without the streams that flow.
+        """
+        streams = list(self._subscriptions)
+        cadence = self._cadence
+        cadence.forget(streams)
+        now_ns = monotonic_time_ns()
+        silent = []
+        for overdue in cadence.check(core, core.stream_stats(), streams, now_ns):
+            stream = overdue.stream
+            cadence.resubscribed(stream, now_ns)
+            silent.append(stream)
+            error = ExchangeTimeoutError(
+                f"{self.exchange}: {stream} silent for {overdue.silent:.1f} s (expected every "
+                f"{overdue.expected:.3g} s, {overdue.threshold:.1f} s allowed) while the connection delivers "
+                f"other streams: resubscribed alone (resubscribe #{cadence.resubscribes(stream)})")
+            self.logger.warning("%s", error.message, extra={"exchange": self.exchange, "stream": stream,
+                                                            "silent": overdue.silent})
+            self._emit_error(error)
+        if silent:
+            self._in_background(self._resubscribe_alone(silent), f"fastws-{self.exchange}-resubscribe")
+
+
+# The reason picows gives in the close it sends when no pong came in time.
+_PICOWS_PONG_TIMEOUT = "peer has not replied to ping"
+
+
+def _cadence_check_interval(floor: float) -> float:
+    """Seconds between two cadence checks: a stream is never judged sooner than the floor,
+    so checking four times per floor acts within a quarter of it of being due."""
+    return floor / 4

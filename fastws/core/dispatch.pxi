@@ -125,6 +125,10 @@ cdef bint _classify(FrameHandler core, object message, object payload):
     except Exception as exc:
         _error(core, ERROR_CLASSIFY, exc, None)
         stream_id = None
+    if core._arrival is not None and stream_id is not None and not core._arrival.admit(
+            stream_id, core._path, core._frame.digest, core._frame.receive_ns, core._frame.last_sequence):
+        core.redundant_dropped += 1
+        return False
     if route is not None:
         # The stream's route takes its decoder's form of the message: one
         # that does not fit it is a bad message.

@@ -53,7 +53,7 @@ cdef bint _receive(FrameHandler core, const char* ptr, Py_ssize_t size, object o
     frame.data_size = size
     if core._tap is not None:
         _call_tap(core, ptr, size, opcode)
-    if core._handover is not None:
+    if core._handover is not None or core._arrival is not None:
         frame.digest = _digest(ptr, size)
     if core.routes is not None:
         route = core.routes.match(ptr, size, &frame.data_start, &frame.data_size)
@@ -65,6 +65,10 @@ cdef bint _receive(FrameHandler core, const char* ptr, Py_ssize_t size, object o
     # data only, and the sequence keys only where the route carries them.
     if core._scan is not None:
         core._scan.scan(frame, ptr + frame.data_start, frame.data_size, route.sequenced)
+    if core._arrival is not None and not core._arrival.admit(
+            route.stream_id, core._path, frame.digest, frame.receive_ns, frame.last_sequence):
+        core.redundant_dropped += 1
+        return False
     if route.whole_frame:
         message = _decode_route(core, route, ptr, size)
     else:

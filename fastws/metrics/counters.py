@@ -17,7 +17,7 @@ _SUMMED = ("frames_received", "messages_received", "bytes_received", "messages_d
            "messages_sent", "bytes_sent",
            "suspensions", "sequence_gaps", "missing_sequences", "untracked_messages", "overlap_dropped",
            "protocol_errors", "compressed_received", "inflated_bytes", "compressed_sent",
-           "backlog_dropped", "backlog_abandoned", "deferrals")
+           "backlog_dropped", "backlog_abandoned", "deferrals", "redundant_dropped")
 
 
 def add_histograms(a: Sequence[int], b: Sequence[int]) -> list[int]:

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from fastws._core import monotonic_time_ns
+from fastws.client.redundancy import redundant_paths
 from fastws.metrics.histograms import EVENT_LATENCY_LAYOUT, HANDLER_LATENCY_LAYOUT, sum_histograms
 from fastws.metrics.registry import DEFAULT_REGISTRY, ClientRegistry
 from fastws.types import ConnectionState
@@ -69,6 +70,8 @@ _COUNTERS = (
     ("fastws_handler_suspensions", "suspensions", "Async handler calls that suspended."),
     ("fastws_handover_dropped_messages", "overlap_dropped",
      "Duplicates not delivered while two connections overlapped (make before break)."),
+    ("fastws_redundant_dropped_messages", "redundant_dropped",
+     "Copies not delivered because a redundant connection delivered them first."),
 )
 # Errors the core counts by kind: kind label -> key of client.metrics.
 _ERROR_KINDS = (("parse", "parse_errors"), ("classify", "classify_errors"), ("handler", "handler_errors"),
@@ -89,6 +92,24 @@ def _pool_state(connections: list[BaseWebSocketInterface]) -> str:
         if connection.state is not ConnectionState.CONNECTED:
             return str(connection.state.value)
     return ConnectionState.CONNECTED.value
+
+
+def _add_stream(f: _Families, labels: list[str], group: list[StreamStats], now_ns: int,
+                latest: Callable[[Iterable[int]], int]) -> None:
+    """The series of one stream (or of ``_other``) from the stats of every connection carrying it.
+
+    ``latest`` picks the last receive time the age is computed from: ``max``
+    for one stream (its freshest path), ``min`` for ``_other`` (its most
+    silent stream).
+    """
+    f.add("stream_messages", labels, sum(stats.messages for stats in group))
+    f.add("stream_gaps", labels, sum(stats.sequence_gaps for stats in group))
+    f.add("stream_missing", labels, sum(stats.missing_sequences for stats in group))
+    f.add("stream_age", labels, (now_ns - latest(stats.last_receive_ns for stats in group)) / 1e9)
+    latencies = [stats.event_latency_histogram() for stats in group if stats.last_event_ns]
+    if latencies:
+        histogram = latencies[0] if len(latencies) == 1 else sum_histograms(latencies)
+        f.add_histogram("stream_latency", labels, EVENT_LATENCY_LAYOUT.buckets(histogram))
 
 
 class _StreamSlots:
@@ -326,8 +347,9 @@ class FastwsCollector(Collector):
         # The connection-level parts a pool does not sum for us (private
         # attributes: this module is the client's own instrument).
         connections = _connections(client)
-        cores: list[FrameHandler] = [c._core for c in connections if c._core is not None]
-        limiters = [c._rate_limiter for c in connections]
+        paths = [path for c in connections for path in (c, *redundant_paths(c))]
+        cores: list[FrameHandler] = [c._core for c in paths if c._core is not None]
+        limiters = [c._rate_limiter for c in paths]
         f.add("rate_waits", labels, sum(r.waits for r in limiters))
         f.add("rate_wait_seconds", labels, sum(r.wait_seconds for r in limiters))
         current = _pool_state(connections)
@@ -336,7 +358,7 @@ class FastwsCollector(Collector):
         f.add("connected", labels, 1.0 if current == ConnectionState.CONNECTED.value else 0.0)
         f.add("age", labels, metrics.get("connection_uptime", 0.0))
         f.add("subscriptions", labels, len(client.subscriptions))
-        f.add("pending", labels, sum(len(c._pending) for c in connections))
+        f.add("pending", labels, sum(len(c._pending) for c in paths))
         f.add("pool", labels, len(connections))
         now_ns = monotonic_time_ns()
         f.add("backlog", labels, sum(core.backlog_size for core in cores))
@@ -347,9 +369,12 @@ class FastwsCollector(Collector):
             f.add("last_message", labels, (now_ns - last_ns) / 1e9)
         f.add_histogram("handler_latency", labels, HANDLER_LATENCY_LAYOUT.buckets(client._latency_histogram()))
 
-        streams: dict[str, StreamStats] = {}
+        # A stream's stats, one per connection that carries it (several
+        # with redundant paths: each counts the messages it delivered).
+        streams: dict[str, list[StreamStats]] = {}
         for core in cores:
-            streams.update(core.stream_stats())
+            for stream, stats in core.stream_stats().items():
+                streams.setdefault(stream, []).append(stats)
         # Subscribed streams first: a silent one (no message yet on this
         # connection) keeps its own series too.
         names = dict.fromkeys(client.subscriptions)
@@ -359,43 +384,19 @@ class FastwsCollector(Collector):
         self._collect_health(f, labels, state.health, own)
 
     @staticmethod
-    def _collect_streams(f: _Families, labels: list[str], streams: dict[str, StreamStats], own: set[str],
+    def _collect_streams(f: _Families, labels: list[str], streams: dict[str, list[StreamStats]], own: set[str],
                          now_ns: int) -> None:
-        other_messages = other_gaps = other_missing = 0
-        other_last_ns: Optional[int] = None
-        other_latency: list[list[int]] = []
+        other: list[StreamStats] = []
         folded = 0
-        for stream, stats in streams.items():
+        for stream, group in streams.items():
             if stream in own:
-                stream_labels = labels + [stream]
-                f.add("stream_messages", stream_labels, stats.messages)
-                f.add("stream_gaps", stream_labels, stats.sequence_gaps)
-                f.add("stream_missing", stream_labels, stats.missing_sequences)
-                f.add("stream_age", stream_labels, (now_ns - stats.last_receive_ns) / 1e9)
-                if stats.last_event_ns:
-                    f.add_histogram("stream_latency", stream_labels,
-                                    EVENT_LATENCY_LAYOUT.buckets(stats.event_latency_histogram()))
-                continue
-            folded += 1
-            other_messages += stats.messages
-            other_gaps += stats.sequence_gaps
-            other_missing += stats.missing_sequences
-            if other_last_ns is None or stats.last_receive_ns < other_last_ns:
-                other_last_ns = stats.last_receive_ns
-            if stats.last_event_ns:
-                other_latency.append(stats.event_latency_histogram())
+                _add_stream(f, labels + [stream], group, now_ns, max)
+            else:
+                folded += 1
+                other.extend(group)
         f.add("streams_folded", labels, folded)
-        if not folded:
-            return
-        other_labels = labels + [OTHER_STREAMS]
-        f.add("stream_messages", other_labels, other_messages)
-        f.add("stream_gaps", other_labels, other_gaps)
-        f.add("stream_missing", other_labels, other_missing)
-        if other_last_ns is not None:
-            f.add("stream_age", other_labels, (now_ns - other_last_ns) / 1e9)
-        if other_latency:
-            f.add_histogram("stream_latency", other_labels,
-                            EVENT_LATENCY_LAYOUT.buckets(sum_histograms(other_latency)))
+        if other:
+            _add_stream(f, labels + [OTHER_STREAMS], other, now_ns, min)
 
     @staticmethod
     def _collect_health(f: _Families, labels: list[str], health: dict[str, Any], own: set[str]) -> None:

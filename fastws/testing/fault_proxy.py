@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import struct
 from collections import deque
@@ -168,12 +169,18 @@ class _Direction:
                 _abort_with_rst(self.dst.transport)
                 return
         elif (not isinstance(item, _Marker) and not self.queue and not self.connection.blackholed
-                and proxy._delay == 0.0 and proxy._throttle is None and not proxy._split
+                and proxy._delay == 0.0 and proxy._jitter == 0.0 and proxy._throttle is None and not proxy._split
                 and self.dst.transport is not None and not self.dst.write_paused):
             self.dst.transport.write(item)      # the fast path: nothing to do but forward
             self._count(len(item))
             return
-        self.queue.append((proxy._loop.time() + proxy._delay, item))
+        due = proxy._loop.time() + proxy._delay
+        if proxy._jitter:
+            # A random extra delay per chunk, never overtaking the chunk before (TCP keeps order).
+            due += proxy._random.uniform(0.0, proxy._jitter)
+            if self.queue and due < self.queue[-1][0]:
+                due = self.queue[-1][0]
+        self.queue.append((due, item))
         if not isinstance(item, _Marker):
             self.queued_bytes += len(item)
             if self.queued_bytes > _HIGH_WATER:
@@ -383,6 +390,8 @@ class FaultProxy:
         self._connections: set[_Connection] = set()
         self._closed: Optional[asyncio.Future[None]] = None
         self._delay = 0.0
+        self._jitter = 0.0
+        self._random = random.Random(0x5EED)
         self._throttle: Optional[float] = None
         self._split = False
         self._stall = False
@@ -509,15 +518,17 @@ class FaultProxy:
         for connection in list(self._connections):
             connection.set_blackholed(False)
 
-    def delay(self, seconds: float) -> None:
-        """Forward every chunk, both ways, ``seconds`` after it arrived (0: no delay).
+    def delay(self, seconds: float, jitter: float = 0.0) -> None:
+        """Forward every chunk, both ways, ``seconds`` after it arrived (0: no delay), plus a
+        random ``0..jitter`` seconds per chunk (seeded; a chunk never overtakes the one before).
 
         Applies to the chunks that arrive from now on; the queue stays in order.
         """
-        if seconds < 0:
-            raise ValueError(f"delay must be >= 0, got {seconds!r}")
-        log.info("delay %.3f s", seconds)
+        if seconds < 0 or jitter < 0:
+            raise ValueError(f"delay and jitter must be >= 0, got {seconds!r}, {jitter!r}")
+        log.info("delay %.3f s (jitter %.3f s)", seconds, jitter)
         self._delay = float(seconds)
+        self._jitter = float(jitter)
 
     def throttle(self, bytes_per_second: Optional[float]) -> None:
         """Forward at most ``bytes_per_second`` in each direction of each connection (None: unlimited)."""

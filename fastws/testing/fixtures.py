@@ -5,6 +5,10 @@ Installing fastws registers this module as a pytest plugin (entry point
 
 - ``fault_proxy``: an async factory of started ``FaultProxy``:
   ``await fault_proxy(host, port)``; every proxy it started is stopped after the test.
+- ``nats_server``: a started JetStream ``NatsServer`` (``fastws.testing.nats``) on a
+  free loopback port, storage in the test's temporary directory, stopped after the test;
+  ``nats_cluster``: a started 3-node ``NatsCluster`` likewise (needs the ``nats`` extra's
+  ``nats-server`` binary).
 - ``adapter_compliance``: ``await adapter_compliance(MyAdapter)`` runs the
   compliance checks of ``fastws verify`` on an adapter class (live against
   its exchange's simulator) and fails the test with the pass/fail table when
@@ -34,7 +38,7 @@ try:
 except ImportError:     # pytest-asyncio missing: the fixtures fail only when used
     async_fixture = pytest.fixture  # type: ignore[assignment]
 
-__all__ = ["adapter_compliance", "async_fixture", "fault_proxy", "simulator_factory", "simulator_fixtures"]
+__all__ = ["adapter_compliance", "nats_cluster", "nats_server", "async_fixture", "fault_proxy", "simulator_factory", "simulator_fixtures"]
 
 S = TypeVar("S")
 
@@ -134,3 +138,19 @@ def adapter_compliance() -> Callable[..., Awaitable[VerificationReport]]:
         return report
 
     return check
+
+
+@pytest.fixture
+def nats_server(tmp_path: Any) -> Any:
+    """A started JetStream ``NatsServer`` on loopback, stopped after the test."""
+    from fastws.testing.nats import NatsServer
+    with NatsServer.started(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Any) -> Any:
+    """A started 3-node JetStream ``NatsCluster`` on loopback, stopped after the test."""
+    from fastws.testing.nats import NatsCluster
+    with NatsCluster.started(tmp_path / "nats-cluster", size=3) as cluster:
+        yield cluster

@@ -124,6 +124,17 @@ class PrometheusServer:
         self._log.close()
 
 
+async def wait_at_least(prometheus: PrometheusServer, expr: str, least: float, timeout: float = 15.0) -> float:
+    """Wait until the single sample of ``expr`` is at least ``least``; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await prometheus.query(expr)
+        if len(result) == 1 and float(result[0]["value"][1]) >= least:
+            return float(result[0]["value"][1])
+        assert time.monotonic() < deadline, f"{expr} = {result}, not >= {least} after {timeout} s"
+        await asyncio.sleep(0.1)
+
+
 class Endpoint:
     """GETs of ``/metrics`` and ``/healthz`` of a ``MetricsServer``."""
 
@@ -217,6 +228,17 @@ async def test_prometheus_scrapes_what_health_check_reports(tmp_path: Path, endp
                 reported = health["streams"]["btcusdt@depth"]["event_latency_ms"]["p50"] / 1000.0
                 # Octave buckets, interpolated: the same bucket as the core's, within a factor 2.
                 assert reported / 2 <= p50["btcusdt@depth"] <= reported * 2
+
+                # The event loop blocked for a known time: the lag gauge shows it. The
+                # monitor's timer fell due within the block's last loop_lag_interval.
+                blocked = 0.4
+                least = blocked - ws.config.loop_lag_interval
+                time.sleep(blocked)
+                lag = await wait_at_least(prometheus, 'fastws_event_loop_lag_seconds{quantile="1"}', least)
+                max_ms = (await ws.health_check())["loop_lag"]["max_ms"]
+                assert least <= lag <= max_ms / 1000.0 < 5.0
+                p50 = await prometheus.values('fastws_event_loop_lag_seconds{quantile="0.5"}')
+                assert p50[""] < least                 # one late wake-up among many on time
 
                 # A drop: a reconnection, a closed gap, messages flow again.
                 sim.drop(1001)
@@ -330,6 +352,30 @@ async def test_streams_past_the_cap_are_summed_and_keep_their_series(endpoint: A
             assert set(messages) == {STREAMS[1], STREAMS[2], "_other"}
 
 
+async def test_a_stream_resubscribed_by_its_cadence_watchdog_is_counted(endpoint: Any) -> None:
+    muted, flowing = "btcusdt@depth@100ms", "ethusdt@depth@100ms"
+    async with BinanceSimulator(rate=20.0) as sim:
+        ws = binance_client(sim, cadence_floor=0.5)
+        async with ws:
+            await ws.subscribe([muted, flowing])
+            served = await endpoint(ws)
+            def delivered(name: str) -> int:
+                stats = ws._core.stream_stats().get(name) if ws._core is not None else None
+                return 0 if stats is None else stats.messages
+
+            await until(lambda: delivered(muted) >= 25 and delivered(flowing) >= 25, 15.0, "both streams delivering")
+            sim.mute_stream(muted)
+            await until(lambda: muted not in sim.muted_streams, 15.0, "the muted stream resubscribed")
+            samples = await served.samples()
+            health = await ws.health_check()
+    resubscribes = stream_values(samples, "fastws_stream_resubscribes_total")
+    assert resubscribes == {muted: health["cadence"][muted]["resubscribes"], flowing: 0.0}
+    assert resubscribes[muted] >= 1
+    expected = stream_values(samples, "fastws_stream_expected_interval_seconds")
+    assert expected[flowing] == pytest.approx(health["cadence"][flowing]["expected_interval_s"], rel=0.5)
+    assert set(stream_values(samples, "fastws_stream_silent_seconds")) == {muted, flowing}
+
+
 async def test_every_metric_the_dashboard_queries_is_in_a_scrape(endpoint: Any) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", ())]
@@ -355,14 +401,7 @@ async def test_every_metric_the_dashboard_queries_is_in_a_scrape(endpoint: Any) 
             health = await ws.health_check()
             scraped = {name for name, _ in await served.samples()}
     scraped |= {name.removesuffix("_bucket") for name in scraped}      # a histogram by its own name
-    # Figures that health_check() gives only once the event-loop lag monitor and the
-    # cadence watchdogs (the other half of issue 15) exist: required as soon as it gives them.
-    later = {"fastws_event_loop_lag_seconds": "loop_lag", "fastws_stream_resubscribes_total": "cadence"}
-    for name, key in later.items():
-        if key not in health:
-            queried.discard(name)
-            documented.discard(name)
-    assert "books" in health
+    assert {"loop_lag", "cadence", "books"} <= set(health)
     assert queried <= scraped, f"queried by the dashboard, not scraped: {sorted(queried - scraped)}"
     assert documented <= scraped, f"named in the README, not scraped: {sorted(documented - scraped)}"
 

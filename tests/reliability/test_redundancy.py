@@ -1,0 +1,242 @@
+"""Redundant connections (``redundancy=2``): first arrival wins, one path's faults cost nothing.
+
+Each test runs a BinanceWebSocket with two paths to one BinanceSimulator, each
+path through a FaultProxy of its own, and checks what the handler received:
+every depth update id range continues the previous one (``U == previous u + 1``)
+and every trade id follows the previous one, so a message lost or delivered
+twice fails the test, whatever the path that brought it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator
+
+import pytest
+
+from exchanges.binance import BinanceWebSocket, binance_config
+from exchanges.binance.simulator import BinanceSimulator
+from fastws import ConnectionState, ExchangeName
+from fastws.errors import SequenceGapError
+from fastws.testing import FaultProxy
+from tests.conftest import until
+from tests.integration.test_binance import Sink
+from tests.reliability.test_proxy_faults import nothing_left_behind
+
+pytestmark = pytest.mark.asyncio
+
+STREAMS = ["btcusdt@depth", "ethusdt@trade", "bnbusdt@depth"]
+BOUND = 10.0
+
+
+def check_continuity(messages: list[Any]) -> dict[str, int]:
+    """Every depth diff continues the previous one and trade ids follow each other; counts per stream."""
+    last: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for message in messages:
+        stream, data = message["stream"], message["data"]
+        counts[stream] = counts.get(stream, 0) + 1
+        if data.get("e") == "depthUpdate":
+            first, final = data["U"], data["u"]
+        elif data.get("e") == "trade":
+            first = final = data["t"]
+        else:
+            continue
+        if stream in last:
+            assert first == last[stream] + 1, f"{stream}: {first} after {last[stream]} (lost or repeated)"
+        last[stream] = final
+    return counts
+
+
+@contextlib.asynccontextmanager
+async def redundant(sim: BinanceSimulator, **overrides: Any) -> AsyncIterator[tuple[BinanceWebSocket, Sink,
+                                                                                     list[FaultProxy]]]:
+    """A client with two paths, each through its own FaultProxy, subscribed to STREAMS."""
+    async with nothing_left_behind(sim), FaultProxy("127.0.0.1", sim.port) as p0, \
+            FaultProxy("127.0.0.1", sim.port) as p1:
+        overrides.setdefault("reconnect_delay", 0.05)
+        overrides.setdefault("max_reconnect_delay", 0.25)
+        overrides.setdefault("healthy_after", 0.05)
+        overrides.setdefault("timeout", 2.0)
+        sink = Sink()
+        config = binance_config(p0.url(), urls=[p1.url()], redundancy=2, **overrides)
+        ws = BinanceWebSocket(ExchangeName("binance"), config, sink.on_message, sink.on_error)
+        try:
+            await ws.start()
+            await asyncio.wait_for(ws.subscribe(STREAMS), BOUND)
+            await until(lambda: sum(len(c.streams) for c in sim.connections if c.is_open) >= 2 * len(STREAMS),
+                        BOUND, "both paths subscribed")
+            yield ws, sink, [p0, p1]
+        finally:
+            await ws.stop()
+
+
+async def paths(ws: BinanceWebSocket) -> list[dict[str, Any]]:
+    health = await ws.health_check()
+    return list(health["redundancy"][0]["paths"])
+
+
+async def test_both_paths_deliver_each_message_once_in_order(binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=0)
+    async with redundant(sim) as (ws, sink, _):
+        for _ in range(20):
+            sim.step(1)
+            await asyncio.sleep(0.002)
+        sent = sum(sim.connections[0].sent_counts.values())
+        await until(lambda: len(sink.messages) >= sent, BOUND, "every update delivered")
+        await asyncio.sleep(0.1)
+        assert len(sink.messages) == sent          # once each, not twice
+        check_continuity(sink.messages)
+        health = await paths(ws)
+        assert [p["path"] for p in health] == [0, 1]
+        assert sum(p["first_arrivals"] for p in health) == sent
+        # Each copy was either first or late: both paths carried everything.
+        assert all(p["first_arrivals"] + p["late_copies"] == sent for p in health)
+        assert all(p["state"] == "connected" and p["live"] for p in health)
+        assert ws.metrics["redundant_dropped"] == sent
+        assert ws.gaps == [] and not sink.errors
+
+
+@pytest.mark.parametrize("fault", ["cut", "reset", "blackhole"])
+async def test_one_path_lost_loses_and_repeats_nothing(fault: str, binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=100)
+    keepalive = {"ping_interval": 0.3, "pong_timeout": 0.3, "stale_timeout": None} if fault == "blackhole" else {}
+    async with redundant(sim, **keepalive) as (ws, sink, proxies):
+        await until(lambda: len(sink.messages) > 30, BOUND)
+        accepted = proxies[0].connections_accepted
+        getattr(proxies[0], fault)()
+        if fault == "blackhole":
+            # Detected by the keepalive, then a new connection through the same proxy.
+            await until(lambda: proxies[0].connections_accepted > accepted, BOUND, "path 0 reconnected")
+            proxies[0].restore()
+        else:
+            await until(lambda: proxies[0].connections_accepted > accepted, BOUND, "path 0 reconnected")
+        count = len(sink.messages)
+        await until(lambda: len(sink.messages) > count + 50, BOUND, "the feed goes on")
+        await until(lambda: ws.state is ConnectionState.CONNECTED, BOUND)
+        counts = check_continuity(sink.messages)
+        assert set(counts) == set(STREAMS)
+        # The handler saw no gap: no feed gap, no sequence gap, no lost update.
+        assert ws.gaps == []
+        assert ws.sequence_gaps == []
+        assert not [e for e in sink.errors if isinstance(e, SequenceGapError)]
+        health = await paths(ws)
+        assert health[1]["first_arrivals"] > 0            # path 1 carried the feed meanwhile
+        assert ws.metrics["reconnections"] >= 1
+
+
+async def test_a_delayed_path_leaves_the_first_arrivals_to_the_fast_one(binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=50)
+    async with redundant(sim) as (ws, sink, proxies):
+        proxies[1].delay(0.02, jitter=0.01)
+        await until(lambda: len(sink.messages) > 20, BOUND)
+        before = await paths(ws)
+        count = len(sink.messages)
+        await until(lambda: len(sink.messages) > count + 100, BOUND)
+        after = await paths(ws)
+        check_continuity(sink.messages)
+        fast = after[0]["first_arrivals"] - before[0]["first_arrivals"]
+        slow = after[1]["first_arrivals"] - before[1]["first_arrivals"]
+        assert fast >= 0.9 * (fast + slow), (fast, slow)
+        assert after[1]["lag_p50_us"] is not None and after[1]["lag_p50_us"] > 10_000     # >= ~20 ms behind
+        assert ws.gaps == []
+
+
+async def test_a_path_more_than_the_ring_behind_repeats_nothing(binance_simulator_factory: Any) -> None:
+    # Trades and book tickers carry no sequence the core checks: only the
+    # path's place in the stream tells a copy 200 messages old from a new one.
+    sim = await binance_simulator_factory(rate=0)
+    streams = ["ethusdt@trade", "bnbusdt@bookTicker"]
+    async with redundant(sim, redundancy_check_interval=60.0) as (ws, sink, proxies):
+        await ws.unsubscribe(["btcusdt@depth", "bnbusdt@depth"])
+        await ws.subscribe(streams)
+        sim.step(2)
+        await until(lambda: len(sink.messages) > 0, BOUND)
+        proxies[1].delay(0.5)
+        for _ in range(30):
+            sim.step(10)
+            await asyncio.sleep(0.001)
+        sent = sum(c.sent_counts.get(s, 0) for c in sim.connections[:1] for s in streams)
+        await asyncio.sleep(1.0)       # every delayed copy arrived
+        await until(lambda: len(sink.messages) >= sent, BOUND)
+        await asyncio.sleep(0.1)
+        assert len(sink.messages) == sent
+        check_continuity(sink.messages)
+        health = await paths(ws)
+        # Path 1's first copies came more than the ring behind: it waited, never delivered them.
+        assert health[1]["first_arrivals"] == 0 and health[1]["takeovers"] == 0
+        assert health[1]["dropped_catching_up"] + health[1]["late_copies"] + health[1]["behind_copies"] == sent
+        assert health[0]["first_arrivals"] == sent
+
+
+async def test_a_path_far_behind_is_replaced_without_a_gap(binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=100)
+    async with redundant(sim, redundancy_max_lag=0.05, redundancy_check_interval=0.2) as (ws, sink, proxies):
+        await until(lambda: len(sink.messages) > 20, BOUND)
+        accepted = proxies[1].connections_accepted
+        proxies[1].delay(0.3)
+        await until(lambda: proxies[1].connections_accepted > accepted, BOUND, "path 1 replaced")
+        proxies[1].delay(0.0)
+        health = await paths(ws)
+        assert health[1]["replaced"] >= 1
+        count = len(sink.messages)
+        await until(lambda: len(sink.messages) > count + 50, BOUND)
+        check_continuity(sink.messages)
+        assert ws.gaps == [] and ws.sequence_gaps == []
+
+
+async def test_both_paths_lost_is_a_gap_reported_as_today(binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=0)
+    # A direct client keeps the streams published while both paths are down.
+    witness_sink = Sink()
+    witness = BinanceWebSocket(ExchangeName("binance"), binance_config(sim.url), witness_sink.on_message)
+    await witness.start()
+    await witness.subscribe(STREAMS)
+    try:
+        async with redundant(sim) as (ws, sink, proxies):
+            sim.step(3)
+            await until(lambda: len(sink.messages) >= len(witness_sink.messages) > 0, BOUND)
+            for proxy in proxies:
+                proxy.refuse(0.5)
+                proxy.cut()
+            await until(lambda: bool(ws.gaps), BOUND, "a gap opened")
+            # Updates published while both paths are down are lost: the depth streams say so.
+            for _ in range(5):
+                sim.step(1)
+                await asyncio.sleep(0.01)
+            await until(lambda: ws.gaps[-1].end is not None and ws.state is ConnectionState.CONNECTED, BOUND,
+                        "the gap closed")
+            gap = ws.gaps[-1]
+            assert "every redundant connection is down" in gap.reason
+            assert len(ws.gaps) == 1
+            await until(lambda: sum(len(c.streams) for c in sim.connections if c.is_open) == 3 * len(STREAMS),
+                        BOUND, "both paths subscribed again")
+            sim.step(3)
+            await until(lambda: {g.stream for g in ws.sequence_gaps} >= {"btcusdt@depth", "bnbusdt@depth"}, BOUND,
+                        "the lost depth updates reported")
+            # Reported once per stream, by whichever path delivered first after the gap.
+            assert len([g for g in ws.sequence_gaps if g.stream == "btcusdt@depth"]) == 1
+    finally:
+        await witness.stop()
+
+
+async def test_unsubscribe_and_stop_reach_every_path(binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=0)
+    async with redundant(sim) as (ws, sink, _):
+        await ws.unsubscribe(["ethusdt@trade"])
+        open_connections = [c for c in sim.connections if c.is_open]
+        assert len(open_connections) == 2
+        assert all(set(c.streams) == {"btcusdt@depth", "bnbusdt@depth"} for c in open_connections)
+    await until(lambda: not any(c.is_open for c in sim.connections), BOUND, "every path closed")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")
+def test_the_config_refuses_what_the_core_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="redundancy"):
+        binance_config("ws://127.0.0.1:1", redundancy=9)
+    with pytest.raises(ValueError, match="redundancy"):
+        binance_config("ws://127.0.0.1:1", redundancy=0)
+    with pytest.raises(ValueError, match="url"):
+        binance_config("ws://127.0.0.1:1", redundancy=2, urls=["http://x"])
+    config = binance_config("ws://127.0.0.1:1", redundancy=3, urls=["ws://127.0.0.1:2"])
+    assert config.urls == ("ws://127.0.0.1:2",)
