@@ -94,22 +94,40 @@ def _pool_state(connections: list[BaseWebSocketInterface]) -> str:
     return ConnectionState.CONNECTED.value
 
 
-def _add_stream(f: _Families, labels: list[str], group: list[StreamStats], now_ns: int,
+def _add_stream(f: _Families, labels: list[str], group: list[tuple[StreamStats, int]], now_ns: int,
                 latest: Callable[[Iterable[int]], int]) -> None:
-    """The series of one stream (or of ``_other``) from the stats of every connection carrying it.
+    """The series of one stream (or the sum of ``_other``'s) from ``(stats, last receive ns)`` pairs.
 
-    ``latest`` picks the last receive time the age is computed from: ``max``
-    for one stream (its freshest path), ``min`` for ``_other`` (its most
-    silent stream).
+    ``latest`` picks the last receive time the age is computed from: one
+    stream's (``max``), or ``_other``'s most silent stream (``min``).
     """
-    f.add("stream_messages", labels, sum(stats.messages for stats in group))
-    f.add("stream_gaps", labels, sum(stats.sequence_gaps for stats in group))
-    f.add("stream_missing", labels, sum(stats.missing_sequences for stats in group))
-    f.add("stream_age", labels, (now_ns - latest(stats.last_receive_ns for stats in group)) / 1e9)
-    latencies = [stats.event_latency_histogram() for stats in group if stats.last_event_ns]
+    f.add("stream_messages", labels, sum(stats.messages for stats, _ in group))
+    f.add("stream_gaps", labels, sum(stats.sequence_gaps for stats, _ in group))
+    f.add("stream_missing", labels, sum(stats.missing_sequences for stats, _ in group))
+    f.add("stream_age", labels, (now_ns - latest(last for _, last in group)) / 1e9)
+    latencies = [stats.event_latency_histogram() for stats, _ in group if stats.last_event_ns]
     if latencies:
         histogram = latencies[0] if len(latencies) == 1 else sum_histograms(latencies)
         f.add_histogram("stream_latency", labels, EVENT_LATENCY_LAYOUT.buckets(histogram))
+
+
+def _per_stream(cores: list[FrameHandler]) -> dict[str, tuple[StreamStats, int]]:
+    """Each stream's stats and last receive time (ns), over the connections that carry it.
+
+    With redundant paths every path receives (and counts) the whole stream:
+    its figures are those of the path that received the most of it, its
+    last receive time the freshest path's.
+    """
+    streams: dict[str, tuple[StreamStats, int]] = {}
+    for core in cores:
+        for stream, stats in core.stream_stats().items():
+            known = streams.get(stream)
+            if known is None:
+                streams[stream] = (stats, stats.last_receive_ns)
+            else:
+                best = stats if stats.messages > known[0].messages else known[0]
+                streams[stream] = (best, max(known[1], stats.last_receive_ns))
+    return streams
 
 
 class _StreamSlots:
@@ -369,12 +387,7 @@ class FastwsCollector(Collector):
             f.add("last_message", labels, (now_ns - last_ns) / 1e9)
         f.add_histogram("handler_latency", labels, HANDLER_LATENCY_LAYOUT.buckets(client._latency_histogram()))
 
-        # A stream's stats, one per connection that carries it (several
-        # with redundant paths: each counts the messages it delivered).
-        streams: dict[str, list[StreamStats]] = {}
-        for core in cores:
-            for stream, stats in core.stream_stats().items():
-                streams.setdefault(stream, []).append(stats)
+        streams = _per_stream(cores)
         # Subscribed streams first: a silent one (no message yet on this
         # connection) keeps its own series too.
         names = dict.fromkeys(client.subscriptions)
@@ -384,17 +397,15 @@ class FastwsCollector(Collector):
         self._collect_health(f, labels, state.health, own)
 
     @staticmethod
-    def _collect_streams(f: _Families, labels: list[str], streams: dict[str, list[StreamStats]], own: set[str],
-                         now_ns: int) -> None:
-        other: list[StreamStats] = []
-        folded = 0
-        for stream, group in streams.items():
+    def _collect_streams(f: _Families, labels: list[str], streams: dict[str, tuple[StreamStats, int]],
+                         own: set[str], now_ns: int) -> None:
+        other: list[tuple[StreamStats, int]] = []
+        for stream, figures in streams.items():
             if stream in own:
-                _add_stream(f, labels + [stream], group, now_ns, max)
+                _add_stream(f, labels + [stream], [figures], now_ns, max)
             else:
-                folded += 1
-                other.extend(group)
-        f.add("streams_folded", labels, folded)
+                other.append(figures)
+        f.add("streams_folded", labels, len(other))
         if other:
             _add_stream(f, labels + [OTHER_STREAMS], other, now_ns, min)
 

@@ -376,6 +376,24 @@ async def test_a_stream_resubscribed_by_its_cadence_watchdog_is_counted(endpoint
     assert set(stream_values(samples, "fastws_stream_silent_seconds")) == {muted, flowing}
 
 
+async def test_redundant_paths_count_each_message_of_a_stream_once(endpoint: Any) -> None:
+    # Each path receives the whole stream: its figures are the fuller path's, not their sum.
+    async with BinanceSimulator(rate=0) as sim:
+        ws = binance_client(sim, redundancy=2)
+        async with ws:
+            await ws.subscribe(STREAMS[:2])
+            await until(lambda: sum(len(c.streams) for c in sim.connections if c.is_open) == 4, 10.0,
+                        "both paths subscribed")
+            served = await endpoint(ws)
+            sim.step(20)
+            await until(lambda: ws.metrics["redundant_dropped"] == 40, 10.0, "every second copy dropped")
+            samples = await served.samples()
+    assert stream_values(samples, "fastws_stream_messages_total") == {STREAMS[0]: 20.0, STREAMS[1]: 20.0}
+    delivered = [value for (name, _), value in samples.items() if name == "fastws_messages_delivered_total"]
+    dropped = [value for (name, _), value in samples.items() if name == "fastws_redundant_dropped_messages_total"]
+    assert (delivered, dropped) == ([40.0], [40.0])
+
+
 async def test_every_metric_the_dashboard_queries_is_in_a_scrape(endpoint: Any) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", ())]
