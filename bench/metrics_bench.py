@@ -1,12 +1,13 @@
 """What the Prometheus export costs: per message while scraped, and per scrape.
 
-Usage: ``python bench/metrics_bench.py [--messages N] [--blasts B] [--rounds R] [--streams S]``.
+Usage: ``python bench/metrics_bench.py [--messages N] [--blasts B] [--rounds R] [--scrape-interval S]
+[--streams S]``.
 
 1. **Per message.** Two ``BinanceWebSocket`` clients (typed route), each with
    its own connection to ``bench/binance_server.py`` (its own process), take
    blasts of the ``mix`` payloads. ``fastws`` is registered nowhere;
    ``fastws + collector`` is registered and served by ``fastws.metrics.serve``
-   while a scraper process GETs ``/metrics`` every 100 ms (Prometheus's part)
+   while a scraper process GETs ``/metrics`` every 100 ms (``--scrape-interval``)
    during its rounds only (the scraper is stopped with SIGSTOP in between).
    Rounds are interleaved, the order alternating; the figures are the median
    nanoseconds per message of each, in wall time and in this process's CPU
@@ -44,21 +45,21 @@ from exchanges.binance.simulator import BinanceSimulator  # noqa: E402
 from fastws import ExchangeName  # noqa: E402
 from fastws.metrics import ClientRegistry, MetricsServer, serve  # noqa: E402
 
-# The scraper: GET the URL every 100 ms until killed (Prometheus's side, in its own process).
+# The scraper: GET the URL every INTERVAL seconds until killed (Prometheus's side, in its own process).
 _SCRAPER = """
 import sys, time, urllib.request
-url = sys.argv[1]
+url, interval = sys.argv[1], float(sys.argv[2])
 while True:
     urllib.request.urlopen(url).read()
-    time.sleep(0.1)
+    time.sleep(interval)
 """
 
 
 class Scraper:
-    """A process that scrapes ``url`` every 100 ms while resumed."""
+    """A process that scrapes ``url`` every ``interval`` seconds while resumed."""
 
-    def __init__(self, url: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", _SCRAPER, url])
+    def __init__(self, url: str, interval: float) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", _SCRAPER, url, str(interval)])
         self.pause()
 
     def pause(self) -> None:
@@ -85,7 +86,7 @@ def _count_refreshes(server: MetricsServer) -> list[int]:
     return count
 
 
-async def per_message(messages: int, rounds: int, blasts: int) -> dict[str, Any]:
+async def per_message(messages: int, rounds: int, blasts: int, interval: float) -> dict[str, Any]:
     """Median ns per message of a plain client and of a registered, scraped one.
 
     A round is ``blasts`` blasts of ``messages`` in a row (one blast stays
@@ -101,7 +102,7 @@ async def per_message(messages: int, rounds: int, blasts: int) -> dict[str, Any]
         registry.register(scraped.ws)
         server = await serve(0, clients=registry)
         scrapes = _count_refreshes(server)
-        scraper = Scraper(server.url + "/metrics")
+        scraper = Scraper(server.url + "/metrics", interval)
         try:
             for peer in (plain, scraped):
                 await run_blast(peer, MIX, messages)       # warm-up
@@ -129,7 +130,7 @@ async def per_message(messages: int, rounds: int, blasts: int) -> dict[str, Any]
                 await peer.close()
     medians = {name: statistics.median(values) for name, values in samples.items()}
     cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
-    return {"messages_per_round": messages * blasts, "rounds": rounds,
+    return {"messages_per_round": messages * blasts, "rounds": rounds, "scrape_interval_s": interval,
             "scrapes_per_collector_round": statistics.median(scrapes_per_round),
             "wall_ns_per_message": medians,
             "cpu_ns_per_message": cpu_medians,
@@ -195,7 +196,7 @@ async def per_scrape(stream_count: int, repeats: int = 30) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    report = {"per_message": await per_message(args.messages, args.rounds, args.blasts),
+    report = {"per_message": await per_message(args.messages, args.rounds, args.blasts, args.scrape_interval),
               "per_scrape": await per_scrape(args.streams)}
     print(json.dumps(report, indent=2))
 
@@ -206,5 +207,7 @@ if __name__ == "__main__":
     parser.add_argument("--blasts", type=int, default=5,
                         help="blasts per timed round (default 5: rounds of about a second, several scrapes)")
     parser.add_argument("--rounds", type=int, default=11, help="timed rounds per client (default 11)")
+    parser.add_argument("--scrape-interval", type=float, default=0.1,
+                        help="seconds between two scrapes of the scraped client (default 0.1)")
     parser.add_argument("--streams", type=int, default=1000, help="streams of the scrape benchmark (default 1000)")
     uvloop.run(main(parser.parse_args()))
