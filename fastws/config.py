@@ -87,6 +87,9 @@ class WebSocketConfig:
         stream_policies: Policies by stream name, over the default (names
             accepted too). A lossy one on a stream that is not snapshot-like
             is refused when the stream is subscribed (``ValueError``).
+        metrics_max_streams: Streams of this client that get Prometheus
+            series of their own (``fastws.metrics``); the others are summed
+            under ``stream="_other"``, which keeps a scrape small.
         ssl_context: TLS settings for ``wss://`` (e.g. a private CA); by
             default ``wss://`` verifies the server's certificate and host name
             against the system's CAs, and a failure is a connection error,
@@ -156,6 +159,7 @@ class WebSocketConfig:
     handler_time_slice: float = 0.02
     slow_consumer_policy: PolicyLike = field(default_factory=Lossless)
     stream_policies: Optional[Mapping[str, PolicyLike]] = field(default=None, hash=False)
+    metrics_max_streams: int = 50
     ssl_context: Optional[ssl.SSLContext] = field(default=None, hash=False, compare=False, repr=False)
     # Loop lag monitor and per-stream cadence watchdog (issue 15).
     loop_lag_interval: float = 0.1
@@ -205,6 +209,9 @@ class WebSocketConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.metrics_max_streams, bool) or not isinstance(self.metrics_max_streams, int) \
+                or self.metrics_max_streams < 0:
+            raise ValueError(f"metrics_max_streams must be an int >= 0, got {self.metrics_max_streams!r}")
         if self.ssl_context is not None and not self.url.startswith("wss://"):
             raise ValueError("ssl_context is given but the url is not wss://: TLS would not be used")
         if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):

@@ -28,6 +28,9 @@ class TokenBucket:
         self._tokens = capacity
         self._updated = time.monotonic()
         self._lock = asyncio.Lock()
+        #: Acquisitions that had to wait, and the seconds they waited (for the metrics).
+        self.waits = 0
+        self.wait_seconds = 0.0
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -39,6 +42,11 @@ class TokenBucket:
         async with self._lock:
             self._refill()
             if self._tokens < 1.0:
-                await asyncio.sleep((1.0 - self._tokens) / self.rate)
+                self.waits += 1
+                began = time.monotonic()
+                try:
+                    await asyncio.sleep((1.0 - self._tokens) / self.rate)
+                finally:
+                    self.wait_seconds += time.monotonic() - began
                 self._refill()
             self._tokens -= 1.0

@@ -16,6 +16,7 @@ from fastws.book import OrderBook
 from fastws.commands import CommandError
 from fastws.commands.adapters import make_client
 from fastws.commands.liveview import LiveView, book_lines, format_number
+from fastws.commands.metrics_port import add_metrics_option, serving_metrics
 from fastws.errors import ExchangeAPIError
 from fastws.registry import ExchangeEntry, RegistryError, load_exchanges
 
@@ -104,7 +105,7 @@ def _on_message(message: Any) -> None:
 
 
 async def run_demo(duration: float, rate: float, out: Any = sys.stdout,
-                   redundancy: int = 1) -> dict[str, dict[str, Any]]:
+                   redundancy: int = 1, metrics_port: Optional[int] = None) -> dict[str, dict[str, Any]]:
     """Stream every registered exchange that has demo streams from its simulator.
 
     Shows a live view (per stream: messages/s, event latency p50/p99, the
@@ -124,6 +125,7 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout,
             more than one, the drop closes one of them only, and the feed and
             the books go on without a gap. The live view and the summary show
             each connection's share of first arrivals.
+        metrics_port: Serve ``/metrics`` and ``/healthz`` on 127.0.0.1 meanwhile.
 
     Returns:
         The final health check of each exchange, by name.
@@ -152,6 +154,7 @@ async def run_demo(duration: float, rate: float, out: Any = sys.stdout,
         for feed in feeds:
             if feed.book_symbols:
                 feed.books = await feed.ws.subscribe_books(feed.book_symbols, feed.on_book)
+        await stack.enter_async_context(serving_metrics(metrics_port, [feed.ws for feed in feeds], out))
         print(f"fastws demo: {rate:.0f} market steps/s for {duration:.0f} s, no network", file=out)
         for feed in feeds:
             books = f"; order books of {', '.join(feed.book_symbols)}" if feed.book_symbols else ""
@@ -247,6 +250,7 @@ def register(commands: Any) -> None:
     demo.add_argument("--verbose", action="store_true", help="log state changes")
     demo.add_argument("--redundancy", type=int, default=1,
                       help="live connections per exchange connection, first arrival wins (default 1)")
+    add_metrics_option(demo)
     demo.set_defaults(run=run)
 
 
@@ -255,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
     if not 1 <= args.redundancy <= 8:
         raise CommandError(f"--redundancy must be 1 to 8, got {args.redundancy}")
-    healths = uvloop.run(run_demo(args.duration, args.rate, redundancy=args.redundancy))
+    healths = uvloop.run(run_demo(args.duration, args.rate, redundancy=args.redundancy,
+                                  metrics_port=args.metrics_port))
     delivered = all(h["metrics"]["messages_delivered"] > 0 for h in healths.values())
     books_valid = all(book["valid"] for h in healths.values() for book in h.get("books", {}).values())
     return 0 if delivered and books_valid else 1

@@ -15,6 +15,7 @@ from fastws.bus.source import parse_since
 from fastws.commands import UsageError, configure_logging, require_positive
 from fastws.commands.adapters import exchange_names, make_client, start_client
 from fastws.commands.liveview import LiveView
+from fastws.commands.metrics_port import add_metrics_option, serving_metrics
 from fastws.errors import ExchangeAPIError
 
 __all__ = ["register", "run", "run_stream"]
@@ -41,6 +42,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--since", metavar="TIME",
                         help="with --from-bus: replay from TIME (ISO 8601, or a duration ago: 90s, 5m, 2h) "
                              "through JetStream, then go on live")
+    add_metrics_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -76,6 +78,7 @@ async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = 
                      as_json: bool = False, view: bool = False, duration: Optional[float] = None,
                      max_messages: Optional[int] = None, connect_timeout: float = 15.0,
                      from_bus: Optional[str] = None, since: Optional[datetime.datetime] = None,
+                     metrics_port: Optional[int] = None,
                      out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Stream until ``duration`` or ``max_messages`` (or Ctrl-C); return the messages received.
 
@@ -83,6 +86,7 @@ async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = 
     ``err`` as one line each; the feed goes on. With ``from_bus`` (NATS
     URLs, comma-separated) the frames come from the bus, replayed from
     ``since`` when given, and are printed as from the exchange.
+    With ``metrics_port``, ``/metrics`` and ``/healthz`` are served on 127.0.0.1 meanwhile.
     """
     printer = _Printer(out, as_json, view, max_messages)
     errors: list[ExchangeAPIError] = []
@@ -98,7 +102,7 @@ async def run_stream(exchange: str, streams: list[str], *, url: Optional[str] = 
     live = LiveView(out) if view else None
     started = time.monotonic()
     await start_client(client, connect_timeout, errors)
-    async with client:
+    async with client, serving_metrics(metrics_port, [client], err):
         await client.subscribe(streams)
         while not printer.done.is_set():
             left = None if duration is None else duration - (time.monotonic() - started)
@@ -125,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     count = uvloop.run(run_stream(args.exchange, args.streams, url=args.url, typed=args.typed,
                                   as_json=args.json, view=args.view, duration=args.duration,
                                   max_messages=args.max_messages, connect_timeout=args.connect_timeout,
-                                  from_bus=args.from_bus, since=since))
+                                  from_bus=args.from_bus, since=since,
+                                  metrics_port=args.metrics_port))
     return 0 if count else 1
 
 
