@@ -133,6 +133,7 @@ class ConnectionMixin(HealthMixin):
         if handover is not None:
             core.begin_handover(handover, True)
         core.tap = self._frame_tap
+        core.publisher = self._frame_publisher
         return core
 
     def _negotiate_extensions(self, core: FrameHandler, response: WSUpgradeResponse) -> None:

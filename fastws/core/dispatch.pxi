@@ -170,6 +170,9 @@ cdef bint _deliver(FrameHandler core, Route route, object stream_id, object mess
             and not core._handover.admit(stream_id, core._shadow, core._frame.digest):
         core.overlap_dropped += 1
         return False
+    if core._publisher is not None and stream_id is not None:
+        core._publisher.publish(stream_id, core._publish_ptr, core._publish_size, &core._frame,
+                                core._handover is not None)
     if route is not None:
         return _call_handler(core, route.handler, route.handler_async,
                              stream_id if route.pass_stream else None, message)
