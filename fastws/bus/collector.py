@@ -81,6 +81,8 @@ class Collector:
         self.fleet: Optional[FleetMember] = None
         self.nc: Any = None
         self._nats_task: Optional[asyncio.Task[None]] = None
+        # NATS reached, the stream checked, the publisher handing over.
+        self._nats_ready = False
         self._subscribed: set[str] = set()
         self._change_lock = asyncio.Lock()
         self.nats_errors = 0
@@ -131,7 +133,7 @@ class Collector:
     async def wait_nats(self, timeout: float) -> None:
         """Wait until NATS is reached and the collector publishes (or joined its fleet)."""
         deadline = time.monotonic() + timeout
-        while not (self.nc is not None and self.nc.is_connected and (self.fleet_name is None or self.fleet)):
+        while not (self._nats_ready and self.nc.is_connected and (self.fleet_name is None or self.fleet)):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"NATS not reached within {timeout} s")
             await asyncio.sleep(0.05)
@@ -160,6 +162,7 @@ class Collector:
         if self.storage is not None:
             await ensure_stream(js, self.exchange, self.storage, prefix=self.publisher.prefix)
         self.publisher.set_connection(nc)
+        self._nats_ready = True
         if self.fleet_name is not None:
             fleet = FleetMember(js, self.fleet_name, self.streams, self.replicas, self._on_owned,
                                 ttl=self.lease_ttl, kv_replicas=self.storage.replicas if self.storage else 1)

@@ -84,8 +84,12 @@ def _differences(found: Any, subjects: list[str], settings: StorageSettings) -> 
         else:
             same = have == value
         if not same:
-            out.append(f"{key} {have!r} (ours: {value!r})")
+            out.append(f"{key} {_shown(have)} (ours: {_shown(value)})")
     return out
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 async def ensure_stream(js: Any, exchange: str, settings: StorageSettings = StorageSettings(), *,
