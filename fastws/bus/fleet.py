@@ -15,7 +15,9 @@ Every ``ttl / 4`` seconds a member:
 2. counts the live members and works out its fair share,
    ``ceil(streams * replicas / members)``;
 3. gives back leases beyond its share (``delete(key, last=revision)``), so that a
-   collector that joins finds free slots;
+   collector that joins finds free slots (with R >= 2, only copies whose stream keeps
+   its other holders, so a rebalance never leaves a stream uncollected; with R = 1 a
+   stream that changes hands has a gap of about one step);
 4. takes free slots (``create``: only when the key is absent) up to its share, never
    two slots of one stream (so each stream is held by ``replicas`` different
    collectors, never more: a slot key has one value).
@@ -206,7 +208,7 @@ class FleetMember:
         members = sum(1 for key in keys if key.startswith("m."))
         self.members = max(members, 1)
         share = math.ceil(len(self.streams) * self.replicas / self.members)
-        await self._give_back(share)
+        await self._give_back(share, keys)
         await self._take(share, keys)
         await self._report()
 
@@ -233,21 +235,58 @@ class FleetMember:
         self._last_renewed = time.monotonic()
 
     async def _keys(self) -> list[str]:
-        from nats.js.errors import NoKeysError
+        """The keys held now: every slot key of the fleet's streams, and the live members'.
 
-        try:
-            return list(await self._kv.keys())
-        except NoKeysError:
-            return []
+        Read with direct gets (served by any replica) and one stream-info request for
+        the member keys, not with a key listing: a listing creates a consumer, which
+        waits for the cluster's meta leader, and so stalls for seconds while a new one
+        is elected after a node is lost.
+        """
+        from nats.js.errors import NotFoundError
 
-    async def _give_back(self, share: int) -> None:
+        kv = self._kv
+        held = []
+        for stream in self.streams:
+            for slot in range(self.replicas):
+                key = slot_key(stream, slot)
+                try:
+                    await kv.get(key)
+                except NotFoundError:        # absent, aged out, or given back
+                    continue
+                held.append(key)
+        prefix = f"$KV.{self.bucket}."
+        info = await self.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{prefix}m.>")
+        for subject in (info.state.subjects or {}):
+            key = subject[len(prefix):]
+            try:
+                await kv.get(key)
+            except NotFoundError:
+                continue
+            held.append(key)
+        return held
+
+    async def _give_back(self, share: int, keys: list[str]) -> None:
         extra = len(self._leases) - share
         if extra <= 0:
             return
-        # The most recently taken go back first.
-        for key in list(self._leases)[-extra:]:
-            stream, revision = self._leases.pop(key)
+        present = set(keys)
+        # The most recently taken go back first. With R >= 2 a stream never
+        # loses two holders at once: only a slot other than 0 goes back, and
+        # only while every other slot of its stream is held (two members
+        # giving back at the same moment then give back different streams'
+        # copies, or copies of a stream that keeps its slot 0).
+        for key in reversed(list(self._leases)):
+            if extra <= 0:
+                break
+            stream, revision = self._leases[key]
+            if self.replicas > 1:
+                slot = int(key.rsplit(".", 1)[1])
+                others = [slot_key(stream, s) for s in range(self.replicas) if s != slot]
+                if slot == 0 or not all(other in present for other in others):
+                    continue
+            del self._leases[key]
             self.released += 1
+            extra -= 1
             await self._delete(key, revision)
 
     async def _take(self, share: int, keys: list[str]) -> None:
