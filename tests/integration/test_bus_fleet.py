@@ -8,12 +8,13 @@ test). What JetStream stores is read back and checked: every depth update once, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 import nats
 import pytest
@@ -163,7 +164,23 @@ async def _stepping(sim: Any, stop: asyncio.Event, per_second: float = 50.0) -> 
 
 
 async def _stored_updates(nc: Any, stream: str) -> list[tuple[int, int]]:
-    """``(U, u)`` of every depth update JetStream holds for ``stream``, in stored order; ids unique."""
+    """``(U, u)`` of every depth update JetStream holds for ``stream``, in stored order; ids unique.
+
+    Read again from the start if the cluster is slow to answer (a node was just killed).
+    """
+    from nats.errors import TimeoutError as NatsTimeout
+
+    for attempt in range(3):
+        try:
+            return await _read_updates(nc, stream)
+        except (NatsTimeout, asyncio.TimeoutError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+async def _read_updates(nc: Any, stream: str) -> list[tuple[int, int]]:
     js = nc.jetstream()
     subject = stream_subject("binance", stream)
     info = await js.stream_info(stream_name("binance"), subjects_filter=subject)
@@ -199,21 +216,59 @@ async def _wait_moved(fleet: _Fleet, dead: str, timeout: float) -> float:
         await asyncio.sleep(0.05)
 
 
+class _Run:
+    """A settled fleet fed by the stepped simulator, and the exchange's truth beside it."""
+
+    def __init__(self, fleet: _Fleet, observer: _Observer, held: dict[str, str]) -> None:
+        self.fleet = fleet
+        self.observer = observer
+        self.held = held
+        self.stop = asyncio.Event()
+        self.stepper: Optional[asyncio.Task[None]] = None
+
+    async def kill_collector(self, index: int) -> tuple[str, float]:
+        """SIGKILL collector ``index``; return its member id and the seconds its leases took to move."""
+        doomed = self.fleet.processes[index]
+        dead = self.fleet.member_of(doomed, self.held)
+        assert dead is not None
+        doomed.kill()
+        await doomed.wait()
+        return dead, await _wait_moved(self.fleet, dead, TTL + 3.0)
+
+    async def end_feed(self) -> None:
+        """Stop stepping; give the last frames time to reach JetStream."""
+        self.stop.set()
+        if self.stepper is not None:
+            await self.stepper
+            self.stepper = None
+        await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def _running(fleet: _Fleet, sim: Any, collectors: int) -> AsyncIterator[_Run]:
+    observer = _Observer(sim, fleet.streams)
+    await observer.__aenter__()
+    run: Optional[_Run] = None
+    try:
+        for _ in range(collectors):
+            await fleet.spawn()
+        await fleet.connect()
+        run = _Run(fleet, observer, await fleet.wait_settled(collectors, 30))
+        run.stepper = asyncio.get_running_loop().create_task(_stepping(sim, run.stop))
+        await asyncio.sleep(1.0)
+        yield run
+    finally:
+        if run is not None:
+            await run.end_feed()
+        await fleet.stop()
+        await observer.__aexit__()
+
+
 @pytest.mark.timeout(90)
 async def test_r2_on_a_cluster_a_killed_collector_and_a_killed_node_lose_and_repeat_nothing(
         tmp_path: Path, nats_cluster: NatsCluster, binance_simulator: Any) -> None:
     fleet = _Fleet(tmp_path, nats_cluster.urls, str(binance_simulator.url), DEPTH, replicas=2, storage_replicas=3)
-    stop = asyncio.Event()
-    stepper: Optional[asyncio.Task[None]] = None
-    observer = _Observer(binance_simulator, DEPTH)
-    await observer.__aenter__()
-    try:
-        for _ in range(3):
-            await fleet.spawn()
-        await fleet.connect()
-        held = await fleet.wait_settled(3, 30)
-        stepper = asyncio.get_running_loop().create_task(_stepping(binance_simulator, stop))
-        await asyncio.sleep(1.0)
+    async with _running(fleet, binance_simulator, 3) as run:
         # A NATS node that leads neither the stream nor the bucket goes down.
         js = fleet.nc.jetstream()
         leaders = {(await js.stream_info(stream_name("binance"))).cluster.leader,
@@ -222,32 +277,19 @@ async def test_r2_on_a_cluster_a_killed_collector_and_a_killed_node_lose_and_rep
         nats_cluster.kill(victim)
         await asyncio.sleep(1.5)
         # A collector is SIGKILLed: its slots go to the others within the TTL + 1 s.
-        doomed = fleet.processes[0]
-        dead = fleet.member_of(doomed, held)
-        assert dead is not None
-        doomed.kill()
-        await doomed.wait()
-        moved = await _wait_moved(fleet, dead, TTL + 3.0)
+        _, moved = await run.kill_collector(0)
         print(f"R=2: leases moved in {moved:.2f} s")
         assert moved <= TTL + 1.0, f"leases moved in {moved:.2f} s"
         await asyncio.sleep(1.0)
-        stop.set()
-        await stepper
-        await asyncio.sleep(0.5)       # the last frames reach JetStream
+        await run.end_feed()
         for stream in DEPTH:
             updates = await _stored_updates(fleet.nc, stream)
             assert len(updates) > 100
             assert _breaks(updates) == [], f"{stream}: updates lost or repeated"
             # Up to the last update the exchange sent, from where the fleet began storing.
-            truth = observer.updates[stream]
+            truth = run.observer.updates[stream]
             start = truth.index(updates[0])
             assert updates == truth[start:], f"{stream}: the stored updates are not the exchange's"
-    finally:
-        stop.set()
-        if stepper is not None:
-            await stepper
-        await fleet.stop()
-        await observer.__aexit__()
 
 
 @pytest.mark.timeout(60)
@@ -255,30 +297,13 @@ async def test_r1_a_killed_collector_leaves_a_measurable_gap_and_a_new_owner_tak
         tmp_path: Path, nats_server: NatsServer, binance_simulator: Any) -> None:
     streams = DEPTH[:2]
     fleet = _Fleet(tmp_path, [nats_server.url], str(binance_simulator.url), streams, replicas=1)
-    stop = asyncio.Event()
-    stepper: Optional[asyncio.Task[None]] = None
-    observer = _Observer(binance_simulator, streams)
-    await observer.__aenter__()
-    try:
-        for _ in range(2):
-            await fleet.spawn()
-        await fleet.connect()
-        held = await fleet.wait_settled(2, 30)
-        stepper = asyncio.get_running_loop().create_task(_stepping(binance_simulator, stop))
-        await asyncio.sleep(1.0)
-        doomed = fleet.processes[0]
-        dead = fleet.member_of(doomed, held)
-        assert dead is not None
-        lost_stream = next(s for s in streams if held[slot_key(s, 0)] == dead)
-        doomed.kill()
-        await doomed.wait()
-        moved = await _wait_moved(fleet, dead, TTL + 3.0)
+    async with _running(fleet, binance_simulator, 2) as run:
+        dead, moved = await run.kill_collector(0)
+        lost_stream = next(s for s in streams if run.held[slot_key(s, 0)] == dead)
         print(f"R=1: lease moved in {moved:.2f} s")
         assert moved <= TTL + 1.0, f"lease moved in {moved:.2f} s"
         await asyncio.sleep(1.0)
-        stop.set()
-        await stepper
-        await asyncio.sleep(0.5)
+        await run.end_feed()
         updates = await _stored_updates(fleet.nc, lost_stream)
         breaks = _breaks(updates)
         # One gap, while nobody held the stream: its extent is known from the stored ids.
@@ -288,12 +313,6 @@ async def test_r1_a_killed_collector_leaves_a_measurable_gap_and_a_new_owner_tak
         print(f"R=1: gap of {missing} update ids, after u={last_before}")
         assert missing > 0
         # The exchange sent every one of them (the observer saw no break): only the bus lost them.
-        assert _breaks(observer.updates[lost_stream]) == []
+        assert _breaks(run.observer.updates[lost_stream]) == []
         kept = next(s for s in streams if s != lost_stream)
         assert _breaks(await _stored_updates(fleet.nc, kept)) == []
-    finally:
-        stop.set()
-        if stepper is not None:
-            await stepper
-        await fleet.stop()
-        await observer.__aexit__()
