@@ -15,9 +15,11 @@ Every ``ttl / 4`` seconds a member:
 2. counts the live members and works out its fair share,
    ``ceil(streams * replicas / members)``;
 3. gives back leases beyond its share (``delete(key, last=revision)``), so that a
-   collector that joins finds free slots (with R >= 2, only copies whose stream keeps
-   its other holders, so a rebalance never leaves a stream uncollected; with R = 1 a
-   stream that changes hands has a gap of about one step);
+   collector that joins finds free slots: one copy of a stream per TTL at most (the
+   member first creates the stream's release key ``r.<stream key>``, which only one
+   can), and with R >= 2 only a copy whose stream keeps its other holders, so a
+   rebalance never leaves a stream uncollected (with R = 1 a stream that changes hands
+   has a gap of about one step);
 4. takes free slots (``create``: only when the key is absent) up to its share, never
    two slots of one stream (so each stream is held by ``replicas`` different
    collectors, never more: a slot key has one value).
@@ -42,7 +44,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from fastws.bus.subjects import stream_token
 
-__all__ = ["FleetMember", "bucket_name", "default_member_id", "slot_key"]
+__all__ = ["FleetMember", "bucket_name", "default_member_id", "release_key", "slot_key"]
 
 log = logging.getLogger("fastws.bus.fleet")
 
@@ -63,6 +65,11 @@ def slot_key(stream: str, slot: int) -> str:
     mapping stays reversible.
     """
     return f"s.{stream_token(stream).replace('%', '=')}.{slot}"
+
+
+def release_key(stream: str) -> str:
+    """The key a member creates before giving back a copy of ``stream``: ``r.<stream key>``."""
+    return f"r.{stream_token(stream).replace('%', '=')}"
 
 
 def default_member_id() -> str:
@@ -266,24 +273,29 @@ class FleetMember:
         return held
 
     async def _give_back(self, share: int, keys: list[str]) -> None:
+        from nats.js.errors import KeyWrongLastSequenceError
+
         extra = len(self._leases) - share
         if extra <= 0:
             return
         present = set(keys)
-        # The most recently taken go back first. With R >= 2 a stream never
-        # loses two holders at once: only a slot other than 0 goes back, and
-        # only while every other slot of its stream is held (two members
-        # giving back at the same moment then give back different streams'
-        # copies, or copies of a stream that keeps its slot 0).
+        # The most recently taken go back first. A stream gives back one copy per
+        # TTL at most: the member first creates the stream's release key (only one
+        # member can, and it ages out after the TTL), so two members never give
+        # back the same stream's copies at once. With R >= 2 only a stream whose
+        # other slots are held gives a copy back: it is never left uncollected.
         for key in reversed(list(self._leases)):
             if extra <= 0:
                 break
             stream, revision = self._leases[key]
             if self.replicas > 1:
                 slot = int(key.rsplit(".", 1)[1])
-                others = [slot_key(stream, s) for s in range(self.replicas) if s != slot]
-                if slot == 0 or not all(other in present for other in others):
+                if not all(slot_key(stream, s) in present for s in range(self.replicas) if s != slot):
                     continue
+            try:
+                await self._kv.create(release_key(stream), self.member_id.encode())
+            except KeyWrongLastSequenceError:
+                continue        # another member gives a copy of this stream back now
             del self._leases[key]
             self.released += 1
             extra -= 1

@@ -316,3 +316,66 @@ async def test_r1_a_killed_collector_leaves_a_measurable_gap_and_a_new_owner_tak
         assert _breaks(run.observer.updates[lost_stream]) == []
         kept = next(s for s in streams if s != lost_stream)
         assert _breaks(await _stored_updates(fleet.nc, kept)) == []
+
+
+async def test_members_share_the_slots_rebalance_on_join_and_leave_and_give_up_without_nats(
+        tmp_path: Path) -> None:
+    from fastws.bus.fleet import FleetMember
+
+    server = NatsServer(tmp_path / "nats").start()
+    connections: list[Any] = []
+    members: list[FleetMember] = []
+    reported: dict[str, list[frozenset[str]]] = {}
+
+    async def join(name: str) -> FleetMember:
+        nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        connections.append(nc)
+        reported[name] = []
+        member = FleetMember(nc.jetstream(), "join", DEPTH, 2, reported[name].append, ttl=TTL, member_id=name)
+        await member.start()
+        members.append(member)
+        return member
+
+    async def settled(live: list[FleetMember], timeout: float = 6.0, each: Optional[int] = None) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            held = [key for m in live for key in m.leases()]
+            per_stream = [sum(1 for m in live if stream in m.owned) for stream in DEPTH]
+            if sorted(held) == sorted(set(held)) and len(held) == 6 and per_stream == [2, 2, 2] \
+                    and (each is None or all(len(m.leases()) == each for m in live)):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not settled: {[m.health() for m in live]}")
+            await asyncio.sleep(0.05)
+
+    try:
+        a = await join("a")
+        assert a.owned == frozenset(DEPTH) and len(a.leases()) == 3      # one slot per stream, never two
+        b = await join("b")
+        await settled([a, b])
+        c = await join("c")
+        # The two give one copy each back (two different streams), and c takes them.
+        await settled([a, b, c], each=2)
+        # A clean stop gives its leases back at once; the others take them.
+        await c.stop()
+        members.remove(c)
+        assert reported["c"][-1] == frozenset()
+        await settled([a, b], timeout=TTL, each=3)
+        # NATS gone for longer than the TTL: a member gives its streams up by itself.
+        server.kill()
+        deadline = time.monotonic() + TTL * 2 + 2
+        while a.owned or b.owned:
+            assert time.monotonic() < deadline, [a.health(), b.health()]
+            await asyncio.sleep(0.1)
+        assert reported["a"][-1] == reported["b"][-1] == frozenset()
+        # And joins again when it is back.
+        server.start()
+        await settled([a, b], timeout=15, each=3)
+    finally:
+        for member in members:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(member.stop(), 3)
+        for nc in connections:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        server.stop()
