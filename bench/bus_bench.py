@@ -15,7 +15,12 @@ Three measures, each in interleaved rounds (medians; the machine is shared):
    frames fed as fast as it takes them, handed to NATS every 100, until the server's
    PONG after the last (checked against its ``/varz`` ``in_msgs``).
 
-Run: ``python bench/bus_bench.py [--rounds 5] [--messages 20000]``.
+Wall-clock times on a shared machine are noisy for measure 1, so it is also counted
+in instructions by callgrind (deterministic): ``--callgrind`` runs the core under
+``valgrind --tool=callgrind`` with N and with 0 messages, with and without the
+publisher; instructions/message = the difference / N.
+
+Run: ``python bench/bus_bench.py [--rounds 5] [--messages 20000] [--callgrind]``.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -111,6 +118,48 @@ async def publish_cost_us(url: str, way: str, messages: int, payload: bytes) -> 
         return (time.perf_counter_ns() - started) / messages / 1000
     finally:
         await nc.close()
+
+
+def feed_for_callgrind(kind: str, with_publisher: bool, messages: int) -> None:
+    """Build the core (and publisher), warm it with every frame once, then feed ``messages``."""
+    frames, _ = _frames(kind, max(messages, 1))
+    publisher = _publisher() if with_publisher else None
+    core = _core(publisher)
+    feed = core.on_ws_frame
+    take = publisher.take if publisher is not None else (lambda: None)
+    for frame in frames[:128]:
+        feed(None, frame)
+    take()
+    for start in range(0, messages, BATCH):
+        for frame in frames[start:start + BATCH]:
+            feed(None, frame)
+        take()
+
+
+def _instructions(kind: str, with_publisher: bool, messages: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+             os.path.abspath(__file__), "--feed", kind, "on" if with_publisher else "off", str(messages)],
+            capture_output=True, text=True, check=False)
+        found = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
+        if result.returncode != 0 or found is None:
+            raise SystemExit(result.stdout + result.stderr)
+        return int(found.group(1))
+
+
+def callgrind_table(kinds: list[str], messages: int) -> None:
+    """Instructions per message through the core, publisher off and on."""
+    print(f"1b. collector cost per message in instructions (callgrind, {messages} messages)")
+    print(f"{'frames':<10} {'bytes':>6} {'off':>8} {'on':>8} {'on - off':>9} {'on/off':>7}")
+    for kind in kinds:
+        _, size = _frames(kind, 1)
+        per = {}
+        for on in (False, True):
+            per[on] = (_instructions(kind, on, messages) - _instructions(kind, on, 0)) / messages
+        print(f"{kind:<10} {size:>6} {per[False]:>8.0f} {per[True]:>8.0f} {per[True] - per[False]:>+9.0f} "
+              f"{per[True] / per[False]:>7.2f}")
 
 
 def _in_msgs(monitor_port: int) -> int:
@@ -212,5 +261,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--callgrind", action="store_true", help="measure 1 in instructions (callgrind) only")
+    parser.add_argument("--feed", nargs=3, metavar=("KIND", "ON|OFF", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    main(args.rounds, args.messages)
+    if args.feed:
+        feed_for_callgrind(args.feed[0], args.feed[1] == "on", int(args.feed[2]))
+    elif args.callgrind:
+        callgrind_table(["aggTrade", "kline", "mix"], args.messages)
+    else:
+        main(args.rounds, args.messages)

@@ -270,3 +270,27 @@ async def test_a_collector_started_while_nats_is_unreachable_counts_and_recovers
         if sub_nc is not None:
             await sub_nc.close()
         server.stop()
+
+
+async def test_the_collect_command_refuses_a_stream_with_other_settings_and_bad_arguments(
+        nats_server: NatsServer, binance_simulator: Any) -> None:
+    import sys
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        await ensure_stream(nc.jetstream(), "binance", StorageSettings(max_age=60, duplicate_window=2))
+    finally:
+        await nc.close()
+
+    async def collect(*extra: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fastws", "collect", "binance", "btcusdt@trade", "--nats", nats_server.url,
+            "--url", str(binance_simulator.url), "--status-interval", "0.2", "--duration", "10", *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        return process.returncode or 0, err.decode()
+
+    status, err = await collect("--max-age", "120")
+    assert status == 1 and "MD_BINANCE exists with other settings: max_age 60 (ours: 120)" in err, err
+    status, err = await collect("--replicas", "2")
+    assert status == 2 and "--replicas needs --fleet" in err, err
