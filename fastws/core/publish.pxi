@@ -18,23 +18,44 @@ cdef enum:
 cdef const char* _HEX = b"0123456789abcdef"
 
 
+cdef const char* _DIGIT_PAIRS = (b"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                  b"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                  b"8081828384858687888990919293949596979899")
+
+
 cdef inline int _digit_count(uint64_t value) noexcept nogil:
     cdef int count = 1
-    while value >= 10:
-        value //= 10
-        count += 1
-    return count
+    while value >= 100:
+        value //= 100
+        count += 2
+    return count + 1 if value >= 10 else count
+
+
+cdef inline char* _format_uint(char* end, uint64_t value) noexcept nogil:
+    """Write ``value`` in ASCII so that it ends at ``end``, two digits a step; return its start."""
+    cdef char* p = end
+    cdef unsigned int pair
+    while value >= 100:
+        pair = <unsigned int>(value % 100) * 2
+        value //= 100
+        p -= 2
+        p[0] = _DIGIT_PAIRS[pair]
+        p[1] = _DIGIT_PAIRS[pair + 1]
+    if value >= 10:
+        pair = <unsigned int>value * 2
+        p -= 2
+        p[0] = _DIGIT_PAIRS[pair]
+        p[1] = _DIGIT_PAIRS[pair + 1]
+    else:
+        p -= 1
+        p[0] = <char>(48 + value)
+    return p
 
 
 cdef inline char* _put_uint(char* out, uint64_t value, int count) noexcept nogil:
-    """Write ``value`` as ``count`` ASCII digits at ``out``; return the end."""
-    cdef char* end = out + count
-    cdef char* p = end
-    while p > out:
-        p -= 1
-        p[0] = <char>(48 + value % 10)
-        value //= 10
-    return end
+    """Write ``value`` (``count`` digits, from ``_digit_count``) at ``out``; return the end."""
+    _format_uint(out + count, value)
+    return out + count
 
 
 cdef inline char* _put(char* out, const char* text, Py_ssize_t size) noexcept nogil:
