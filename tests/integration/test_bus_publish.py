@@ -343,3 +343,32 @@ async def test_a_message_whose_async_parser_suspended_is_counted_not_published_f
     assert {json.dumps(json.loads(p), sort_keys=True) for p in payloads} <= \
         {json.dumps(m, sort_keys=True) for m in delivered}
     assert len(set(payloads)) == len(payloads)
+
+
+async def test_every_connection_of_a_pool_publishes_those_opened_before_and_after(binance_simulator: Any) -> None:
+    from exchanges.binance import BinanceWebSocket, binance_config
+
+    class TwoPerConnection(BinanceWebSocket):
+        max_streams_per_connection = 2
+
+    streams = ["a@trade", "b@trade", "c@trade", "d@trade", "e@trade"]
+    delivered: list[Any] = []
+    frames = FramePublisher(lambda s: (b"md.binance." + s.encode(), b"binance." + s.encode() + b"."), lambda: None)
+    ws = TwoPerConnection(ExchangeName("binance"), binance_config(str(binance_simulator.url)),
+                          lambda m: delivered.append(m), lambda e: None)
+    async with ws:
+        await ws.subscribe(streams[:4])              # two connections, before the publisher
+        ws.set_frame_publisher(frames)
+        await ws.subscribe(streams[4:])              # a third one, after it
+        await binance_simulator.wait_subscribed(streams, timeout=5)
+        assert len(binance_simulator.connections) == 3
+        binance_simulator.step(10)
+        await _until(lambda: len(delivered) == _sent(binance_simulator) > 0, 5, "the frames")
+        while_set = len(delivered)
+        ws.set_frame_publisher(None)
+        binance_simulator.step(5)
+        await _until(lambda: len(delivered) == _sent(binance_simulator), 5, "the frames after")
+    payloads = _hpub_payloads(frames.take()[0])
+    # Every frame of every connection while the publisher was set, none after.
+    assert frames.published == len(payloads) == while_set < len(delivered)
+    assert {json.loads(p)["stream"] for p in payloads} == set(streams)
