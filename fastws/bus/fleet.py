@@ -13,7 +13,7 @@ Every ``ttl / 4`` seconds a member:
    (``update(key, id, last=revision)``); a lease whose revision moved on (it expired and
    another collector took it) is lost;
 2. counts the live members and works out its fair share,
-   ``ceil(streams * replicas / members)``;
+   ``ceil(streams * replicas / members)`` (at most one slot per stream);
 3. gives back leases beyond its share (``delete(key, last=revision)``), so that a
    collector that joins finds free slots: one copy of a stream per TTL at most (the
    member first creates the stream's release key ``r.<stream key>``, which only one
@@ -209,14 +209,19 @@ class FleetMember:
         await self.step()
 
     async def step(self) -> None:
-        """One round: renew, count members, give back extras, take free slots, report."""
+        """One round: renew, count members, give back extras or take free slots, report.
+
+        A member at its share reads only the member keys: the slot keys are read
+        when it has slots to give back (its own streams') or to take.
+        """
         await self._renew()
-        keys = await self._keys()
-        members = sum(1 for key in keys if key.startswith("m."))
-        self.members = max(members, 1)
-        share = math.ceil(len(self.streams) * self.replicas / self.members)
-        await self._give_back(share, keys)
-        await self._take(share, keys)
+        self.members = max(await self._count_members(), 1)
+        # A member holds one slot of a stream at most.
+        share = min(math.ceil(len(self.streams) * self.replicas / self.members), len(self.streams))
+        if len(self._leases) > share:
+            await self._give_back(share)
+        elif len(self._leases) < share:
+            await self._take(share)
         await self._report()
 
     async def _renew(self) -> None:
@@ -241,44 +246,36 @@ class FleetMember:
                 log.warning("fleet %s: lease %s of %s lost", self.fleet, key, stream)
         self._last_renewed = time.monotonic()
 
-    async def _keys(self) -> list[str]:
-        """The keys held now: every slot key of the fleet's streams, and the live members'.
-
-        Read with direct gets (served by any replica) and one stream-info request for
-        the member keys, not with a key listing: a listing creates a consumer, which
-        waits for the cluster's meta leader, and so stalls for seconds while a new one
-        is elected after a node is lost.
-        """
+    async def _held(self, key: str) -> bool:
+        """Whether ``key`` holds a value now (not absent, aged out or given back)."""
         from nats.js.errors import NotFoundError
 
-        kv = self._kv
-        held = []
-        for stream in self.streams:
-            for slot in range(self.replicas):
-                key = slot_key(stream, slot)
-                try:
-                    await kv.get(key)
-                except NotFoundError:        # absent, aged out, or given back
-                    continue
-                held.append(key)
+        try:
+            await self._kv.get(key)
+        except NotFoundError:
+            return False
+        return True
+
+    async def _count_members(self) -> int:
+        """The live members: member keys present and not deleted.
+
+        Read with one stream-info request and direct gets (served by any replica),
+        not with a key listing: a listing creates a consumer, which waits for the
+        cluster's meta leader, and so stalls for seconds while a new one is elected
+        after a node is lost.
+        """
         prefix = f"$KV.{self.bucket}."
         info = await self.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{prefix}m.>")
+        count = 0
         for subject in (info.state.subjects or {}):
-            key = subject[len(prefix):]
-            try:
-                await kv.get(key)
-            except NotFoundError:
-                continue
-            held.append(key)
-        return held
+            if await self._held(subject[len(prefix):]):
+                count += 1
+        return count
 
-    async def _give_back(self, share: int, keys: list[str]) -> None:
+    async def _give_back(self, share: int) -> None:
         from nats.js.errors import KeyWrongLastSequenceError
 
         extra = len(self._leases) - share
-        if extra <= 0:
-            return
-        present = set(keys)
         # The most recently taken go back first. A stream gives back one copy per
         # TTL at most: the member first creates the stream's release key (only one
         # member can, and it ages out after the TTL), so two members never give
@@ -290,7 +287,8 @@ class FleetMember:
             stream, revision = self._leases[key]
             if self.replicas > 1:
                 slot = int(key.rsplit(".", 1)[1])
-                if not all(slot_key(stream, s) in present for s in range(self.replicas) if s != slot):
+                others = [slot_key(stream, s) for s in range(self.replicas) if s != slot]
+                if not all([await self._held(other) for other in others]):
                     continue
             try:
                 await self._kv.create(release_key(stream), self.member_id.encode())
@@ -301,12 +299,9 @@ class FleetMember:
             extra -= 1
             await self._delete(key, revision)
 
-    async def _take(self, share: int, keys: list[str]) -> None:
+    async def _take(self, share: int) -> None:
         from nats.js.errors import KeyWrongLastSequenceError
 
-        if len(self._leases) >= share:
-            return
-        taken = set(keys)
         owned = self.owned
         # Start at a different stream on each member, so that members joining at
         # once do not all race for the same slots.
@@ -319,7 +314,7 @@ class FleetMember:
                 continue
             for slot in range(self.replicas):
                 key = slot_key(stream, slot)
-                if key in taken:
+                if await self._held(key):
                     continue
                 try:
                     revision = await self._kv.create(key, value)
