@@ -11,6 +11,7 @@ include "core/fieldscan.pxd"
 include "core/routes.pxd"
 include "core/handover.pxd"
 include "core/arrival.pxd"
+include "core/publish.pxd"
 include "core/parser.pxd"
 include "core/backlog.pxd"
 
@@ -58,6 +59,12 @@ cdef class FrameHandler(WSListener):
         readonly str close_reason
         # Called with a copy of every whole data message (None: no call).
         object _tap
+        # The bus publisher (publish.pxi; None: one pointer test per
+        # message) and the raw bytes of the message being received, which
+        # it writes once the stream is known (NULL once they are gone).
+        FramePublisher _publisher
+        const char* _publish_ptr
+        Py_ssize_t _publish_size
 
         # --- counters: C integers, read as a dict by counters() on demand.
         readonly uint64_t frames_received

@@ -170,6 +170,55 @@ class FirstArrival:
     def stream_count(self) -> int:
         """Streams seen so far."""
 
+def payload_digest(data: Union[bytes, bytearray, memoryview]) -> int:
+    """The core's 64-bit digest of a payload (the one in a bus message id and the handover)."""
+
+class FramePublisher:
+    """Writes each delivered data frame as a NATS ``HPUB`` frame into a bounded buffer.
+
+    ``subject_for(stream_id)`` gives ``(subject, id_prefix)`` once per stream
+    (None: not published); ``on_pending()`` is called when a batch begins;
+    ``take()`` empties the buffer. See ``fastws/core/publish.pxi``.
+    """
+    def __init__(self, subject_for: Callable[[str], Optional[tuple[bytes, bytes]]],
+                 on_pending: Callable[[], None], max_buffer_bytes: int = ...,
+                 max_streams: int = ...) -> None: ...
+    @property
+    def max_buffer_bytes(self) -> int: ...
+    @property
+    def max_streams(self) -> int: ...
+    @property
+    def published(self) -> int:
+        """Messages written into the buffer."""
+    @property
+    def published_bytes(self) -> int:
+        """Payload bytes of those messages."""
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because the buffer was at its bound."""
+    @property
+    def unrouted(self) -> int:
+        """Messages of streams without a subject (not published)."""
+    @property
+    def unpublishable(self) -> int:
+        """Messages whose raw bytes were gone (an async parser suspended on them)."""
+    @property
+    def pending_errors(self) -> int:
+        """Exceptions raised by ``on_pending`` (ignored)."""
+    @property
+    def buffered_bytes(self) -> int: ...
+    @property
+    def buffered_messages(self) -> int: ...
+    def take(self) -> tuple[bytes, int]:
+        """The frames written since the last take and their count; the buffer empties."""
+    def forget(self, stream_id: Optional[str] = None) -> None:
+        """Ask ``subject_for`` again for ``stream_id`` (every stream when None)."""
+    def counters(self) -> dict[str, int]:
+        """The counters as a new dict."""
+    def publish_frame(self, stream_id: str, payload: bytes, wall_ns: int, event_ns: int = 0,
+                      opcode: int = 1) -> None:
+        """Write one frame as the core would (tests and benchmarks)."""
+
 class CompiledParser:
     """Base of parsers written in Cython that read each message in place.
 
@@ -345,6 +394,11 @@ class FrameHandler(WSListener):
         """Called with (payload copy, wall-clock receive ns, opcode) for every whole data message."""
     @tap.setter
     def tap(self, value: Optional[Callable[[bytes, int, int], None]]) -> None: ...
+    @property
+    def publisher(self) -> Optional[FramePublisher]:
+        """The ``FramePublisher`` every delivered data message is written to, or None."""
+    @publisher.setter
+    def publisher(self, value: Optional[FramePublisher]) -> None: ...
     @property
     def overlap_dropped(self) -> int:
         """Messages not delivered as copies: the other connection of a handover delivers them,

@@ -19,6 +19,7 @@ stays a C call:
 - ``core/parser.pxi``: the compiled-parser interface;
 - ``core/handover.pxi``: make-before-break de-duplication;
 - ``core/arrival.pxi``: redundant connections, first arrival wins;
+- ``core/publish.pxi``: the bus publisher's HPUB frames;
 - ``core/backlog.pxi``: suspended parsers and handlers, the backlog;
 - ``core/deflate.pxi``: permessage-deflate;
 - ``core/receive.pxi``: whole messages, reassembly, close;
@@ -52,6 +53,7 @@ include "core/dispatch.pxi"
 include "core/parser.pxi"
 include "core/handover.pxi"
 include "core/arrival.pxi"
+include "core/publish.pxi"
 include "core/backlog.pxi"
 include "core/deflate.pxi"
 include "core/receive.pxi"
@@ -439,6 +441,21 @@ cdef class FrameHandler(WSListener):
         if value is not None and not callable(value):
             raise TypeError("tap must be callable or None")
         self._tap = value
+
+    @property
+    def publisher(self):
+        """The ``FramePublisher`` every delivered data message is written to, or None.
+
+        Set it (several connections may share one) and each message handed
+        to a handler is also written, with its stream's subject and the bus
+        headers, into the publisher's buffer (see ``FramePublisher``). None
+        (the default) costs one pointer test per message.
+        """
+        return self._publisher
+
+    @publisher.setter
+    def publisher(self, FramePublisher value):
+        self._publisher = value
 
     @property
     def handover(self):

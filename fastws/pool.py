@@ -25,6 +25,7 @@ import asyncio
 from abc import abstractmethod
 from typing import Any, Callable, ClassVar, Iterable, Optional, Union
 
+from fastws._core import FramePublisher
 from fastws.client import BaseWebSocketInterface, ConnectionGap, SequenceGap
 from fastws.client.redundancy import RedundantPaths, redundant_paths
 from fastws.client.subscriptions import stream_names
@@ -127,11 +128,18 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         for member in self._members:
             member.set_frame_tap(tap)
 
+    def set_frame_publisher(self, publisher: Optional[FramePublisher]) -> None:
+        """As ``BaseWebSocketInterface.set_frame_publisher``, for every connection of the pool."""
+        super().set_frame_publisher(publisher)
+        for member in self._members:
+            member.set_frame_publisher(publisher)
+
     def _spawn_member(self) -> BaseWebSocketInterface:
         member = self._new_member()
         member._bus = self._bus      # a bus consumer's members read the bus too
         member._share_routes(self._routes)     # one route table for the whole pool
         member.set_frame_tap(self._frame_tap)
+        member.set_frame_publisher(self._frame_publisher)
         self._members.append(member)
         return member
 

@@ -15,7 +15,7 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable, Optional, Union
 
-from fastws._core import FrameHandler, Handover, RouteTable
+from fastws._core import FrameHandler, FramePublisher, Handover, RouteTable
 from fastws.backoff import Reconnection
 from fastws.config import WebSocketConfig
 from fastws.errors import ExchangeAPIError
@@ -59,6 +59,7 @@ class ClientFields:
     _connecting_socket: Optional[socket.socket]
     _routes: Optional[RouteTable]
     _frame_tap: Optional[Callable[[bytes, int, int], None]]
+    _frame_publisher: Optional[FramePublisher]
     _last_sequences: dict[str, int]
 
     # Subscriptions (subscriptions.py).

@@ -199,6 +199,7 @@ class ConnectionMixin(HealthMixin):
             self._redundancy.attach(self, core)
         core.tap = self._frame_tap
         apply_policies(core, self._stream_policies, self.config.backlog_warning_age)
+        core.publisher = self._frame_publisher
         return core
 
     def _negotiate_extensions(self, core: FrameHandler, response: WSUpgradeResponse) -> None:

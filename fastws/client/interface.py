@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from picows import WSCloseCode
 
-from fastws._core import RouteTable, is_async_callable
+from fastws._core import FramePublisher, RouteTable, is_async_callable
 from fastws.backoff import ReconnectPolicy, Reconnection
 from fastws.client._fields import ErrorHandler, MessageHandler
 from fastws.client.cadence import CadenceWatch
@@ -114,6 +114,7 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._rotating = False
         self._handover_end = None
         self._frame_tap = None
+        self._frame_publisher = None
         self._waiting = None
         self._load_sample = None
         # Issue 15: the loop's lag monitor (while the supervisor runs), the
@@ -220,6 +221,16 @@ class BaseWebSocketInterface(RotationMixin, ABC):
         self._frame_tap = tap
         if self._core is not None:
             self._core.tap = tap
+
+    def set_frame_publisher(self, publisher: Optional[FramePublisher]) -> None:
+        """Write every delivered data message to ``publisher`` (the NATS bus), or stop with None.
+
+        A ``fastws._core.FramePublisher`` (see ``fastws.bus.publisher``); it
+        applies to the live connection and every later one.
+        """
+        self._frame_publisher = publisher
+        if self._core is not None:
+            self._core.publisher = publisher
 
     async def start(self, timeout: Optional[float] = None) -> None:
         """Start the supervisor and wait for the first connection.

@@ -18,7 +18,7 @@ from typing import Optional
 __all__ = ["CommandError", "COMMANDS", "UsageError", "configure_logging", "require_positive"]
 
 # Sub-command modules, in the order ``fastws --help`` lists them.
-COMMANDS = ("demo", "stream", "book", "record", "replay", "bench", "verify")
+COMMANDS = ("demo", "stream", "book", "record", "replay", "bench", "verify", "collect")
 
 
 class CommandError(Exception):

@@ -178,6 +178,9 @@ cdef bint _deliver(FrameHandler core, Route route, object stream_id, object mess
             and not core._handover.admit(stream_id, core._shadow, core._frame.digest):
         core.overlap_dropped += 1
         return False
+    if core._publisher is not None and stream_id is not None:
+        core._publisher.publish(stream_id, core._publish_ptr, core._publish_size, &core._frame,
+                                core._handover is not None or core._arrival is not None)
     # The one test the per-stream backlogs cost while no handler is behind.
     if core._busy_streams != 0 and _wait_behind_stream(core, route, stream_id, message):
         return False

@@ -12,6 +12,7 @@ cdef inline void _receive_message(FrameHandler core, const char* ptr, Py_ssize_t
     if core.pending_task is None:
         if recv_ns - core._batch_start_ns <= core._slice_ns:
             if _receive(core, ptr, size, owner, recv_ns, opcode):
+                core._publish_ptr = NULL    # the bytes will be gone when it resumes
                 _start_resume_task(core)
             return
         # This read batch has kept the event loop for a whole time slice
@@ -51,6 +52,8 @@ cdef bint _receive(FrameHandler core, const char* ptr, Py_ssize_t size, object o
     frame.last_sequence = -1
     frame.data_start = 0
     frame.data_size = size
+    core._publish_ptr = ptr
+    core._publish_size = size
     if core._tap is not None:
         _call_tap(core, ptr, size, opcode)
     if core._handover is not None or core._arrival is not None:
