@@ -16,13 +16,11 @@ from typing import Any
 import pytest
 
 from fastws.bus.fleet import slot_key
-from fastws.bus.storage import stream_name
-from fastws.bus.fleet import bucket_name
 from fastws.registry import get_exchange
 from fastws.testing.nats import NatsCluster, NatsServer
 from fastws.types import ExchangeName
 from tests.conftest import until
-from tests.integration.test_bus_fleet import DEPTH, TTL, _breaks, _Fleet, _running
+from tests.integration.test_bus_fleet import DEPTH, TTL, _breaks, _Fleet, _running, non_leader_node
 
 pytestmark = pytest.mark.asyncio
 
@@ -55,10 +53,7 @@ async def test_r2_consumer_sees_every_update_once_in_order_through_a_killed_coll
         tmp_path: Path, nats_cluster: NatsCluster, binance_simulator: Any) -> None:
     fleet = _Fleet(tmp_path, nats_cluster.urls, str(binance_simulator.url), DEPTH, replicas=2, storage_replicas=3)
     async with _running(fleet, binance_simulator, 3) as run:
-        js = fleet.nc.jetstream()
-        leaders = {(await js.stream_info(stream_name("binance"))).cluster.leader,
-                   (await js.stream_info(f"KV_{bucket_name('test')}")).cluster.leader}
-        victim = next(i for i, node in enumerate(nats_cluster.nodes) if node.name not in leaders)
+        victim = await non_leader_node(fleet, nats_cluster)
         # The consumer reads from the nodes that stay up (a core subscription on the
         # killed node would miss what was published while it reconnects: a reported gap).
         consumer = _Consumer([n.url for i, n in enumerate(nats_cluster.nodes) if i != victim])

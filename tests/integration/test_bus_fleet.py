@@ -264,17 +264,21 @@ async def _running(fleet: _Fleet, sim: Any, collectors: int) -> AsyncIterator[_R
         await observer.__aexit__()
 
 
+async def non_leader_node(fleet: _Fleet, cluster: NatsCluster) -> int:
+    """A node of ``cluster`` that leads neither the exchange's stream nor the fleet's bucket."""
+    js = fleet.nc.jetstream()
+    leaders = {(await js.stream_info(stream_name("binance"))).cluster.leader,
+               (await js.stream_info(f"KV_{bucket_name('test')}")).cluster.leader}
+    return next(i for i, node in enumerate(cluster.nodes) if node.name not in leaders)
+
+
 @pytest.mark.timeout(90)
 async def test_r2_on_a_cluster_a_killed_collector_and_a_killed_node_lose_and_repeat_nothing(
         tmp_path: Path, nats_cluster: NatsCluster, binance_simulator: Any) -> None:
     fleet = _Fleet(tmp_path, nats_cluster.urls, str(binance_simulator.url), DEPTH, replicas=2, storage_replicas=3)
     async with _running(fleet, binance_simulator, 3) as run:
         # A NATS node that leads neither the stream nor the bucket goes down.
-        js = fleet.nc.jetstream()
-        leaders = {(await js.stream_info(stream_name("binance"))).cluster.leader,
-                   (await js.stream_info(f"KV_{bucket_name('test')}")).cluster.leader}
-        victim = next(i for i, node in enumerate(nats_cluster.nodes) if node.name not in leaders)
-        nats_cluster.kill(victim)
+        nats_cluster.kill(await non_leader_node(fleet, nats_cluster))
         await asyncio.sleep(1.5)
         # A collector is SIGKILLed: its slots go to the others within the TTL + 1 s.
         _, moved = await run.kill_collector(0)
