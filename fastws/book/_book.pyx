@@ -276,28 +276,36 @@ cdef inline int side_push(Side* s, int64_t key, int64_t qty) except -1:
     return 0
 
 
+cdef enum:
+    # The top levels a search bisects without branches before it gallops: most
+    # changes are this close to the top, where a data-dependent branch per step
+    # would be mispredicted half the time.
+    SCAN_TOP = 32
+
+
+cdef inline Py_ssize_t lower_bound_branchless(const Level* a, Py_ssize_t base, Py_ssize_t n,
+                                              int64_t key) noexcept nogil:
+    """First index in ``[base, base + n]`` whose key is >= ``key`` (the keys below
+    ``base`` are not looked at); each step is a conditional move, not a branch."""
+    cdef Py_ssize_t half
+    if n == 0:
+        return base
+    while n > 1:
+        half = n >> 1
+        base = base + half if a[base + half - 1].key < key else base
+        n -= half
+    return base + (a[base].key < key)
+
+
 cdef inline Py_ssize_t lower_bound_from_top(const Level* a, Py_ssize_t n, int64_t key) noexcept nogil:
-    """First index whose key is >= ``key``: gallops down from the end (the best
-    level), then bisects the bracket, so a level d places from the top costs
-    O(log d)."""
-    cdef Py_ssize_t hi = n, lo = 0, step = 1, mid
-    while True:
-        mid = hi - step
-        if mid <= 0:
-            lo = 0
-            break
-        if a[mid].key < key:
-            lo = mid
-            break
-        hi = mid
-        step <<= 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid].key < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """First index whose key is >= ``key``: a branch-free bisection of the top
+    ``SCAN_TOP`` levels, or (one branch, rarely taken) of the levels below them."""
+    cdef Py_ssize_t hi = n - SCAN_TOP
+    if hi <= 0:
+        return lower_bound_branchless(a, 0, n, key)
+    if a[hi].key < key:
+        return lower_bound_branchless(a, hi + 1, SCAN_TOP - 1, key)
+    return lower_bound_branchless(a, 0, hi, key)
 
 
 cdef enum:
