@@ -4,8 +4,8 @@
 Each side is one sorted C array of ``Level`` (key, qty), ascending by key with
 the best level at the end: the key is the price for bids and minus the price
 for asks. A depth diff mostly touches the levels near the top, so a change
-there is found by a search that starts at the end (galloping, then binary) and
-an insert or delete moves only the few levels above it. A level removed more
+there is found by a branch-free bisection of the top 32 levels (of the rest
+below them otherwise) and an insert or delete moves only the few levels above it. A level removed more
 than 64 levels down becomes a tombstone (qty 0) rather than moving everything
 above it, and an insert takes a tombstone beside it when there is one. Chosen by measurement
 against a plain binary search, a best-first array and cryptofeed's
