@@ -6,6 +6,9 @@
 # through parse_fixed into the book's staging arrays; nothing reaches the book
 # before the sync (fastws.book.BookSync) commits the whole push.
 
+from cpython.bytes cimport PyBytes_CheckExact
+
+
 cdef enum:
     # PushDataV3ApiWrapper
     W_CHANNEL = 1
@@ -297,6 +300,24 @@ cdef class MexcBookReader(JsonBookReader):
         old = self.needed_scales.get(book.symbol, (0, 0))
         self.needed_scales[book.symbol] = (max(old[0], price_decimals), max(old[1], qty_decimals))
 
+    cdef int _read_diff_push(self, OrderBook book, object data, DiffIds* ids) except -1:
+        """Stage an aggregated depth push's levels (bytes read in place; any buffer otherwise)."""
+        cdef Py_buffer view
+        cdef bint limit = False
+        if PyBytes_CheckExact(data):
+            self.read_push(book, <const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), ids, &limit)
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                self.read_push(book, <const uint8_t*>view.buf, view.len, ids, &limit)
+            finally:
+                PyBuffer_Release(&view)
+        if limit:
+            book.stage_clear()
+            book.valid = False
+            _bad("a limit depth push on a diff stream")
+        return 0
+
     def stage_diff(self, OrderBook book, data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
         """Parse an aggregated depth push and stage its levels without applying them.
 
@@ -310,17 +331,28 @@ cdef class MexcBookReader(JsonBookReader):
                 parse; the book is then invalid and its levels unchanged.
         """
         cdef DiffIds ids
-        cdef Py_buffer view
-        cdef bint limit = False
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            self.read_push(book, <const uint8_t*>view.buf, view.len, &ids, &limit)
-        finally:
-            PyBuffer_Release(&view)
-        if limit:
-            book.stage_clear()
-            book.valid = False
-            _bad("a limit depth push on a diff stream")
+        self._read_diff_push(book, data, &ids)
+        return (ids.first_id, ids.last_id, ids.event_time)
+
+    def apply_diff(self, OrderBook book, data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+        """Parse an aggregated depth push and apply it to ``book`` in one call.
+
+        ``stage_diff`` then ``commit_staged`` without the round trip through
+        Python; the book's id becomes the push's ``toVersion`` and its
+        exchange time the push's ``sendTime``. No version check is made here
+        (that is the sync's job).
+
+        Returns:
+            ``(fromVersion, toVersion, sendTime)`` (ms; 0 when absent).
+
+        Raises:
+            ValueError: Not a depth push, malformed, or a level that does not
+                parse; the book is then invalid and its levels unchanged.
+        """
+        cdef DiffIds ids
+        self._read_diff_push(book, data, &ids)
+        book.commit_diff(ids.last_id)
+        book.exchange_time = ids.event_time
         return (ids.first_id, ids.last_id, ids.event_time)
 
     def apply_limit(self, OrderBook book, data: bytes | bytearray | memoryview) -> int:

@@ -375,3 +375,26 @@ def test_a_level_reads_as_the_general_parser_and_decimal_read_it(text: str, pric
     if want is not None:
         assert want == Decimal(text).scaleb(scale)
     assert staged_level(text, price_scale, qty_scale, as_price, tail, last) == want
+
+
+def test_apply_diff_applies_a_push_in_one_call(synced: tuple[MexcBookReader, OrderBook]) -> None:
+    # The base class's apply_diff read the push as JSON; the MEXC reader applies the protobuf push.
+    reader, book = synced
+    push = aggre_push("101", "102", bids=[("10.00", "0"), ("9.50", "4")], asks=[("11.00", "3.5")])
+    assert reader.apply_diff(book, push) == (101, 102, 1_700_000_000_123)
+    assert (book.update_id, book.exchange_time, book.valid) == (102, 1_700_000_000_123, True)
+    assert book.bids_exact(3) == [("9.50", "4.000"), ("9.00", "2.000")]
+    assert book.asks_exact(3) == [("11.00", "3.500"), ("12.00", "2.000")]
+    assert reader.apply_diff(book, memoryview(aggre_push("103", "103", asks=[("11.00", "0")]))) == (
+        103, 103, 1_700_000_000_123)
+    assert book.asks_exact(3) == [("12.00", "2.000")]
+
+
+@pytest.mark.parametrize("data, message", BAD_PUSHES)
+def test_apply_diff_of_a_bad_push_raises_and_leaves_the_levels(synced: tuple[MexcBookReader, OrderBook],
+                                                                data: bytes, message: str) -> None:
+    reader, book = synced
+    with pytest.raises(ValueError, match=message):
+        reader.apply_diff(book, data)
+    assert not book.valid and book.update_id == 100
+    assert book.bids_exact(3) == [("10.00", "1.000"), ("9.00", "2.000")]
