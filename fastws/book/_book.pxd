@@ -10,12 +10,14 @@ leaves the levels untouched). Prices and quantities are fixed-point int64:
 ``value * 10**price_scale`` and ``value * 10**qty_scale``; ``parse_fixed``
 turns a decimal string's bytes into one, exactly, or raises ValueError.
 
-How MEXC's protobuf depth plugs in (exchanges/mexc/_fastpb.pyx, not done here):
+How MEXC's protobuf depth plugs in (exchanges/mexc/_bookpb.pxi):
 ``cimport fastws.book._book``; for an aggregated depth push, read
 ``fromVersion``/``toVersion`` (strings) as integers, then, with the book's
 ``_price_scale``/``_qty_scale`` (a snapshot sets them), ``book.stage_clear()``,
-for each asks/bids item ``parse_fixed`` its price and quantity bytes straight
-from the wire (no str) and ``book.stage_level(is_bid, price, qty)``; after the
+for each asks/bids item parse its price and quantity bytes straight from the
+wire (no str) with the inline ``parse_fixed_in_frame`` (reads may run past a
+string up to the end of the frame), or ``parse_fixed`` when it declines, and
+``stage_level_fast`` (inline) / ``book.stage_level(is_bid, price, qty)``; after the
 whole push decoded, the sync checks ``fromVersion == book.update_id + 1`` and
 calls ``book.commit_diff(toVersion)`` (or ``stage_clear()`` to drop it). On an
 error: ``stage_clear()``, ``book.valid = False``. A limit-depth push (a full

@@ -277,10 +277,10 @@ cdef inline int side_push(Side* s, int64_t key, int64_t qty) except -1:
 
 
 cdef enum:
-    # The top levels a search bisects without branches before it gallops: most
-    # changes are this close to the top, where a data-dependent branch per step
-    # would be mispredicted half the time.
-    SCAN_TOP = 32
+    # The top levels a search bisects without branches (before it bisects the
+    # rest): most changes are this close to the top, and a data-dependent
+    # branch per step would be mispredicted half the time.
+    TOP_WINDOW = 32
 
 
 cdef inline Py_ssize_t lower_bound_branchless(const Level* a, Py_ssize_t base, Py_ssize_t n,
@@ -299,12 +299,12 @@ cdef inline Py_ssize_t lower_bound_branchless(const Level* a, Py_ssize_t base, P
 
 cdef inline Py_ssize_t lower_bound_from_top(const Level* a, Py_ssize_t n, int64_t key) noexcept nogil:
     """First index whose key is >= ``key``: a branch-free bisection of the top
-    ``SCAN_TOP`` levels, or (one branch, rarely taken) of the levels below them."""
-    cdef Py_ssize_t hi = n - SCAN_TOP
+    ``TOP_WINDOW`` levels, or (one branch, rarely taken) of the levels below them."""
+    cdef Py_ssize_t hi = n - TOP_WINDOW
     if hi <= 0:
         return lower_bound_branchless(a, 0, n, key)
     if a[hi].key < key:
-        return lower_bound_branchless(a, hi + 1, SCAN_TOP - 1, key)
+        return lower_bound_branchless(a, hi + 1, TOP_WINDOW - 1, key)
     return lower_bound_branchless(a, 0, hi, key)
 
 
