@@ -8,7 +8,9 @@ and serialized ``PushDataV3ApiWrapper`` pushes with ``publicAggreDepths``
 zeros). Every peer starts each round from the snapshot (untimed) and applies
 every push:
 
-- ``fastws book``: ``MexcBookReader.stage_diff`` on the wire bytes, then
+- ``fastws book``: ``MexcBookReader.apply_diff`` on the wire bytes (parse,
+  stage and commit in one call, as ``book_bench``'s ``JsonBookReader.apply_diff``);
+- ``fastws stage+commit``: ``MexcBookReader.stage_diff`` then
   ``commit_staged`` (what the sync does per push, less its version check);
 - ``fastws BookSync``: the whole per-push path of ``subscribe_books`` after
   the frame core: ``BookSync.on_frame`` (stage, check the versions, commit,
@@ -126,15 +128,26 @@ class FastwsBook(Peer):
         self.reader.apply_snapshot(self.book, snapshot)
 
     def run(self, pushes: list[bytes]) -> None:
+        apply, book = self.reader.apply_diff, self.book
+        for data in pushes:
+            apply(book, data)
+
+    def top(self, n: int) -> Optional[Top]:
+        return ([(Decimal(p), Decimal(q)) for p, q in self.book.bids_exact(n)],
+                [(Decimal(p), Decimal(q)) for p, q in self.book.asks_exact(n)])
+
+
+class FastwsStageCommit(FastwsBook):
+    """``stage_diff`` then ``commit_staged``: two calls per push, as ``BookSync`` makes them."""
+
+    name = "fastws stage+commit"
+
+    def run(self, pushes: list[bytes]) -> None:
         stage, book = self.reader.stage_diff, self.book
         commit = book.commit_staged
         for data in pushes:
             _, last, event_time = stage(book, data)
             commit(last, event_time)
-
-    def top(self, n: int) -> Optional[Top]:
-        return ([(Decimal(p), Decimal(q)) for p, q in self.book.bids_exact(n)],
-                [(Decimal(p), Decimal(q)) for p, q in self.book.asks_exact(n)])
 
 
 class FastwsSync(Peer):
@@ -236,7 +249,7 @@ class ProtobufOnly(Peer):
 
 def make_peers() -> list[Peer]:
     """Every peer available here (``order-book`` only when installed)."""
-    peers: list[Peer] = [FastwsBook(), FastwsSync(), ProtobufDecimalDict()]
+    peers: list[Peer] = [FastwsBook(), FastwsStageCommit(), FastwsSync(), ProtobufDecimalDict()]
     if order_book is not None:
         peers.append(ProtobufOrderBook())
     peers.append(ProtobufOnly())

@@ -6,6 +6,9 @@
 # through parse_fixed into the book's staging arrays; nothing reaches the book
 # before the sync (fastws.book.BookSync) commits the whole push.
 
+from cpython.bytes cimport PyBytes_CheckExact
+
+
 cdef enum:
     # PushDataV3ApiWrapper
     W_CHANNEL = 1
@@ -129,12 +132,18 @@ cdef int _stage_item(OrderBook book, bint is_bid, const uint8_t* p, const uint8_
     return 0
 
 
-cdef int _stage_depth(OrderBook book, const uint8_t* p, Py_ssize_t size, bint limit,
-                      int64_t* first_id, int64_t* last_id) except -1:
-    """Stage an aggregated (or limit) depth body's levels; read its versions."""
+cdef int _stage_depth(OrderBook book, const uint8_t* p, Py_ssize_t size, const uint8_t* frame_end,
+                      bint limit, int64_t* first_id, int64_t* last_id) except -1:
+    """Stage an aggregated (or limit) depth body's levels; read its versions.
+
+    ``frame_end`` is the end of the whole push: a level's strings are parsed
+    with reads that may run past them up to there (never past it).
+    """
     cdef const uint8_t* end = p + size
     cdef const uint8_t* text
-    cdef Py_ssize_t text_size
+    cdef Py_ssize_t text_size, price_size
+    cdef int64_t price, qty
+    cdef int price_scale = book._price_scale, qty_scale = book._qty_scale
     cdef uint64_t tag = 0
     cdef uint32_t number, wire_type
     cdef bint seen_first = False, seen_last = False
@@ -158,7 +167,20 @@ cdef int _stage_depth(OrderBook book, const uint8_t* p, Py_ssize_t size, bint li
                 continue
             p = _string_field(p, end, &text, &text_size)
         if number == D_ASKS or number == D_BIDS:
-            _stage_item(book, number == D_BIDS, text, text + text_size)
+            # As MEXC writes a level: price (tag 0x0A, a one-byte length), then
+            # quantity (0x12, likewise), nothing else; both in the common
+            # decimal form. Anything else takes the general route, which also
+            # words the error.
+            price_size = text[1] if text_size >= 4 else 0
+            if (text_size >= 4 and text[0] == ((I_PRICE << 3) | WT_LEN) and price_size < 0x80
+                    and text_size >= 4 + price_size and text[2 + price_size] == ((I_QUANTITY << 3) | WT_LEN)
+                    and text[3 + price_size] < 0x80 and text_size == 4 + price_size + text[3 + price_size]
+                    and parse_fixed_in_frame(text + 2, price_size, frame_end, price_scale, &price)
+                    and parse_fixed_in_frame(text + 4 + price_size, text_size - 4 - price_size, frame_end,
+                                             qty_scale, &qty)):
+                stage_level_fast(book, number == D_BIDS, price, qty)
+            else:
+                _stage_item(book, number == D_BIDS, text, text + text_size)
         elif number == D_FROM_VERSION:
             first_id[0] = _version(text, text_size, "version" if limit else "fromVersion")
             seen_first = True
@@ -262,7 +284,7 @@ cdef class MexcBookReader(JsonBookReader):
             if push.body_field == 0:
                 _bad("not a depth push (no publicAggreDepths or publicLimitDepths body)")
             limit[0] = push.body_field == W_LIMIT_DEPTHS
-            _stage_depth(book, push.body, push.body_size, limit[0], &ids.first_id, &ids.last_id)
+            _stage_depth(book, push.body, push.body_size, p + size, limit[0], &ids.first_id, &ids.last_id)
         except BaseException:
             book.stage_clear()
             book.valid = False
@@ -278,6 +300,31 @@ cdef class MexcBookReader(JsonBookReader):
         old = self.needed_scales.get(book.symbol, (0, 0))
         self.needed_scales[book.symbol] = (max(old[0], price_decimals), max(old[1], qty_decimals))
 
+    cdef int _read_diff_push(self, OrderBook book, object data, DiffIds* ids) except -1:
+        """Stage an aggregated depth push's levels (bytes read in place; any buffer otherwise)."""
+        cdef Py_buffer view
+        if PyBytes_CheckExact(data):
+            self.read_diff(book, <const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), ids)
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                self.read_diff(book, <const unsigned char*>view.buf, view.len, ids)
+            finally:
+                PyBuffer_Release(&view)
+        return 0
+
+    cdef int read_diff(self, OrderBook book, const unsigned char* data, Py_ssize_t size,
+                       DiffIds* ids) except -1:
+        """Stage an aggregated depth push: how the base class's ``apply_sequenced`` (the
+        sync's in-order path), ``stage_diff`` and ``apply_diff`` read a diff."""
+        cdef bint limit = False
+        self.read_push(book, <const uint8_t*>data, size, ids, &limit)
+        if limit:
+            book.stage_clear()
+            book.valid = False
+            _bad("a limit depth push on a diff stream")
+        return 0
+
     def stage_diff(self, OrderBook book, data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
         """Parse an aggregated depth push and stage its levels without applying them.
 
@@ -291,25 +338,29 @@ cdef class MexcBookReader(JsonBookReader):
                 parse; the book is then invalid and its levels unchanged.
         """
         cdef DiffIds ids
-        cdef Py_buffer view
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            self.read_diff(book, <const unsigned char*>view.buf, view.len, &ids)
-        finally:
-            PyBuffer_Release(&view)
+        self._read_diff_push(book, data, &ids)
         return (ids.first_id, ids.last_id, ids.event_time)
 
-    cdef int read_diff(self, OrderBook book, const unsigned char* data, Py_ssize_t size,
-                       DiffIds* ids) except -1:
-        """Stage an aggregated depth push: what the base class's ``apply_sequenced`` (the
-        sync's in-order path) and ``stage_diff`` read a diff with."""
-        cdef bint limit = False
-        self.read_push(book, <const uint8_t*>data, size, ids, &limit)
-        if limit:
-            book.stage_clear()
-            book.valid = False
-            _bad("a limit depth push on a diff stream")
-        return 0
+    def apply_diff(self, OrderBook book, data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+        """Parse an aggregated depth push and apply it to ``book`` in one call.
+
+        ``stage_diff`` then ``commit_staged`` without the round trip through
+        Python; the book's id becomes the push's ``toVersion`` and its
+        exchange time the push's ``sendTime``. No version check is made here
+        (that is the sync's job).
+
+        Returns:
+            ``(fromVersion, toVersion, sendTime)`` (ms; 0 when absent).
+
+        Raises:
+            ValueError: Not a depth push, malformed, or a level that does not
+                parse; the book is then invalid and its levels unchanged.
+        """
+        cdef DiffIds ids
+        self._read_diff_push(book, data, &ids)
+        book.commit_diff(ids.last_id)
+        book.exchange_time = ids.event_time
+        return (ids.first_id, ids.last_id, ids.event_time)
 
     def apply_limit(self, OrderBook book, data: bytes | bytearray | memoryview) -> int:
         """Replace ``book`` with a limit depth push (a full top N); valid after.

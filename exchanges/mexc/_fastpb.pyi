@@ -43,6 +43,8 @@ class MexcBookReader(JsonBookReader):
     def __init__(self) -> None: ...
     def stage_diff(self, book: OrderBook, data: _Buffer) -> tuple[int, int, int]:
         """Stage an aggregated depth push's levels; returns ``(fromVersion, toVersion, sendTime)``."""
+    def apply_diff(self, book: OrderBook, data: _Buffer) -> tuple[int, int, int]:
+        """Apply an aggregated depth push (no version check); returns ``(fromVersion, toVersion, sendTime)``."""
     def apply_limit(self, book: OrderBook, data: _Buffer) -> int:
         """Replace the book with a limit depth push; returns its ``version``."""
     def apply_snapshot(self, book: OrderBook, data: _Buffer) -> int:

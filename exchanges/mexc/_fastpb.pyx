@@ -40,7 +40,8 @@ from libc.string cimport memcmp, memcpy
 
 from fastws._core cimport (CompiledParser, FrameBuffer, FrameHandler, FrameInfo, RouteTable, set_event_time_ns,
                            set_sequence)
-from fastws.book._book cimport DiffIds, JsonBookReader, OrderBook, parse_fixed
+from fastws.book._book cimport (DiffIds, JsonBookReader, OrderBook, parse_fixed, parse_fixed_in_frame,
+                                stage_level_fast)
 
 
 cdef extern from "Python.h":

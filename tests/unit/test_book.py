@@ -327,3 +327,24 @@ def test_parse_decimal_agrees_with_decimal(whole: str, fraction: str, point: boo
     if tail:
         with pytest.raises(ValueError, match="not a decimal"):
             parse_decimal(text + tail, 10)
+
+
+@pytest.mark.parametrize("is_bid", [True, False])
+def test_every_price_around_every_book_size_agrees_with_reference(is_bid: bool) -> None:
+    # The search bisects the top 32 levels and, below them, the rest: books of
+    # sizes around 32 (and 64, where removals leave tombstones) get a change at
+    # every price in and around them, one at a time (set, remove, absent-remove, re-add).
+    for size in [*range(6), *range(28, 38), 63, 64, 65, 70]:
+        book = OrderBook("X", 0, 0)
+        ref = ReferenceBook()
+        levels = [(str(2 * i + 2), "1") for i in range(size)]
+        book.apply_snapshot(levels if is_bid else [], [] if is_bid else levels, 1)
+        ref.snapshot(levels if is_bid else [], [] if is_bid else levels)
+        for step, price in enumerate(range(0, 2 * size + 4), start=2):
+            for qty in ("7", "0", "0", "3"):
+                change = ([(str(price), qty)], [])
+                if not is_bid:
+                    change = change[::-1]
+                book.apply_diff(*change, step)
+                ref.diff(*change)
+                assert_same(book, ref)

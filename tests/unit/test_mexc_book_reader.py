@@ -8,6 +8,7 @@ aggregated pushes to the compiled book and to a dict-of-Decimal reference.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, Optional
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from exchanges.mexc._fastpb import BookRoutes, MexcBookReader
 from exchanges.mexc.pb import PublicAggreDepthV3ApiItem, PushDataV3ApiWrapper
-from fastws.book import OrderBook
+from fastws.book import OrderBook, parse_decimal
 from tests.unit.test_book import PRICE_SCALE, QTY_SCALE, ReferenceBook, assert_same, levels
 
 CHANNEL = "spot@public.aggre.depth.v3.api.pb@10ms@BTCUSDT"
@@ -272,3 +273,128 @@ def test_levels_in_another_layout_read_the_same(synced: tuple[MexcBookReader, Or
     assert reader.stage_diff(book, wrapper) == (101, 101, 0)
     book.commit_staged(101)
     assert book.bids_exact(4) == [("10.75", "1.500"), ("10.50", "2.000"), ("10.25", "1.000"), ("10.00", "1.000")]
+
+
+def level_item(price: str, qty: str) -> bytes:
+    """One ``PublicAggreDepthV3ApiItem`` as MEXC writes it: price (0x0A), then quantity (0x12)."""
+    return b"\x0a" + varint(len(price)) + price.encode() + b"\x12" + varint(len(qty)) + qty.encode()
+
+
+def push_ending_with(items: list[tuple[bool, bytes]], tail: bytes = b"") -> bytes:
+    """A push whose body comes last in the frame and whose ``(is_bid, item)`` levels come last in the body
+    (then ``tail``): the last item's quantity ends at the very end of the frame when ``tail`` is empty."""
+    body = b"\x22\x03101\x2a\x03101"                 # fromVersion (4), toVersion (5)
+    for is_bid, item in items:
+        body += (b"\x12" if is_bid else b"\x0a") + varint(len(item)) + item
+    body += tail
+    return b"\x0a" + varint(len(CHANNEL)) + CHANNEL.encode() + b"\xca\x13" + varint(len(body)) + body
+
+
+# Bytes after a level inside the frame, digits among them: an unknown body field
+# (number 6, length-delimited: tag 0x32 is "2") holding digits, so a parser that
+# ran past a string's end would read digits that continue the number.
+TAILS = [b"", b"\x32\x0512345", b"\x32\x31" + b"7" * 0x31]
+
+
+def fast_or_general(text: str, scale: int) -> Optional[int]:
+    """What the general parser (``parse_decimal``) makes of ``text``, or None when it refuses it."""
+    try:
+        return parse_decimal(text, scale)
+    except ValueError:
+        return None
+
+
+def staged_level(text: str, price_scale: int, qty_scale: int, as_price: bool, tail: bytes,
+                 last: bool) -> Optional[int]:
+    """``text`` as the price (quantity "1") or the quantity (price "5") of a bid, read by the
+    reader; the fixed-point value it staged, or None when the push raised ValueError."""
+    book = OrderBook("BTCUSDT", price_scale, qty_scale)
+    book.apply_snapshot([], [], 100)
+    item = level_item(text, "1") if as_price else level_item("5", text)
+    items = [(True, item)] if last else [(True, item), (False, level_item("1", "1"))]
+    try:
+        MexcBookReader().stage_diff(book, push_ending_with(items, tail))
+    except ValueError:
+        assert not book.valid
+        return None
+    book.commit_staged(101)
+    bids = dict(book.bids_fixed(2))
+    if as_price:
+        return next(iter(bids), 0)        # a price of quantity 1: absent only when the price is refused
+    return bids.get(5 * 10**price_scale, 0)
+
+
+def test_strings_of_1_to_20_digits_read_as_the_general_parser_reads_them() -> None:
+    # Every length 1..20, with a point at every place, at scales around the
+    # in-frame route's bounds (8 decimals, 18 digits), last in the frame or not.
+    texts = []
+    for length in range(1, 21):
+        digits = "".join(str((7 * i + 3) % 10) for i in range(length))
+        texts.append(digits)
+        texts += [digits[:at] + "." + digits[at:] for at in range(length + 1)]
+    for text in texts:
+        for scale in (0, 2, 8, 9, 18):
+            want = fast_or_general(text, scale)
+            for as_price in (True, False):
+                for last in (True, False):
+                    got = staged_level(text, scale, scale, as_price, b"", last)
+                    assert got == want, (text, scale, as_price, last)
+
+
+@pytest.mark.parametrize("text", ["", ".", "7", "1234567", "5.", ".5", "-1", "+1", "1e3", "12a", "1.2.3", "1,5", " 1", "1 ",
+                                  "0.12345678", "0.123456789", "1.50", "1.55", "12345678", "123456789",
+                                  "00000000000000000001", "9223372036854775807", "9223372036854775808",
+                                  "1" * 19, "0" * 30 + "1"])
+@pytest.mark.parametrize("tail", TAILS)
+def test_awkward_strings_next_to_the_end_of_the_frame(text: str, tail: bytes) -> None:
+    # Malformed digits, decimals beyond the scale (1.50 is exact at 1 decimal,
+    # 1.55 is not), values at int64's edge: as the general parser says, at the
+    # end of the frame and with digits right after the string.
+    for scale in (0, 1, 8):
+        want = fast_or_general(text, scale) if text else None     # proto3 leaves "" out: no level
+        for as_price in (True, False):
+            for last in (True, False):
+                got = staged_level(text, scale, scale, as_price, tail, last)
+                assert got == want, (text, scale, as_price, tail, last)
+
+
+decimal_texts = st.one_of(
+    st.builds(lambda whole, fraction: whole + "." + fraction,
+              st.text("0123456789", max_size=12), st.text("0123456789", max_size=12)),
+    st.text("0123456789", min_size=1, max_size=20),
+    st.text("0123456789.-+e x", min_size=1, max_size=12))
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=decimal_texts, price_scale=st.integers(0, 18), qty_scale=st.integers(0, 18),
+       as_price=st.booleans(), tail=st.sampled_from(TAILS), last=st.booleans())
+def test_a_level_reads_as_the_general_parser_and_decimal_read_it(text: str, price_scale: int, qty_scale: int,
+                                                                 as_price: bool, tail: bytes, last: bool) -> None:
+    scale = price_scale if as_price else qty_scale
+    want = fast_or_general(text, scale)
+    if want is not None:
+        assert want == Decimal(text).scaleb(scale)
+    assert staged_level(text, price_scale, qty_scale, as_price, tail, last) == want
+
+
+def test_apply_diff_applies_a_push_in_one_call(synced: tuple[MexcBookReader, OrderBook]) -> None:
+    # The base class's apply_diff read the push as JSON; the MEXC reader applies the protobuf push.
+    reader, book = synced
+    push = aggre_push("101", "102", bids=[("10.00", "0"), ("9.50", "4")], asks=[("11.00", "3.5")])
+    assert reader.apply_diff(book, push) == (101, 102, 1_700_000_000_123)
+    assert (book.update_id, book.exchange_time, book.valid) == (102, 1_700_000_000_123, True)
+    assert book.bids_exact(3) == [("9.50", "4.000"), ("9.00", "2.000")]
+    assert book.asks_exact(3) == [("11.00", "3.500"), ("12.00", "2.000")]
+    assert reader.apply_diff(book, memoryview(aggre_push("103", "103", asks=[("11.00", "0")]))) == (
+        103, 103, 1_700_000_000_123)
+    assert book.asks_exact(3) == [("12.00", "2.000")]
+
+
+@pytest.mark.parametrize("data, message", BAD_PUSHES)
+def test_apply_diff_of_a_bad_push_raises_and_leaves_the_levels(synced: tuple[MexcBookReader, OrderBook],
+                                                                data: bytes, message: str) -> None:
+    reader, book = synced
+    with pytest.raises(ValueError, match=message):
+        reader.apply_diff(book, data)
+    assert not book.valid and book.update_id == 100
+    assert book.bids_exact(3) == [("10.00", "1.000"), ("9.00", "2.000")]
