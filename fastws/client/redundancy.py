@@ -28,7 +28,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from fastws._core import FirstArrival, FrameHandler, StreamStats
+from fastws._core import FirstArrival, FrameHandler, StreamBacklog, StreamStats
 from fastws.client.health import ConnectionGap
 from fastws.errors import ConnectionFailedError
 from fastws.metrics import latency_percentiles
@@ -63,6 +63,11 @@ class RedundantPaths:
         # Per-stream stats shared by every path's core: counts and sequence
         # continuity over what was delivered.
         self.streams: dict[str, StreamStats] = {}
+        # Per-stream backlogs shared likewise: a stream behind its handler
+        # waits on every path; a lost path's Tasks finishing its streams'
+        # handlers go on here (``adopt``) until they end or stop().
+        self.backlogs: dict[Optional[str], StreamBacklog] = {}
+        self._adopted: set[asyncio.Task[Any]] = set()
         self._last_lag: list[list[int]] = [[] for _ in self.clients]
         self._last_behind = [0] * len(self.clients)
         self._last_unconfirmed = [0] * len(self.clients)
@@ -91,8 +96,19 @@ class RedundantPaths:
     def attach(self, client: "ClientFields", core: FrameHandler) -> None:
         """A path built a core for a new connection: it joins the group (catching up)."""
         index = client._path_index
-        core.begin_redundancy(self.arrival, index, self.streams)
+        core.begin_redundancy(self.arrival, index, self.streams, self.backlogs)
         self.arrival.join(index)
+
+    def adopt(self, core: FrameHandler, tasks: list["asyncio.Task[Any]"]) -> list["asyncio.Task[Any]"]:
+        """A path's connection is closing: of its core's ``tasks``, those finishing a stream's
+        handler go on under the group (their waiting messages were delivered by this path, the
+        others dropped their copies); returns the rest, the connection's own, to end."""
+        own = [] if core.pending_task is None else [core.pending_task]
+        for task in tasks:
+            if task not in own and not task.done():
+                self._adopted.add(task)
+                task.add_done_callback(self._adopted.discard)
+        return [t for t in tasks if t in own]
 
     def path_lost(self, client: "ClientFields", reason: str) -> None:
         """A path's connection ended: the others deliver; a gap only if none is left."""
@@ -139,6 +155,10 @@ class RedundantPaths:
             checker.cancel()
             await asyncio.gather(checker, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self.clients[1:]), return_exceptions=True)
+        adopted = list(self._adopted)
+        for task in adopted:
+            task.cancel()
+        await asyncio.gather(*adopted, return_exceptions=True)
 
     async def _check_paths(self) -> None:
         """Replace paths that lag behind the first arrivals or stalled; restart stopped ones."""

@@ -240,3 +240,111 @@ def test_the_config_refuses_what_the_core_cannot_carry() -> None:
         binance_config("ws://127.0.0.1:1", redundancy=2, urls=["http://x"])
     config = binance_config("ws://127.0.0.1:1", redundancy=3, urls=["ws://127.0.0.1:2"])
     assert config.urls == ("ws://127.0.0.1:2",)
+
+
+async def test_a_message_that_does_not_parse_is_reported_once(binance_simulator_factory: Any) -> None:
+    # Every path receives the same bad frame: the first to bring it reports it,
+    # like any other message; the copies are dropped as copies.
+    sim = await binance_simulator_factory(rate=0)
+    async with redundant(sim) as (ws, sink, _):
+        sim.step(1)
+        await until(lambda: len(sink.messages) > 0, BOUND)
+        sim.send_malformed()
+        await until(lambda: len(sink.errors) > 0, BOUND, "the bad frame reported")
+        sim.step(1)
+        count = sum(c.sent_counts.get(s, 0) for c in sim.connections[:1] for s in STREAMS)
+        await until(lambda: len(sink.messages) >= count, BOUND, "the next updates")
+        await asyncio.sleep(0.1)
+        assert [type(e).__name__ for e in sink.errors] == ["InvalidMessageError"], sink.errors
+        check_continuity(sink.messages)
+
+
+class HeldTrades:
+    """An async trade handler whose first call waits until released; it records what it got, and overlaps."""
+
+    def __init__(self) -> None:
+        self.trades: list[int] = []
+        self.release = asyncio.Event()
+        self.inside = 0
+        self.overlaps = 0
+
+    async def on_trade(self, message: dict[str, Any]) -> None:
+        self.inside += 1
+        if self.inside > 1:
+            self.overlaps += 1
+        try:
+            self.trades.append(message["data"]["t"])
+            if len(self.trades) == 1:
+                await self.release.wait()
+        finally:
+            self.inside -= 1
+
+
+def owner_path(ws: BinanceWebSocket) -> int:
+    """The path whose core runs the held handler's Task."""
+    group = ws._redundancy
+    assert group is not None
+    owners = [i for i, c in enumerate(group.clients) if c._core is not None and c._core.pending_tasks()]
+    assert len(owners) == 1, owners
+    return owners[0]
+
+
+async def hold_first_trade(ws: BinanceWebSocket, sim: BinanceSimulator, held: HeldTrades) -> int:
+    """Subscribe btcusdt@trade to ``held`` on both paths, publish one trade; the path holding it."""
+    await ws.subscribe(["btcusdt@trade"], handler=held.on_trade)
+    await until(lambda: sum(len(c.streams) for c in sim.connections if c.is_open) >= 2 * (len(STREAMS) + 1),
+                BOUND, "both paths subscribed")
+    sim.step(1)
+    await until(lambda: len(held.trades) == 1, BOUND, "the first trade")
+    return owner_path(ws)
+
+
+async def step(sim: BinanceSimulator, steps: int) -> None:
+    for _ in range(steps):
+        sim.step(1)
+        await asyncio.sleep(0.002)
+
+
+async def test_a_stream_behind_its_handler_waits_on_every_path(binance_simulator_factory: Any) -> None:
+    # The handler of btcusdt@trade is held on its first trade: the later trades
+    # wait for it whichever path brings them first (lossless: in order, once
+    # each, never a second call while the first is suspended).
+    sim = await binance_simulator_factory(rate=0)
+    held = HeldTrades()
+    async with redundant(sim) as (ws, sink, proxies):
+        owner = await hold_first_trade(ws, sim, held)
+        # The other path brings the next trades first.
+        proxies[owner].delay(0.03)
+        await step(sim, 40)
+        await asyncio.sleep(0.1)
+        assert held.trades[1:] == [] and held.overlaps == 0
+        held.release.set()
+        last = sim.market.symbol("BTCUSDT").last_trade_id
+        await until(lambda: bool(held.trades) and held.trades[-1] == last, BOUND, "every trade")
+        await asyncio.sleep(0.05)
+        assert held.trades == list(range(held.trades[0], last + 1)) and held.overlaps == 0
+        check_continuity(sink.messages)
+        assert ws.gaps == []
+
+
+async def test_a_path_lost_while_its_stream_waits_loses_nothing(binance_simulator_factory: Any) -> None:
+    # The path whose Task holds the handler is cut: the trades waiting behind
+    # the handler were delivered by that path (the other's copies dropped), so
+    # they must still reach the handler, in order, once each.
+    sim = await binance_simulator_factory(rate=0)
+    held = HeldTrades()
+    async with redundant(sim) as (ws, sink, proxies):
+        await hold_first_trade(ws, sim, held)
+        await step(sim, 20)
+        await asyncio.sleep(0.1)
+        owner = owner_path(ws)
+        accepted = proxies[owner].connections_accepted
+        proxies[owner].cut()
+        await until(lambda: proxies[owner].connections_accepted > accepted, BOUND, "the path reconnected")
+        await step(sim, 10)
+        held.release.set()
+        last = sim.market.symbol("BTCUSDT").last_trade_id
+        await until(lambda: bool(held.trades) and held.trades[-1] == last, BOUND, "every trade")
+        await asyncio.sleep(0.05)
+        assert held.trades == list(range(held.trades[0], last + 1)) and held.overlaps == 0
+        assert ws.gaps == []
