@@ -72,6 +72,8 @@ class RedundantPaths:
         self._last_behind = [0] * len(self.clients)
         self._last_unconfirmed = [0] * len(self.clients)
         self._replaced = [0] * len(self.clients)
+        # Paths connected and subscribed (path_restored until path_lost).
+        self._subscribed: set[int] = set()
         self._checker: Optional[asyncio.Task[None]] = None
         self.logger = logging.getLogger("fastws.redundancy")
         for index, client in enumerate(self.clients):
@@ -114,6 +116,7 @@ class RedundantPaths:
         """A path's connection ended: the others deliver; a gap only if none is left."""
         index = client._path_index
         self.arrival.leave(index)
+        self._subscribed.discard(index)
         live = self.live_paths()
         if client._stopping:
             return
@@ -126,7 +129,18 @@ class RedundantPaths:
 
     def path_restored(self, client: "ClientFields") -> None:
         """A path is connected and subscribed again: the shard's feed gap, if any, ends."""
+        self._subscribed.add(client._path_index)
         self.shard._close_gap()
+
+    def may_replace(self, client: "ClientFields") -> bool:
+        """Whether ``client``'s path may close for a replacement now: another path is connected
+        and subscribed. If so, the path counts as gone from now on (so no other path due
+        at the same moment goes too)."""
+        index = client._path_index
+        if not self._subscribed - {index}:
+            return False
+        self._subscribed.discard(index)
+        return True
 
     def live_paths(self) -> int:
         """Paths with a live connection."""

@@ -348,3 +348,17 @@ async def test_a_path_lost_while_its_stream_waits_loses_nothing(binance_simulato
         await asyncio.sleep(0.05)
         assert held.trades == list(range(held.trades[0], last + 1)) and held.overlaps == 0
         assert ws.gaps == []
+
+
+async def test_paths_replaced_at_max_connection_age_leave_no_gap(binance_simulator_factory: Any) -> None:
+    # Both paths connect together, so they come of age together: one waits
+    # until the other is back and subscribed, so that one always delivers.
+    sim = await binance_simulator_factory(rate=100)
+    async with redundant(sim, max_connection_age=1.0) as (ws, sink, proxies):
+        await until(lambda: all(p.connections_accepted >= 3 for p in proxies), BOUND * 2,
+                    "each path replaced twice")
+        count = len(sink.messages)
+        await until(lambda: len(sink.messages) > count + 20, BOUND, "the feed goes on")
+        check_continuity(sink.messages)
+        assert ws.gaps == [] and ws.sequence_gaps == []
+        assert not [e for e in sink.errors if isinstance(e, SequenceGapError)]
