@@ -333,8 +333,21 @@ class SupervisorMixin(SubscriptionsMixin):
             self.logger.warning("%s", error.message, extra={"exchange": self.exchange, "stream": stream,
                                                             "silent": overdue.silent})
             self._emit_error(error)
-        if silent:
+        if not silent:
+            return
+        if self._redundancy is None:
             self._in_background(self._resubscribe_alone(silent), f"fastws-{self.exchange}-resubscribe")
+            return
+        # The paths of a redundant group share the streams' counts: a stream
+        # silent there is silent on every path. The first watchdog to see it
+        # reports it (once) and resubscribes it on each connected path; the
+        # others count that as their resubscribe, so they do not act again.
+        for path in self._redundancy.clients:
+            if path is not self:
+                for stream in silent:
+                    path._cadence.resubscribed(stream, now_ns)
+            if path.state is ConnectionState.CONNECTED:
+                path._in_background(path._resubscribe_alone(silent), f"fastws-{self.exchange}-resubscribe")
 
 
 # Seconds between two looks at whether a redundant path due for replacement

@@ -17,7 +17,7 @@ import pytest
 from exchanges.binance import BinanceWebSocket, binance_config
 from exchanges.binance.simulator import BinanceSimulator
 from fastws import ConnectionState, ExchangeName
-from fastws.errors import SequenceGapError
+from fastws.errors import ExchangeTimeoutError, SequenceGapError
 from fastws.testing import FaultProxy
 from tests.conftest import until
 from tests.integration.test_binance import Sink
@@ -362,3 +362,36 @@ async def test_paths_replaced_at_max_connection_age_leave_no_gap(binance_simulat
         check_continuity(sink.messages)
         assert ws.gaps == [] and ws.sequence_gaps == []
         assert not [e for e in sink.errors if isinstance(e, SequenceGapError)]
+
+
+async def test_a_stream_muted_on_every_path_is_reported_once_and_flows_again(
+        binance_simulator_factory: Any) -> None:
+    # The simulator mutes ethusdt@depth@100ms on every connection: the cadence
+    # watchdog sees it silent (the paths share its counts); one report, the
+    # stream flows again on both paths, its missed updates one sequence gap,
+    # and no path is replaced for it.
+    sim = await binance_simulator_factory(rate=50)
+    async with redundant(sim, cadence_floor=0.5, redundancy_check_interval=0.2) as (ws, sink, proxies):
+        muted = "ethusdt@depth@100ms"
+        await ws.subscribe([muted])
+        await until(lambda: sum(1 for m in sink.messages if m["stream"] == muted) >= 25, BOUND)
+        sim.mute_stream(muted)
+        await until(lambda: muted not in sim.muted_streams, BOUND, "the muted stream resubscribed")
+        count = sum(1 for m in sink.messages if m["stream"] == muted)
+        await until(lambda: sum(1 for m in sink.messages if m["stream"] == muted) > count + 100, BOUND,
+                    "the muted stream flowing again")
+        await asyncio.sleep(1.0)       # a second watchdog, or the path checker, would have acted by now
+        reports = [e for e in sink.errors if isinstance(e, ExchangeTimeoutError)]
+        assert len(reports) == 1 and muted in reports[0].message, reports
+        assert [g.stream for g in ws.sequence_gaps] == [muted]
+        health = await paths(ws)
+        assert [p["replaced"] for p in health] == [0, 0]
+        assert all(p["first_arrivals"] + p["late_copies"] > 0 for p in health)
+        assert ws.gaps == [] and [p.connections_accepted for p in proxies] == [1, 1]
+        # Resubscribed alone on each path, once.
+        for server in [c for c in sim.connections if c.is_open]:
+            assert [(r["method"], r["params"]) for r in server.requests if muted in r.get("params", [])] == [
+                ("SUBSCRIBE", [muted]), ("UNSUBSCRIBE", [muted]), ("SUBSCRIBE", [muted])]
+        depth = [m for m in sink.messages if m["stream"] == muted]
+        after = depth[-100:]
+        assert all(b["data"]["U"] == a["data"]["u"] + 1 for a, b in zip(after, after[1:]))
