@@ -45,6 +45,7 @@ from fastws._core import RouteTable, is_async_callable
 from fastws.book import OrderBook
 from fastws.book.books import BookHandler
 from fastws.book.sync import BookSync
+from fastws.client.redundancy import redundant_paths
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.errors import ExchangeAPIError, InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
@@ -519,9 +520,11 @@ class MexcWebSocket(PooledWebSocketInterface):
         """Send ``channel``'s pushes to ``on_frame`` and the book it returns to ``deliver``."""
         if self._routes is None:
             routes = RouteTable()
-            for client in (self, *self._members):
-                client._share_routes(routes)
-                cast(MexcWebSocket, client)._attach_routes()
+            # Every connection: the pool's members and each one's redundant paths.
+            for member in (self, *self._members):
+                for client in (member, *redundant_paths(member)):
+                    client._share_routes(routes)
+                    cast(MexcWebSocket, client)._attach_routes()
         assert self._routes is not None
 
         def book_of(_message: Any) -> OrderBook:
@@ -556,7 +559,9 @@ class MexcWebSocket(PooledWebSocketInterface):
     def _on_connection_state(self, old: ConnectionState, new: ConnectionState, reason: Optional[str]) -> None:
         # A connection lost (not a make-before-break rotation, which changes no
         # state): the pushes in between are gone, every book syncs again.
-        if new is ConnectionState.RECONNECTING:
+        # With redundant connections one path's loss loses nothing (the books'
+        # own version check still catches a loss when every path was down).
+        if new is ConnectionState.RECONNECTING and self.config.redundancy == 1:
             if self._books is not None:
                 self._books.connection_lost(reason or "reconnecting")
             if self._limit_books is not None:
