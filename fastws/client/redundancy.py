@@ -68,6 +68,7 @@ class RedundantPaths:
         # handlers go on here (``adopt``) until they end or stop().
         self.backlogs: dict[Optional[str], StreamBacklog] = {}
         self._adopted: set[asyncio.Task[Any]] = set()
+        self._stopped = False
         self._last_lag: list[list[int]] = [[] for _ in self.clients]
         self._last_behind = [0] * len(self.clients)
         self._last_unconfirmed = [0] * len(self.clients)
@@ -105,6 +106,8 @@ class RedundantPaths:
         """A path's connection is closing: of its core's ``tasks``, those finishing a stream's
         handler go on under the group (their waiting messages were delivered by this path, the
         others dropped their copies); returns the rest, the connection's own, to end."""
+        if self._stopped:
+            return tasks        # stop() has ended the adopted ones: these end with their connection
         own = [] if core.pending_task is None else [core.pending_task]
         for task in tasks:
             if task not in own and not task.done():
@@ -149,6 +152,7 @@ class RedundantPaths:
     # ------------------------------------------------------------ the paths
     async def start(self, timeout: Optional[float]) -> None:
         """Start paths 1 to R-1 beside the shard (a path that cannot start is retried later)."""
+        self._stopped = False
         await asyncio.gather(*(self._start_path(c, timeout) for c in self.clients[1:]))
         if self._checker is None:
             self._checker = asyncio.get_running_loop().create_task(
@@ -163,7 +167,8 @@ class RedundantPaths:
                                 extra={"exchange": self.shard.exchange, "path": client._path_index})
 
     async def stop(self) -> None:
-        """Stop the checker and paths 1 to R-1 (the shard stops itself)."""
+        """Stop the checker, paths 1 to R-1 (the shard stops itself) and the Tasks adopted from lost paths."""
+        self._stopped = True
         checker, self._checker = self._checker, None
         if checker is not None:
             checker.cancel()
