@@ -395,3 +395,48 @@ async def test_a_stream_muted_on_every_path_is_reported_once_and_flows_again(
         depth = [m for m in sink.messages if m["stream"] == muted]
         after = depth[-100:]
         assert all(b["data"]["U"] == a["data"]["u"] + 1 for a, b in zip(after, after[1:]))
+
+
+class TwoPerConnection(BinanceWebSocket):
+    """A pool of connections of two streams each."""
+
+    max_streams_per_connection = 2
+
+    def _new_member(self) -> "TwoPerConnection":
+        member = TwoPerConnection(self.exchange, self.config, self._message_handler, self._error_handler)
+        member._url = self._url
+        member.add_state_listener(self._on_connection_state)
+        return member
+
+
+async def test_a_pool_of_redundant_shards_delivers_once_and_retires_a_shard_with_its_paths(
+        binance_simulator_factory: Any) -> None:
+    sim = await binance_simulator_factory(rate=0)
+    sink = Sink()
+    streams = ["btcusdt@depth", "ethusdt@trade", "bnbusdt@depth", "btcusdt@trade"]
+    async with nothing_left_behind(sim):
+        config = binance_config(sim.url, redundancy=2, reconnect_delay=0.05, healthy_after=0.05)
+        ws = TwoPerConnection(ExchangeName("binance"), config, sink.on_message, sink.on_error)
+        async with ws:
+            await ws.subscribe(streams)
+            await until(lambda: sum(len(c.streams) for c in sim.connections if c.is_open) == 2 * len(streams),
+                        BOUND, "two shards, each on two paths")
+            assert len([c for c in sim.connections if c.is_open]) == 4
+            for _ in range(20):
+                sim.step(1)
+                await asyncio.sleep(0.002)
+            sent = sum(c.sent_counts.get(s, 0) for c in sim.connections for s in streams) // 2
+            await until(lambda: len(sink.messages) >= sent, BOUND, "every update")
+            await asyncio.sleep(0.1)
+            assert len(sink.messages) == sent
+            check_continuity(sink.messages)
+            health = await ws.health_check()
+            assert [len(g["paths"]) for g in health["redundancy"]] == [2, 2]
+            # The second shard's streams unsubscribed: it is retired, both its paths closed.
+            member_streams = ws._members[0].subscriptions
+            await ws.unsubscribe(member_streams)
+            await until(lambda: len([c for c in sim.connections if c.is_open]) == 2, BOUND,
+                        "the retired shard's two connections closed")
+            assert not ws._members
+        assert not sink.errors and ws.gaps == []
+    await until(lambda: not any(c.is_open for c in sim.connections), BOUND, "every path closed")
