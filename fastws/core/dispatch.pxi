@@ -96,9 +96,13 @@ cdef bint _parse_default(FrameHandler core, const char* ptr, Py_ssize_t size, ob
 
 cdef inline bint _first_unnamed(FrameHandler core):
     """Whether to report (or deliver) a message no stream is named for: always, but under
-    redundancy only its first copy (the paths' copies of a bad frame are one bad frame)."""
-    return core._arrival is None or core._arrival.admit(
-        None, core._path, core._frame.digest, core._frame.receive_ns, -1)
+    redundancy only its first copy (the paths' copies of a bad frame are one bad frame;
+    a later copy is counted in ``redundant_dropped``)."""
+    if core._arrival is None or core._arrival.admit(None, core._path, core._frame.digest,
+                                                    core._frame.receive_ns, -1):
+        return True
+    core.redundant_dropped += 1
+    return False
 
 
 cdef inline void _release_view(object view):
@@ -136,9 +140,12 @@ cdef bint _classify(FrameHandler core, object message, object payload):
         _error(core, ERROR_CLASSIFY, exc, None)
         stream_id = None
     if core._arrival is not None:
-        # A message without a stream is judged under the key None.
-        if not (core._arrival.admit(stream_id, core._path, core._frame.digest, core._frame.receive_ns,
-                                    core._frame.last_sequence) if stream_id is not None else _first_unnamed(core)):
+        if stream_id is None:
+            # A message without a stream is judged under the key None.
+            if not _first_unnamed(core):
+                return False
+        elif not core._arrival.admit(stream_id, core._path, core._frame.digest, core._frame.receive_ns,
+                                     core._frame.last_sequence):
             core.redundant_dropped += 1
             return False
     if route is not None:

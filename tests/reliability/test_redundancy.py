@@ -257,6 +257,10 @@ async def test_a_message_that_does_not_parse_is_reported_once(binance_simulator_
         await asyncio.sleep(0.1)
         assert [type(e).__name__ for e in sink.errors] == ["InvalidMessageError"], sink.errors
         check_continuity(sink.messages)
+        # Every copy is accounted for: the first reported, the other dropped as a copy.
+        metrics = ws.metrics
+        assert metrics["parse_errors"] == 1, metrics
+        assert metrics["redundant_dropped"] == len(sink.messages) + 1
 
 
 class HeldTrades:
