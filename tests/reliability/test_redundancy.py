@@ -21,6 +21,7 @@ from fastws.errors import ExchangeTimeoutError, SequenceGapError
 from fastws.testing import FaultProxy
 from tests.conftest import until
 from tests.integration.test_binance import Sink
+from tests.integration.test_binance_book import Books, agrees, stepping
 from tests.reliability.test_proxy_faults import nothing_left_behind
 
 pytestmark = pytest.mark.asyncio
@@ -444,3 +445,31 @@ async def test_a_pool_of_redundant_shards_delivers_once_and_retires_a_shard_with
             assert not ws._members
         assert not sink.errors and ws.gaps == []
     await until(lambda: not any(c.is_open for c in sim.connections), BOUND, "every path closed")
+
+
+async def test_binance_books_over_redundant_paths(binance_simulator_factory: Any) -> None:
+    # Path 0 20 ms behind path 1: each book update applied and handed to the
+    # book handler once, whichever path brought it; the books equal the
+    # simulator's; path 0 cut: the books stay valid (no resync).
+    sim = await binance_simulator_factory(rate=0)
+    books = Books()
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    async with redundant(sim, rest_url=sim.rest_url, book_depth=100) as (ws, sink, proxies), \
+            stepping(sim) as stepper:
+        proxies[0].delay(0.02)
+        await ws.subscribe_books(symbols, books.on_book)
+        for _ in range(2):
+            await asyncio.sleep(0.1)
+            await agrees(sim, stepper, ws, symbols)
+        accepted = proxies[0].connections_accepted
+        proxies[0].cut()
+        await until(lambda: proxies[0].connections_accepted > accepted, BOUND, "path 0 reconnected")
+        await agrees(sim, stepper, ws, symbols)
+        health = await ws.health_check()
+        for symbol in symbols:
+            ids = [i for s, i, _ in books.updates if s == symbol]
+            assert len(ids) > 10 and ids == sorted(set(ids)), f"{symbol}: an update applied twice"
+            assert health["books"][symbol]["resyncs"] == 0
+        assert all(valid for _, _, valid in books.updates), "a book invalidated by one path's loss"
+        assert health["redundancy"][0]["paths"][1]["first_arrivals"] > 0
+    assert books.errors == []
