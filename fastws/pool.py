@@ -106,6 +106,11 @@ class PooledWebSocketInterface(BaseWebSocketInterface):
         own = super().subscriptions
         return [(self, own), *((m, m.subscriptions) for m in self._members)]
 
+    @property
+    def every_connection(self) -> list[BaseWebSocketInterface]:
+        """Every connection of the pool with its redundant paths (each shard, then its paths)."""
+        return [path for c in self.connections for path in (c, *redundant_paths(c))]
+
     def _owner_of(self, stream: str) -> Optional[BaseWebSocketInterface]:
         """The connection that carries ``stream``, if any."""
         if super()._carries(stream):

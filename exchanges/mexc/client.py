@@ -45,7 +45,6 @@ from fastws._core import RouteTable, is_async_callable
 from fastws.book import OrderBook
 from fastws.book.books import BookHandler
 from fastws.book.sync import BookSync
-from fastws.client.redundancy import redundant_paths
 from fastws.config import WebSocketConfig, create_websocket_config, limit_changes
 from fastws.errors import ExchangeAPIError, InvalidMessageError, SubscriptionRejectedError
 from fastws.pool import PooledWebSocketInterface
@@ -520,11 +519,9 @@ class MexcWebSocket(PooledWebSocketInterface):
         """Send ``channel``'s pushes to ``on_frame`` and the book it returns to ``deliver``."""
         if self._routes is None:
             routes = RouteTable()
-            # Every connection: the pool's members and each one's redundant paths.
-            for member in (self, *self._members):
-                for client in (member, *redundant_paths(member)):
-                    client._share_routes(routes)
-                    cast(MexcWebSocket, client)._attach_routes()
+            for client in self.every_connection:
+                client._share_routes(routes)
+                cast(MexcWebSocket, client)._attach_routes()
         assert self._routes is not None
 
         def book_of(_message: Any) -> OrderBook:
