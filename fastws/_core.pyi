@@ -406,8 +406,10 @@ class FrameHandler(WSListener):
     @property
     def handover(self) -> Optional[Handover]:
         """The ``Handover`` shared with an overlapping connection, or None."""
-    def begin_redundancy(self, arrival: FirstArrival, path: int, streams: dict[str, StreamStats]) -> None:
-        """Be path ``path`` of a redundant group sharing ``arrival`` and the per-stream stats ``streams``."""
+    def begin_redundancy(self, arrival: FirstArrival, path: int, streams: dict[str, StreamStats],
+                         backlogs: Optional[dict[Optional[str], StreamBacklog]] = None) -> None:
+        """Be path ``path`` of a redundant group sharing ``arrival``, the per-stream stats ``streams``
+        and the stream backlogs ``backlogs``."""
     @property
     def arrival(self) -> Optional[FirstArrival]:
         """The ``FirstArrival`` shared with the other paths of a redundant group, or None."""

@@ -400,18 +400,28 @@ cdef class FrameHandler(WSListener):
         self._handover = None
         self._shadow = False
 
-    def begin_redundancy(self, FirstArrival arrival, int path, dict streams):
+    def begin_redundancy(self, FirstArrival arrival, int path, dict streams, dict backlogs=None):
         """Be path ``path`` of a redundant group: deliver a message only if it arrives here first.
 
         ``streams`` is the group's per-stream stats, shared by every path's
         core, so counts and sequence continuity are those of the messages
-        delivered, whichever path brought them. Costs a payload digest and a
-        ring lookup per message.
+        delivered, whichever path brought them. ``backlogs``, the group's
+        stream backlogs, likewise: a stream whose handler is behind (its Task
+        on any path's core) keeps its later messages waiting, in order, under
+        its policy, whichever path brought them. Costs a payload digest and a
+        ring lookup per message, and a dict lookup in the stream backlogs.
         """
         arrival._check(path)
+        if self._arrival is None and backlogs is not None:
+            # Another path's Task may hold any stream back: every delivery
+            # looks the stream up (one count that never returns to 0; the
+            # core without redundancy keeps its single test).
+            self._busy_streams += 1
         self._arrival = arrival
         self._path = path
         self._streams = streams
+        if backlogs is not None:
+            self._stream_backlogs = backlogs
         self._last_stream_id = None
         self._last_stats = None
 
@@ -533,8 +543,9 @@ cdef class FrameHandler(WSListener):
         if self._busy_streams:
             for backlog in self._stream_backlogs.values():
                 # A Task cancelled before its first step never runs its
-                # cleanup: done, it is not pending any more.
-                if backlog.task is not None and not backlog.task.done():
+                # cleanup: done, it is not pending any more. Under
+                # redundancy the backlogs are shared: only this core's.
+                if backlog.task is not None and backlog.owner is self and not backlog.task.done():
                     tasks.append(backlog.task)
         return tasks
 
@@ -569,6 +580,8 @@ cdef class FrameHandler(WSListener):
             oldest = (<tuple>self._backlog[0])[1]
         if self._busy_streams:
             for backlog in self._stream_backlogs.values():
+                if backlog.owner is not self:
+                    continue
                 stream_oldest = backlog._oldest_ns()
                 if stream_oldest and (oldest == 0 or stream_oldest < oldest):
                     oldest = stream_oldest

@@ -303,7 +303,7 @@ class ConnectionMixin(HealthMixin):
                 ws.disconnect(graceful=False)
         if drain:
             await self._drain_backlog(core)
-        for task in core.pending_tasks() if core is not None else ():
+        for task in self._tasks_to_end(core):
             task.cancel()
             try:
                 await task
@@ -325,7 +325,7 @@ class ConnectionMixin(HealthMixin):
         deadline = time.monotonic() + self.config.pong_timeout
         # Draining the connection's backlog may start a stream's Task (a
         # handler that suspends): wait for those too.
-        while (tasks := [t for t in core.pending_tasks() if not t.done()]) \
+        while (tasks := [t for t in self._tasks_to_end(core) if not t.done()]) \
                 and time.monotonic() < deadline:
             await asyncio.wait(tasks, timeout=deadline - time.monotonic())
         left = core.backlog_size
@@ -334,6 +334,16 @@ class ConnectionMixin(HealthMixin):
             self._slow_consumer_gap(left, now - core.backlog_age_ns() / 1e9, now,
                                     f"still waiting for the handler {self.config.pong_timeout} s after "
                                     "the connection ended")
+
+    def _tasks_to_end(self, core: Optional[FrameHandler]) -> list["asyncio.Task[Any]"]:
+        """The core's pending Tasks that end with its connection: all of them, but for a
+        redundant path not stopping, whose streams' Tasks go on under its group."""
+        if core is None:
+            return []
+        tasks = core.pending_tasks()
+        if self._redundancy is not None and not self._stopping and tasks:
+            return self._redundancy.adopt(core, tasks)
+        return tasks
 
     def _close_replaced(self, ws: Any, core: FrameHandler) -> None:
         """Close a replaced connection in the background; its counters still count."""

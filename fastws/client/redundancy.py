@@ -28,7 +28,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from fastws._core import FirstArrival, FrameHandler, StreamStats
+from fastws._core import FirstArrival, FrameHandler, StreamBacklog, StreamStats
 from fastws.client.health import ConnectionGap
 from fastws.errors import ConnectionFailedError
 from fastws.metrics import latency_percentiles
@@ -63,10 +63,18 @@ class RedundantPaths:
         # Per-stream stats shared by every path's core: counts and sequence
         # continuity over what was delivered.
         self.streams: dict[str, StreamStats] = {}
+        # Per-stream backlogs shared likewise: a stream behind its handler
+        # waits on every path; a lost path's Tasks finishing its streams'
+        # handlers go on here (``adopt``) until they end or stop().
+        self.backlogs: dict[Optional[str], StreamBacklog] = {}
+        self._adopted: set[asyncio.Task[Any]] = set()
+        self._stopped = False
         self._last_lag: list[list[int]] = [[] for _ in self.clients]
         self._last_behind = [0] * len(self.clients)
         self._last_unconfirmed = [0] * len(self.clients)
         self._replaced = [0] * len(self.clients)
+        # Paths connected and subscribed (path_restored until path_lost).
+        self._subscribed: set[int] = set()
         self._checker: Optional[asyncio.Task[None]] = None
         self.logger = logging.getLogger("fastws.redundancy")
         for index, client in enumerate(self.clients):
@@ -91,13 +99,27 @@ class RedundantPaths:
     def attach(self, client: "ClientFields", core: FrameHandler) -> None:
         """A path built a core for a new connection: it joins the group (catching up)."""
         index = client._path_index
-        core.begin_redundancy(self.arrival, index, self.streams)
+        core.begin_redundancy(self.arrival, index, self.streams, self.backlogs)
         self.arrival.join(index)
+
+    def adopt(self, core: FrameHandler, tasks: list["asyncio.Task[Any]"]) -> list["asyncio.Task[Any]"]:
+        """A path's connection is closing: of its core's ``tasks``, those finishing a stream's
+        handler go on under the group (their waiting messages were delivered by this path, the
+        others dropped their copies); returns the rest, the connection's own, to end."""
+        if self._stopped:
+            return tasks        # stop() has ended the adopted ones: these end with their connection
+        own = [] if core.pending_task is None else [core.pending_task]
+        for task in tasks:
+            if task not in own and not task.done():
+                self._adopted.add(task)
+                task.add_done_callback(self._adopted.discard)
+        return [t for t in tasks if t in own]
 
     def path_lost(self, client: "ClientFields", reason: str) -> None:
         """A path's connection ended: the others deliver; a gap only if none is left."""
         index = client._path_index
         self.arrival.leave(index)
+        self._subscribed.discard(index)
         live = self.live_paths()
         if client._stopping:
             return
@@ -110,7 +132,18 @@ class RedundantPaths:
 
     def path_restored(self, client: "ClientFields") -> None:
         """A path is connected and subscribed again: the shard's feed gap, if any, ends."""
+        self._subscribed.add(client._path_index)
         self.shard._close_gap()
+
+    def may_replace(self, client: "ClientFields") -> bool:
+        """Whether ``client``'s path may close for a replacement now: another path is connected
+        and subscribed. If so, the path counts as gone from now on (so no other path due
+        at the same moment goes too)."""
+        index = client._path_index
+        if not self._subscribed - {index}:
+            return False
+        self._subscribed.discard(index)
+        return True
 
     def live_paths(self) -> int:
         """Paths with a live connection."""
@@ -119,6 +152,7 @@ class RedundantPaths:
     # ------------------------------------------------------------ the paths
     async def start(self, timeout: Optional[float]) -> None:
         """Start paths 1 to R-1 beside the shard (a path that cannot start is retried later)."""
+        self._stopped = False
         await asyncio.gather(*(self._start_path(c, timeout) for c in self.clients[1:]))
         if self._checker is None:
             self._checker = asyncio.get_running_loop().create_task(
@@ -133,12 +167,17 @@ class RedundantPaths:
                                 extra={"exchange": self.shard.exchange, "path": client._path_index})
 
     async def stop(self) -> None:
-        """Stop the checker and paths 1 to R-1 (the shard stops itself)."""
+        """Stop the checker, paths 1 to R-1 (the shard stops itself) and the Tasks adopted from lost paths."""
+        self._stopped = True
         checker, self._checker = self._checker, None
         if checker is not None:
             checker.cancel()
             await asyncio.gather(checker, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self.clients[1:]), return_exceptions=True)
+        adopted = list(self._adopted)
+        for task in adopted:
+            task.cancel()
+        await asyncio.gather(*adopted, return_exceptions=True)
 
     async def _check_paths(self) -> None:
         """Replace paths that lag behind the first arrivals or stalled; restart stopped ones."""

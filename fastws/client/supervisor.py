@@ -235,6 +235,7 @@ class SupervisorMixin(SubscriptionsMixin):
         healthy = False
         cadence_every = _cadence_check_interval(cfg.cadence_floor) if cfg.cadence_factor is not None else None
         next_cadence = connected_at + cadence_every if cadence_every is not None else None
+        rotate_at = connected_at + cfg.max_connection_age if cfg.max_connection_age is not None else None
         while True:
             if self._stopping:
                 return "client stop"
@@ -249,8 +250,8 @@ class SupervisorMixin(SubscriptionsMixin):
                 if cfg.stale_timeout is not None:
                     last = core.last_receive_ns / 1e9
                     deadlines.append(last + cfg.stale_timeout - monotonic_time_ns() / 1e9)
-                if cfg.max_connection_age is not None:
-                    deadlines.append(connected_at + cfg.max_connection_age - now)
+                if rotate_at is not None:
+                    deadlines.append(rotate_at - now)
                 if not healthy:
                     deadlines.append(connected_at + cfg.healthy_after - now)
                 if next_cadence is not None:
@@ -281,7 +282,12 @@ class SupervisorMixin(SubscriptionsMixin):
             replace = None
             if wanted.done() and not wanted.cancelled():
                 replace = wanted.result()
-            elif cfg.max_connection_age is not None and now - connected_at >= cfg.max_connection_age:
+            elif rotate_at is not None and now >= rotate_at:
+                if self._redundancy is not None and not self._redundancy.may_replace(self):
+                    # Paths come of age together: this one waits until another
+                    # is back and subscribed, so that one always delivers.
+                    rotate_at = now + _ROTATION_RETRY
+                    continue
                 replace = f"max_connection_age {cfg.max_connection_age} s reached"
             if replace is None:
                 continue
@@ -289,6 +295,7 @@ class SupervisorMixin(SubscriptionsMixin):
             if cfg.make_before_break and self._redundancy is None and not self._stopping \
                     and await self._rotate(replace):
                 connected_at = time.monotonic()
+                rotate_at = connected_at + cfg.max_connection_age if cfg.max_connection_age is not None else None
                 continue
             if self._ws is None or self._ws.is_disconnected:
                 return self._close_reason()
@@ -326,9 +333,26 @@ class SupervisorMixin(SubscriptionsMixin):
             self.logger.warning("%s", error.message, extra={"exchange": self.exchange, "stream": stream,
                                                             "silent": overdue.silent})
             self._emit_error(error)
-        if silent:
+        if not silent:
+            return
+        if self._redundancy is None:
             self._in_background(self._resubscribe_alone(silent), f"fastws-{self.exchange}-resubscribe")
+            return
+        # The paths of a redundant group share the streams' counts: a stream
+        # silent there is silent on every path. The first watchdog to see it
+        # reports it (once) and resubscribes it on each connected path; the
+        # others count that as their resubscribe, so they do not act again.
+        for path in self._redundancy.clients:
+            if path is not self:
+                for stream in silent:
+                    path._cadence.resubscribed(stream, now_ns)
+            if path.state is ConnectionState.CONNECTED:
+                path._in_background(path._resubscribe_alone(silent), f"fastws-{self.exchange}-resubscribe")
 
+
+# Seconds between two looks at whether a redundant path due for replacement
+# may go (another path delivers meanwhile).
+_ROTATION_RETRY = 0.05
 
 # The reason picows gives in the close it sends when no pong came in time.
 _PICOWS_PONG_TIMEOUT = "peer has not replied to ping"

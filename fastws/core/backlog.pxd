@@ -21,6 +21,11 @@ cdef class StreamBacklog:
         # The Task finishing the stream's suspended handler, then its backlog
         # (None: the stream is not behind).
         readonly object task
+        # The FrameHandler whose Task that is (its counters count the
+        # waiting messages). Under redundancy the paths of a group share
+        # their stream backlogs: a stream behind its handler waits on every
+        # path, whichever brings its next message.
+        object owner
         # Receive time of the message its handler is on (0: none).
         int64_t _inflight_ns
         bint _warned

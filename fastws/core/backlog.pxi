@@ -214,19 +214,26 @@ cdef void _handler_suspended(FrameHandler core, object stream_id, int64_t recv_n
     backlog.suspensions += 1
     backlog._inflight_ns = recv_ns
     core._busy_streams += 1
+    backlog.owner = core
     backlog.task = core._loop.create_task(_drain_stream(core, backlog, coro, yielded, recv_ns))
 
 
-cdef bint _wait_behind_stream(FrameHandler core, Route route, object stream_id, object message):
-    """Keep the message in its stream's backlog if the stream's handler is behind (True), under its policy."""
-    cdef PyObject* found = PyDict_GetItem(core._stream_backlogs, stream_id)
+cdef bint _wait_behind_stream(FrameHandler receiver, Route route, object stream_id, object message):
+    """Keep the message in its stream's backlog if the stream's handler is behind (True), under its policy.
+
+    The backlog's counts are its owner's (the core whose Task drains it):
+    under redundancy another path's core may have received the message.
+    """
+    cdef PyObject* found = PyDict_GetItem(receiver._stream_backlogs, stream_id)
     cdef StreamBacklog backlog
-    cdef int64_t recv_ns = core._frame.receive_ns
-    cdef Py_ssize_t size = core._frame.data_size
+    cdef FrameHandler core
+    cdef int64_t recv_ns = receiver._frame.receive_ns
+    cdef Py_ssize_t size = receiver._frame.data_size
     cdef int64_t oldest
     if found is NULL or (<StreamBacklog>found).task is None:
         return False
     backlog = <StreamBacklog>found
+    core = <FrameHandler>backlog.owner
     items = backlog._items
     if backlog.policy == POLICY_LATEST and items:
         _forget_waiting(core, backlog, items.pop())

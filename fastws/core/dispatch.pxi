@@ -51,7 +51,8 @@ cdef bint _parse_default(FrameHandler core, const char* ptr, Py_ssize_t size, ob
         try:
             message = core._compiled.parse(ptr, size, &core._frame)
         except Exception as exc:
-            _error(core, ERROR_PARSE, exc, PyBytes_FromStringAndSize(ptr, min(size, _ERROR_PREVIEW_BYTES)))
+            if _first_unnamed(core):
+                _error(core, ERROR_PARSE, exc, PyBytes_FromStringAndSize(ptr, min(size, _ERROR_PREVIEW_BYTES)))
             return False
         if message is None:
             core.control_messages += 1
@@ -77,7 +78,8 @@ cdef bint _parse_default(FrameHandler core, const char* ptr, Py_ssize_t size, ob
         else:
             message = core._parse(payload)
     except Exception as exc:
-        _error(core, ERROR_PARSE, exc, payload)
+        if _first_unnamed(core):
+            _error(core, ERROR_PARSE, exc, payload)
         message = None
     else:
         if message is None:
@@ -90,6 +92,17 @@ cdef bint _parse_default(FrameHandler core, const char* ptr, Py_ssize_t size, ob
     if owner is None:
         _release_view(payload)
     return suspended
+
+
+cdef inline bint _first_unnamed(FrameHandler core):
+    """Whether to report (or deliver) a message no stream is named for: always, but under
+    redundancy only its first copy (the paths' copies of a bad frame are one bad frame;
+    a later copy is counted in ``redundant_dropped``)."""
+    if core._arrival is None or core._arrival.admit(None, core._path, core._frame.digest,
+                                                    core._frame.receive_ns, -1):
+        return True
+    core.redundant_dropped += 1
+    return False
 
 
 cdef inline void _release_view(object view):
@@ -126,10 +139,15 @@ cdef bint _classify(FrameHandler core, object message, object payload):
     except Exception as exc:
         _error(core, ERROR_CLASSIFY, exc, None)
         stream_id = None
-    if core._arrival is not None and stream_id is not None and not core._arrival.admit(
-            stream_id, core._path, core._frame.digest, core._frame.receive_ns, core._frame.last_sequence):
-        core.redundant_dropped += 1
-        return False
+    if core._arrival is not None:
+        if stream_id is None:
+            # A message without a stream is judged under the key None.
+            if not _first_unnamed(core):
+                return False
+        elif not core._arrival.admit(stream_id, core._path, core._frame.digest, core._frame.receive_ns,
+                                     core._frame.last_sequence):
+            core.redundant_dropped += 1
+            return False
     if route is not None:
         # The stream's route takes its decoder's form of the message: one
         # that does not fit it is a bad message.

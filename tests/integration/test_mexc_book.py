@@ -24,6 +24,7 @@ from exchanges.mexc.simulator import MexcSimulator
 from fastws import ExchangeName, SequenceGapError
 from fastws.book import BannedError, OrderBook, TooManyRequestsError
 from fastws.errors import ExchangeTimeoutError, InvalidMessageError
+from fastws.testing import FaultProxy
 from tests.conftest import other_tasks
 from tests.integration.test_binance_book import Books, agrees, stepping, until
 
@@ -459,3 +460,45 @@ async def test_books_soak_under_faults(sim: MexcSimulator, request: pytest.Fixtu
     assert sum(faults.values()) >= 3
     assert crossed_but_valid == []
     assert {e.code for e in books.errors} <= {400, 408, 409, 429}
+
+
+@pytest.mark.parametrize("subscribe_first", [False, True], ids=["books-only", "deals-then-books"])
+async def test_books_over_redundant_connections(sim: MexcSimulator, subscribe_first: bool) -> None:
+    # Two paths carry every push, path 0 20 ms behind path 1 (through a
+    # FaultProxy): each book update is applied and handed to the book handler
+    # once, whichever path brought it, never to the message handler; the
+    # books equal the simulator's, nothing resyncs.
+    books, messages = Books(), Messages()
+    deals = "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"
+    async with FaultProxy("127.0.0.1", sim.port) as slow:
+        slow.delay(0.02)
+        config = mexc_config(slow.url(sim.ws_url().split(str(sim.port), 1)[1]), urls=[sim.ws_url()],
+                             redundancy=2, rest_url=sim.rest_url, book_depth=100)
+        ws = MexcWebSocket(ExchangeName("mexc"), config, messages, books.on_error)
+        async with ws, stepping(sim) as stepper:  # type: ignore[arg-type]
+            if subscribe_first:
+                await ws.subscribe([deals])
+            await ws.subscribe_books(SYMBOLS, books.on_book)
+            await check_redundant_books(sim, ws, stepper, books)
+            # Path 0 lost: path 1 goes on delivering, the books stay valid (no resync).
+            slow.cut()
+            await until(lambda: slow.connections_accepted >= 2, 10.0, "path 0 reconnected")
+            await check_redundant_books(sim, ws, stepper, books)
+            assert all(valid for _, _, valid in books.updates), "a book invalidated by one path's loss"
+    assert books.errors == []
+    assert all(m.get("channel") == deals for m in messages.got), [m for m in messages.got][:3]
+
+
+async def check_redundant_books(sim: MexcSimulator, ws: MexcWebSocket, stepper: Any, books: Books) -> None:
+    """Both paths open; the books agree with the simulator's at checkpoints; every update once."""
+    await until(lambda: len([c for c in sim.connections if c.is_open]) == 2, 10.0, "two paths")
+    for _ in range(3):
+        await asyncio.sleep(0.1)
+        await agrees(sim, stepper, ws, SYMBOLS)  # type: ignore[arg-type]
+    health = await ws.health_check()
+    for symbol in SYMBOLS:
+        ids = [i for s, i, valid in books.updates if s == symbol and valid]
+        assert len(ids) > 10 and ids == sorted(set(ids)), f"{symbol}: an update applied twice"
+        assert health["books"][symbol]["resyncs"] == 0
+    paths = health["redundancy"][0]["paths"]
+    assert paths[1]["first_arrivals"] > 0 and paths[0]["late_copies"] > 0, paths
