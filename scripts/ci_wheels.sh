@@ -61,7 +61,7 @@ run_mypy() {   # every compiled module has its .pyi (mypy reads it), then mypy -
 # exchanges from site-packages only.
 copy_tests() {
     mkdir -p "$WORK/src" &&
-        cp -r tests scripts bench pyproject.toml "$WORK/src/" &&
+        cp -r tests scripts bench dashboards README.md pyproject.toml "$WORK/src/" &&
         find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
 }
 
