@@ -24,6 +24,7 @@ from fastws.bus.storage import StorageSettings, ensure_stream
 from fastws.bus.subjects import DEFAULT_PREFIX
 from fastws.errors import ExchangeAPIError
 from fastws.registry import get_exchange
+from fastws.tasks import cancel_and_wait
 from fastws.types import ExchangeName
 
 __all__ = ["Collector"]
@@ -110,12 +111,7 @@ class Collector:
     async def stop(self) -> None:
         """Give the leases back, publish what is buffered, close NATS and the exchange."""
         task, self._nats_task = self._nats_task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         if self.fleet is not None:
             try:
                 await asyncio.wait_for(self.fleet.stop(), self.lease_ttl)

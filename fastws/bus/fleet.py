@@ -43,6 +43,7 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from fastws.bus.subjects import stream_token
+from fastws.tasks import cancel_and_wait
 
 __all__ = ["FleetMember", "bucket_name", "default_member_id", "release_key", "slot_key"]
 
@@ -151,12 +152,7 @@ class FleetMember:
     async def stop(self) -> None:
         """Stop renewing and give every lease back at once (other members take them over)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         if self._kv is not None:
             for key, (_, revision) in list(self._leases.items()):
                 await self._delete(key, revision)

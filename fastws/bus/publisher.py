@@ -27,6 +27,7 @@ from typing import Any, Collection, Optional
 
 from fastws._core import FramePublisher
 from fastws.bus.subjects import DEFAULT_PREFIX, message_id, stream_subject
+from fastws.tasks import cancel_and_wait
 
 __all__ = ["BusPublisher", "DEFAULT_MAX_BUFFER_BYTES", "DEFAULT_MAX_PENDING_BYTES"]
 
@@ -132,12 +133,7 @@ class BusPublisher:
         """Hand over what is buffered, stop the task and detach from the clients."""
         self.detach()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         await self.hand_over()
 
     async def _run(self) -> None:
